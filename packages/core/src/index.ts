@@ -1,0 +1,73 @@
+export {
+  type AnalyticGMFlow,
+  type AnalyticGMFlowOptions,
+  createAnalyticGMFlow,
+  type X0GaussianMixture,
+} from './analytic-gm-flow';
+export {
+  addNoise,
+  assertSigma,
+  type PredictionType,
+  predictionToVelocity,
+  predictionTypes,
+  type Sigma,
+  type SigmaRange,
+  sigmaColumn,
+  sigmaValues,
+  sigmaVector,
+  velocityFromX0,
+  velocityToPrediction,
+  x0FromVelocity,
+} from './conventions';
+export { detachTensor } from './detach';
+export { InvalidArgumentError, PiflowError } from './errors';
+export {
+  type FlowMapSchedule,
+  type FlowMapScheduleOptions,
+  flowMapSchedule,
+  flowMapStep,
+  rawTimeOf,
+  type StochasticityH,
+} from './flow-map-schedule';
+export { createPolicyRegistry, type PolicyRegistry, UnknownPolicyFamilyError } from './policy-registry';
+export { createRandom, Random, type RandomState } from './random';
+export {
+  type RolloutOptions,
+  rollout,
+  rolloutOpByOp,
+  rolloutSigmaGrid,
+  roundHalfEven,
+  substepCount,
+  type VelocityField,
+} from './rollout';
+export {
+  autoTemperature,
+  type SampleOptions,
+  type SampleStepInfo,
+  type SampleTeacherOptions,
+  sample,
+  sampleTeacher,
+  teacherSigmas,
+} from './sample';
+export { type DynamicShiftOptions, dynamicShift, unwarp, warp } from './time-warp';
+export {
+  type Condition,
+  disposeParams,
+  type ParamShapeOptions,
+  type Policy,
+  type PolicyFamily,
+  type RolloutSegment,
+  type Student,
+  type Teacher,
+  type TeacherMetadata,
+} from './types';
+export {
+  assertNumber,
+  assertNumbers,
+  assertOneOf,
+  assertTensor,
+  describeValue,
+  isTensor,
+  type NumberExpectation,
+  type TensorExpectation,
+} from './validation';

@@ -1,0 +1,82 @@
+import { InvalidArgumentError, PiflowError } from './errors';
+import type { PolicyFamily } from './types';
+import { describeValue } from './validation';
+
+export interface PolicyRegistry {
+  /** The family with this name; throws with the list of known names when there is none. */
+  get(name: string): PolicyFamily;
+  has(name: string): boolean;
+  /** Registered names, in registration order. */
+  names(): string[];
+  /** A new registry with these families added (throws on a duplicate name). */
+  with(families: Record<string, PolicyFamily>): PolicyRegistry;
+}
+
+/** Thrown when a registry is asked for a family it does not hold. */
+export class UnknownPolicyFamilyError extends PiflowError {
+  override name = 'UnknownPolicyFamilyError';
+}
+
+function assertFamily(key: string, family: unknown): asserts family is PolicyFamily {
+  const f = family as Partial<PolicyFamily> | undefined;
+  if (!f || typeof f !== 'object' || typeof f.create !== 'function' || typeof f.name !== 'string') {
+    throw new InvalidArgumentError(
+      `families.${key}`,
+      'a PolicyFamily value ({ name, create, … })',
+      describeValue(family),
+    );
+  }
+  if (f.specificationVersion !== 'v1') {
+    throw new InvalidArgumentError(
+      `families.${key}.specificationVersion`,
+      "'v1' (this version of @piflow/core implements policy specification v1)",
+      describeValue(f.specificationVersion),
+    );
+  }
+}
+
+/**
+ * Combines policy families explicitly: `createPolicyRegistry({ gm, dx, myFamily })`. Families are keyed by
+ * their own `name`; two families with the same name throw.
+ */
+export function createPolicyRegistry(families: Record<string, PolicyFamily> = {}): PolicyRegistry {
+  const map = new Map<string, PolicyFamily>();
+  for (const [key, family] of Object.entries(families)) {
+    assertFamily(key, family);
+    if (map.has(family.name)) {
+      throw new PiflowError(
+        `Policy family "${family.name}" is registered twice (from key "${key}"); family names must be unique.`,
+      );
+    }
+    map.set(family.name, family);
+  }
+  return {
+    get(name) {
+      const family = map.get(name);
+      if (!family) {
+        const known = [...map.keys()];
+        throw new UnknownPolicyFamilyError(
+          `Unknown policy family "${name}". Known families: ${known.length ? known.map((k) => `"${k}"`).join(', ') : '(none registered)'}.`,
+        );
+      }
+      return family;
+    },
+    has: (name) => map.has(name),
+    names: () => [...map.keys()],
+    with(more) {
+      return createPolicyRegistry({ ...Object.fromEntries(map), ...checkNoOverlap(map, more) });
+    },
+  };
+}
+
+function checkNoOverlap(map: Map<string, PolicyFamily>, more: Record<string, PolicyFamily>) {
+  for (const [key, family] of Object.entries(more)) {
+    assertFamily(key, family);
+    if (map.has(family.name)) {
+      throw new PiflowError(
+        `Policy family "${family.name}" is already registered; family names must be unique.`,
+      );
+    }
+  }
+  return more;
+}

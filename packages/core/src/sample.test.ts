@@ -1,0 +1,123 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createAnalyticGMFlow } from './analytic-gm-flow';
+import { InvalidArgumentError } from './errors';
+import { createRandom } from './random';
+import { rolloutOpByOp } from './rollout';
+import { autoTemperature, sample, sampleTeacher } from './sample';
+import { useBackend } from './testing/backends';
+import { countLeaks, relativeError } from './testing/numerics';
+import type { Policy, PolicyFamily, Student, Teacher } from './types';
+
+const flow = createAnalyticGMFlow({
+  means: [
+    [-1, 0],
+    [1, 1],
+    [0, -1.5],
+  ],
+  std: 0.3,
+});
+
+/** A family whose policy is the exact teacher field (params carry the temperature it was given, to check). */
+const seen: unknown[] = [];
+const exactFamily: PolicyFamily<{ tag: number }, { temperature?: number }> = {
+  specificationVersion: 'v1',
+  name: 'exact',
+  paramShapes: () => ({}),
+  create(_params, xSrc, _sigmaSrc, options) {
+    seen.push(options?.temperature);
+    const policy: Policy = {
+      family: 'exact',
+      batchSize: xSrc.shape[0]!,
+      velocity: (x, sigma) => flow.velocity(x, sigma),
+      detach: () => policy,
+      dispose: () => {},
+    };
+    return policy;
+  },
+};
+const student: Student<{ tag: number }> = { family: 'exact', predict: () => ({ tag: 1 }) };
+
+describe('sample', () => {
+  beforeAll(async () => {
+    await useBackend('cpu');
+  });
+
+  it('with an exact policy, N steps of rollouts equal one teacher rollout over the same substeps', () => {
+    const noise = createRandom(1).normalTensor([32, 2]);
+    for (const numInferenceSteps of [1, 2, 4]) {
+      seen.length = 0;
+      const out = sample(student, exactFamily, noise, { numInferenceSteps, substeps: 64 });
+      // the same grid: each step spans 1/N raw time with 64/N substeps
+      const reference = rolloutOpByOp(flow, noise, {
+        sigmaSrc: new Float32Array(32).fill(1),
+        sigmaDst: new Float32Array(32),
+        substeps: 64,
+        shift: 1,
+      });
+      expect(relativeError(out.dataSync(), reference.dataSync())).toBeLessThan(1e-5);
+      expect(seen).toEqual(new Array(numInferenceSteps).fill(undefined));
+      tf.dispose([out, reference]);
+    }
+    noise.dispose();
+  });
+
+  it('passes the temperature to every step but the last; auto = min(0.1·(N − 1), 1)', () => {
+    const noise = tf.zeros([2, 2]);
+    seen.length = 0;
+    tf.dispose(
+      sample(student, exactFamily, noise, { numInferenceSteps: 4, temperature: 'auto', substeps: 8 }),
+    );
+    expect(seen).toEqual(
+      [0.3, 0.3, 0.3, undefined].map((v) => (v === undefined ? v : expect.closeTo(v, 12))),
+    );
+    expect(autoTemperature(8)).toBeCloseTo(0.7, 12);
+    expect(autoTemperature(1)).toBe(0);
+    noise.dispose();
+  });
+
+  it('SDE sampling is seedable and leaks nothing', () => {
+    const noise = createRandom(2).normalTensor([16, 2]);
+    const { result: a, leaked } = countLeaks(() =>
+      sample(student, exactFamily, noise, { numInferenceSteps: 3, h: 1, seed: 5, substeps: 16 }),
+    );
+    expect(leaked).toBe(0);
+    const b = sample(student, exactFamily, noise, { numInferenceSteps: 3, h: 1, seed: 5, substeps: 16 });
+    const c = sample(student, exactFamily, noise, { numInferenceSteps: 3, h: 1, seed: 6, substeps: 16 });
+    expect(relativeError(a.dataSync(), b.dataSync())).toBe(0);
+    expect(relativeError(a.dataSync(), c.dataSync())).toBeGreaterThan(1e-3);
+    tf.dispose([a, b, c, noise]);
+  });
+
+  it('teacher Euler sampling walks the warped grid', async () => {
+    const teacher: Teacher = {
+      metadata: { shift: 3 },
+      velocity: async (x, sigma) => flow.velocity(x, sigma),
+    };
+    const noise = createRandom(3).normalTensor([8, 2]);
+    const before = tf.memory().numTensors;
+    const out = await sampleTeacher(teacher, noise, { numSteps: 16 });
+    expect(tf.memory().numTensors - before).toBe(1);
+    const reference = rolloutOpByOp(flow, noise, {
+      sigmaSrc: new Float32Array(8).fill(1),
+      sigmaDst: new Float32Array(8),
+      substeps: 16,
+      shift: 3,
+    });
+    expect(relativeError(out.dataSync(), reference.dataSync())).toBeLessThan(1e-5);
+    tf.dispose([out, reference, noise]);
+  });
+
+  it('rejects mismatched students and bad options', () => {
+    const noise = tf.zeros([2, 2]);
+    expect(() =>
+      sample({ family: 'gm', predict: () => ({}) } as never, exactFamily, noise, { numInferenceSteps: 2 }),
+    ).toThrow(InvalidArgumentError);
+    expect(() => sample(student, exactFamily, noise, { numInferenceSteps: 0 })).toThrow(/numInferenceSteps/);
+    expect(() => sample(student, exactFamily, noise, { numInferenceSteps: 2, temperature: 0 })).toThrow(
+      /temperature/,
+    );
+    expect(() => sample(student, exactFamily, tf.zeros([2]), { numInferenceSteps: 2 })).toThrow(/noise/);
+    noise.dispose();
+  });
+});

@@ -1,0 +1,164 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { InvalidArgumentError } from './errors';
+import { type FlowMapSchedule, flowMapSchedule, flowMapStep, type StochasticityH } from './flow-map-schedule';
+import { createRandom, type Random } from './random';
+import { rollout } from './rollout';
+import type { Condition, PolicyFamily, Student, Teacher } from './types';
+import { assertNumber, assertTensor, describeValue } from './validation';
+
+export interface SampleStepInfo {
+  /** Step index (0-based). */
+  step: number;
+  numInferenceSteps: number;
+  sigmaSrc: number;
+  sigmaDst: number;
+}
+
+export interface SampleOptions {
+  /** Number of network evaluations (≥ 1). A student trained at n steps runs at ≥ n (elastic inference). */
+  numInferenceSteps: number;
+  /** Raw size of the last step relative to the others, in (0, 1] (default 1). */
+  finalStepSizeScale?: number;
+  /** Time-warp shift of the schedule and the rollouts (default 1). */
+  shift?: number;
+  /**
+   * GM temperature applied to every step but the last (default 1 = off). 'auto' = min(0.1·(N − 1), 1),
+   * i.e. 0.3 at 4 steps and 0.7 at 8. Families without a temperature ignore it.
+   */
+  temperature?: number | 'auto';
+  /** Euler substeps per unit raw time in each rollout (default 128). */
+  substeps?: number;
+  /** Conditioning passed to the student. */
+  condition?: Condition;
+  /** Sampler stochasticity (default 0, the ODE). */
+  h?: StochasticityH;
+  /** Noise source for h > 0; or give `seed`. */
+  random?: Random;
+  seed?: number;
+  /** Extra options for `family.create` (e.g. DX shift and segment size). */
+  policyOptions?: Record<string, unknown>;
+  /** Use fused rollout kernels where available (default true). */
+  fused?: boolean;
+  /** Called after each step. */
+  onStep?: (info: SampleStepInfo) => void;
+}
+
+/** The temperature that 'auto' resolves to for N steps. */
+export function autoTemperature(numInferenceSteps: number): number {
+  return Math.min(Math.max(0.1 * (numInferenceSteps - 1), 0), 1);
+}
+
+/**
+ * Few-step π-Flow sampling: at each step the student is evaluated once at (x, σ_src), its output becomes a
+ * policy, the policy is rolled out to σ_dst with cheap substeps, and the FlowMap step re-noises to the next
+ * σ (identity for the ODE). Returns x at σ = 0; `noise` is not disposed.
+ */
+export function sample<P>(
+  student: Student<P>,
+  family: PolicyFamily<P, unknown>,
+  noise: tf.Tensor,
+  options: SampleOptions,
+): tf.Tensor {
+  if (!student || typeof student.predict !== 'function') {
+    throw new InvalidArgumentError(
+      'student',
+      'a Student (an object with predict(x, sigma, condition))',
+      describeValue(student),
+    );
+  }
+  if (!family || typeof family.create !== 'function') {
+    throw new InvalidArgumentError('family', 'a PolicyFamily value', describeValue(family));
+  }
+  if (student.family !== family.name) {
+    throw new InvalidArgumentError(
+      'family',
+      `the family "${student.family}" the student outputs`,
+      `"${family.name}"`,
+    );
+  }
+  assertTensor('noise', noise, { minRank: 2 });
+  const { substeps = 128, temperature = 1, fused = true } = options;
+  assertNumber('substeps', substeps, { min: 1, integer: true });
+  const schedule = flowMapSchedule(options);
+  const T = temperature === 'auto' ? autoTemperature(schedule.numInferenceSteps) : temperature;
+  assertNumber('temperature', T, { min: 0, minExclusive: true });
+  const random = options.random ?? (schedule.h === 0 ? undefined : createRandom(options.seed));
+  const batch = noise.shape[0]!;
+  let x = noise.clone();
+  for (let i = 0; i < schedule.numInferenceSteps; i++) {
+    const sigmaSrc = schedule.sigmas[i]!;
+    const sigmaDst = schedule.sigmasDst[i]!;
+    const next = tf.tidy(() => {
+      const sigmaVector = tf.fill([batch], sigmaSrc, 'float32') as tf.Tensor1D;
+      const params = student.predict(x, sigmaVector, options.condition);
+      const isLast = i === schedule.numInferenceSteps - 1;
+      const policy = family.create(params, x, sigmaSrc, {
+        ...options.policyOptions,
+        ...(isLast || T >= 1 ? {} : { temperature: T }),
+      });
+      try {
+        const xDst = rollout(policy, x, { sigmaSrc, sigmaDst, substeps, shift: schedule.shift, fused });
+        return flowMapStep(xDst, i, schedule, random);
+      } finally {
+        policy.dispose();
+      }
+    });
+    x.dispose();
+    x = next;
+    options.onStep?.({ step: i, numInferenceSteps: schedule.numInferenceSteps, sigmaSrc, sigmaDst });
+  }
+  return x;
+}
+
+export interface SampleTeacherOptions {
+  /** Euler steps (teacher network evaluations), ≥ 1. */
+  numSteps: number;
+  /** Time-warp shift of the step grid (default: the teacher's metadata shift, else 1). */
+  shift?: number;
+  /** Raw size of the last step relative to the others (default 1: uniform). */
+  finalStepSizeScale?: number;
+  condition?: Condition;
+  onStep?: (info: SampleStepInfo) => void;
+}
+
+/** The σ grid an N-step teacher Euler sampler walks (the ODE FlowMap grid, ending at 0). */
+export function teacherSigmas(options: SampleTeacherOptions & { shift: number }): FlowMapSchedule['sigmas'] {
+  return flowMapSchedule({
+    numInferenceSteps: options.numSteps,
+    finalStepSizeScale: options.finalStepSizeScale,
+    shift: options.shift,
+  }).sigmas;
+}
+
+/** The teacher's own Euler ODE sampler: x ← x + u(x, σ_i)·(σ_{i+1} − σ_i) on the warped grid. */
+export async function sampleTeacher(
+  teacher: Teacher,
+  noise: tf.Tensor,
+  options: SampleTeacherOptions,
+): Promise<tf.Tensor> {
+  if (!teacher || typeof teacher.velocity !== 'function') {
+    throw new InvalidArgumentError(
+      'teacher',
+      'a Teacher (an object with velocity(x, sigma, condition))',
+      describeValue(teacher),
+    );
+  }
+  assertTensor('noise', noise, { minRank: 2 });
+  const shift = options.shift ?? teacher.metadata.shift ?? 1;
+  const sigmas = teacherSigmas({ ...options, shift });
+  let x = noise.clone();
+  for (let i = 0; i < sigmas.length - 1; i++) {
+    const u = await teacher.velocity(x, sigmas[i]!, options.condition);
+    const next = tf.tidy(() => tf.add(x, tf.mul(u, sigmas[i + 1]! - sigmas[i]!)));
+    u.dispose();
+    x.dispose();
+    x = next;
+    options.onStep?.({
+      step: i,
+      numInferenceSteps: sigmas.length - 1,
+      sigmaSrc: sigmas[i]!,
+      sigmaDst: sigmas[i + 1]!,
+    });
+  }
+  return x;
+}

@@ -1,0 +1,17 @@
+export { registerTestBackend, testBackends, useBackend } from './backends';
+export {
+  type DXConformanceOptions,
+  describeDXConformance,
+  describeGMOracleConformance,
+  describePolicyConformance,
+  type GMOracleOptions,
+  type PolicyConformanceOptions,
+  type ReferenceInputs,
+} from './conformance';
+export { collectTensors, countLeaks, maxAbsDifference, relativeError } from './numerics';
+export {
+  type DXReferenceInput,
+  dxVelocityReference,
+  type GMReferenceInput,
+  gmVelocityReference,
+} from './references';

@@ -1,0 +1,99 @@
+import type * as tf from '@tensorflow/tfjs-core';
+import type { Sigma } from './conventions';
+
+/** Conditioning inputs of a teacher or student, by name (e.g. `{ labels }` or `{ textEmbeddings, pooled }`). */
+export type Condition = Readonly<Record<string, tf.Tensor>>;
+
+/** What a fused rollout is asked to do: all Euler substeps of one step, from σ_src down to σ_dst. */
+export interface RolloutSegment {
+  /** [B] noise levels where the segment starts (the policy's σ_src). */
+  sigmaSrc: Float32Array;
+  /** [B] noise levels where the segment ends. */
+  sigmaDst: Float32Array;
+  /** Euler substeps per unit of raw time. */
+  substeps: number;
+  /** Time-warp shift of the substep grid. */
+  shift: number;
+}
+
+/**
+ * A policy π(x, σ): a network-free velocity field valid for σ_dst ≤ σ ≤ σ_src, built from a student's
+ * output at (x_src, σ_src). Pure function of its parameters; owns its parameter tensors.
+ */
+export interface Policy {
+  /** Name of the family that made it. */
+  readonly family: string;
+  /** Batch size B. */
+  readonly batchSize: number;
+  /** Velocity at (x, σ); x has the shape of x_src, σ is a number or a [B] tensor. Synchronous. */
+  velocity(x: tf.Tensor, sigma: Sigma): tf.Tensor;
+  /** A copy whose parameters carry no gradient (shares memory; dispose it separately). */
+  detach(): Policy;
+  /** Frees the parameter tensors. */
+  dispose(): void;
+  /**
+   * Optional: the whole segment in one fused kernel on the current backend. Returns `undefined` when no
+   * fused kernel is available here, and `rollout` then runs op by op.
+   */
+  fusedRollout?(x: tf.Tensor, segment: RolloutSegment): tf.Tensor | undefined;
+}
+
+/** What a family needs to know to shape a student's output head. */
+export interface ParamShapeOptions {
+  /** Shape of x: [B, ...positions, C]. */
+  shape: readonly number[];
+  [option: string]: unknown;
+}
+
+/**
+ * A policy family: the plugin spec. Families are values, combined in an explicit registry
+ * (`createPolicyRegistry({ gm, dx, myFamily })`).
+ */
+export interface PolicyFamily<TParams = unknown, TOptions = unknown> {
+  readonly specificationVersion: 'v1';
+  /** Unique name, e.g. 'gm'. */
+  readonly name: string;
+  /** Shapes of the parameter tensors a student must output for x of the given shape. */
+  paramShapes(options: ParamShapeOptions): Record<string, number[]>;
+  /** Builds a policy from parameters at (xSrc, sigmaSrc). Takes no ownership of `params`. */
+  create(params: TParams, xSrc: tf.Tensor, sigmaSrc: Sigma, options?: TOptions): Policy;
+}
+
+export interface TeacherMetadata {
+  /** Per-sample shape of x (without the batch axis), when fixed. */
+  sampleShape?: readonly number[];
+  /** 'vector' [B, C], 'image' [B, H, W, C] or 'tokens' [B, L, C]. */
+  layout?: 'vector' | 'image' | 'tokens';
+  /** The time-warp shift the teacher is meant to be sampled with. */
+  shift?: number;
+  /** How the teacher applies guidance: none, classifier-free (two passes), or embedded (an input). */
+  guidance?: 'none' | 'cfg' | 'embedded';
+  /** Names of the conditioning inputs it takes. */
+  conditionNames?: readonly string[];
+  /** Free-form description. */
+  description?: string;
+}
+
+/** A flow model that predicts the velocity u(x, σ, condition). Asynchronous: remote teachers exist. */
+export interface Teacher {
+  readonly metadata: TeacherMetadata;
+  velocity(x: tf.Tensor, sigma: Sigma, condition?: Condition): Promise<tf.Tensor>;
+  dispose?(): void;
+}
+
+/** A student network: (x, σ, condition) → policy parameters for one family. Synchronous (it is trained). */
+export interface Student<TParams = unknown> {
+  /** Name of the policy family whose parameters it outputs. */
+  readonly family: string;
+  predict(x: tf.Tensor, sigma: tf.Tensor1D, condition?: Condition): TParams;
+}
+
+/** Disposes every tensor found in a params object (one level deep). */
+export function disposeParams(params: unknown): void {
+  if (typeof params !== 'object' || params === null) return;
+  for (const value of Object.values(params)) {
+    if (value && typeof value === 'object' && 'dispose' in value && 'dataId' in value) {
+      (value as tf.Tensor).dispose();
+    }
+  }
+}

@@ -1,0 +1,70 @@
+import type { Random } from '@piflow/core';
+import {
+  describeDXConformance,
+  describePolicyConformance,
+  dxVelocityReference,
+  type ReferenceInputs,
+} from '@piflow/core/testing';
+import * as tf from '@tensorflow/tfjs-core';
+import { describe, expect, it } from 'vitest';
+import { createDXFamily, dx } from './index';
+
+const N = 4;
+
+function makeParams(shape: number[], random: Random) {
+  return { space: 'u' as const, uGrid: random.normalTensor([shape[0]!, N, ...shape.slice(1)]) };
+}
+
+for (const mode of ['grid', 'polynomial'] as const) {
+  const options = { shift: 3.2, segmentSize: 0.4, mode };
+  const reference = (params: Record<string, Float64Array>, inputs: ReferenceInputs) => {
+    const B = inputs.shape[0]!;
+    const D = inputs.x.length / B;
+    const x0Grid = new Float64Array(B * N * D);
+    for (let b = 0; b < B; b++)
+      for (let n = 0; n < N; n++)
+        for (let i = 0; i < D; i++)
+          x0Grid[(b * N + n) * D + i] =
+            inputs.xSrc[b * D + i]! - inputs.sigmaSrc[b]! * params.uGrid![(b * N + n) * D + i]!;
+    return dxVelocityReference({
+      x0Grid,
+      x: inputs.x,
+      sigmaSrc: inputs.sigmaSrc,
+      sigma: inputs.sigma,
+      B,
+      N,
+      eps: 1e-4,
+      ...options,
+    });
+  };
+  describe(`DX ${mode}`, () => {
+    describePolicyConformance({
+      family: dx,
+      makeParams,
+      createOptions: options,
+      referenceVelocity: reference,
+    });
+  });
+}
+
+describeDXConformance({ family: dx });
+
+describe('DX family', () => {
+  it('paramShapes puts N after the batch axis', () => {
+    expect(dx.paramShapes({ shape: [8, 28, 28, 1], numPoints: 10 })).toEqual({ grid: [8, 10, 28, 28, 1] });
+  });
+
+  it('rejects bad intrinsic options with named errors', () => {
+    const xSrc = tf.zeros([2, 3]);
+    const uGrid = tf.zeros([2, 4, 3]);
+    expect(() => dx.create({ space: 'u', uGrid }, xSrc, 0.5, { segmentSize: 0 })).toThrow(/segmentSize/);
+    expect(() => dx.create({ space: 'u', uGrid }, xSrc, 0.5, { mode: 'spline' as never })).toThrow(/mode/);
+    expect(() => dx.create({ space: 'u', uGrid }, xSrc, 0.5, { shift: -1 })).toThrow(/shift/);
+    const family = createDXFamily({ mode: 'polynomial', shift: 2 });
+    const p = family.create({ space: 'u', uGrid }, xSrc, 0.5);
+    expect(p.mode).toBe('polynomial');
+    expect(p.shift).toBe(2);
+    p.dispose();
+    tf.dispose([xSrc, uGrid]);
+  });
+});

@@ -1,0 +1,248 @@
+import {
+  assertNumber,
+  assertOneOf,
+  assertSigma,
+  assertTensor,
+  describeValue,
+  detachTensor,
+  InvalidArgumentError,
+  type Policy,
+  type PolicyFamily,
+  type RolloutSegment,
+  type Sigma,
+  sigmaColumn,
+  sigmaValues,
+  unwarp,
+} from '@piflow/core';
+import * as tf from '@tensorflow/tfjs-core';
+
+/** DX parameters in x0-space: N x0 predictions (grid values or polynomial coefficients). */
+export interface DXX0Params {
+  space: 'x0';
+  /** [B, N, ...positions, C] */
+  x0Grid: tf.Tensor;
+}
+
+/** DX parameters in the student's u-space: X[n] = x_src − σ_src·uGrid[n] (for every n, both modes). */
+export interface DXUParams {
+  space: 'u';
+  /** [B, N, ...positions, C] */
+  uGrid: tf.Tensor;
+}
+
+export type DXParams = DXX0Params | DXUParams;
+
+export type DXMode = 'grid' | 'polynomial';
+
+export interface DXPolicyOptions {
+  /** Shift of the policy's own time warp (intrinsic: keep the value the student was trained with). Default 1. */
+  shift?: number;
+  /** Raw-time span the grid covers below σ_src (intrinsic). Default 1. */
+  segmentSize?: number;
+  /** 'grid' (linear interpolation, default) or 'polynomial' (monomials in raw time elapsed since σ_src). */
+  mode?: DXMode;
+  /** σ floor in u = (x − x0)/max(σ, eps) and the smallest segment length. Default 1e-4. */
+  eps?: number;
+}
+
+/** Hook a backend package installs to run the whole rollout of a DX policy in one kernel. */
+export type DXFusedRollout = (
+  policy: DXPolicyState,
+  x: tf.Tensor,
+  segment: RolloutSegment,
+) => tf.Tensor | undefined;
+
+export interface DXPolicyState {
+  readonly xSrc: tf.Tensor;
+  readonly sigmaSrc: Float32Array;
+  /** [B, N, ...positions, C] x0-space grid. */
+  readonly x0Grid: tf.Tensor;
+  readonly mode: DXMode;
+  readonly shift: number;
+  readonly eps: number;
+  /** Per sample: raw time of σ_src, raw time where the grid ends, and the grid's raw length. */
+  readonly rawSrc: Float64Array;
+  readonly rawDst: Float64Array;
+  readonly rawLength: Float64Array;
+  /** Interpolation weights over the N grid entries at the given per-sample σ values (B × N). */
+  weightsAt(sigma: ArrayLike<number>): Float32Array;
+}
+
+const fusedRollouts: DXFusedRollout[] = [];
+
+/** Lets a backend package provide a fused DX rollout; returns a function that removes it. */
+export function registerDXFusedRollout(hook: DXFusedRollout): () => void {
+  fusedRollouts.push(hook);
+  return () => {
+    const i = fusedRollouts.indexOf(hook);
+    if (i >= 0) fusedRollouts.splice(i, 1);
+  };
+}
+
+/**
+ * A DX policy: x0(σ) = Σ_n w_n(σ)·X[n], u = (x − x0(σ))/max(σ, eps).
+ * - grid: N points uniform in raw time over [r_dst, r_src] (index 0 at r_dst, the clean end; N−1 at r_src),
+ *   r_dst = max(r_src − segmentSize, 0); w_n is the hat function max(0, 1 − |τ − n|) with
+ *   τ = clamp((r − r_dst)/(r_src − r_dst), 0, 1)·(N − 1) — exactly linear interpolation, clamped outside.
+ * - polynomial: w_n = (r_src − r)^n.
+ * Raw time r = unwarp(σ, shift) with the policy's own shift.
+ */
+export class DXPolicy implements Policy, DXPolicyState {
+  readonly family = 'dx';
+  readonly batchSize: number;
+  readonly numPoints: number;
+  readonly rawSrc: Float64Array;
+  readonly rawDst: Float64Array;
+  readonly rawLength: Float64Array;
+
+  constructor(
+    readonly xSrc: tf.Tensor,
+    readonly sigmaSrc: Float32Array,
+    readonly x0Grid: tf.Tensor,
+    readonly mode: DXMode,
+    readonly shift: number,
+    readonly segmentSize: number,
+    readonly eps: number,
+  ) {
+    this.batchSize = xSrc.shape[0]!;
+    this.numPoints = x0Grid.shape[1]!;
+    this.rawSrc = new Float64Array(this.batchSize);
+    this.rawDst = new Float64Array(this.batchSize);
+    this.rawLength = new Float64Array(this.batchSize);
+    for (let b = 0; b < this.batchSize; b++) {
+      const rSrc = unwarp(sigmaSrc[b]!, shift);
+      const rDst = Math.max(rSrc - segmentSize, 0);
+      this.rawSrc[b] = rSrc;
+      this.rawDst[b] = rDst;
+      this.rawLength[b] = Math.max(rSrc - rDst, eps);
+    }
+  }
+
+  weightsAt(sigma: ArrayLike<number>): Float32Array {
+    const N = this.numPoints;
+    const w = new Float32Array(this.batchSize * N);
+    for (let b = 0; b < this.batchSize; b++) {
+      const r = unwarp(Math.min(Math.max(sigma[b]!, 0), 1), this.shift);
+      if (this.mode === 'grid') {
+        if (N === 1) {
+          w[b * N] = 1;
+          continue;
+        }
+        const tau = Math.min(Math.max((r - this.rawDst[b]!) / this.rawLength[b]!, 0), 1) * (N - 1);
+        for (let n = 0; n < N; n++) w[b * N + n] = Math.max(0, 1 - Math.abs(tau - n));
+      } else {
+        const dt = this.rawSrc[b]! - r;
+        let p = 1;
+        for (let n = 0; n < N; n++, p *= dt) w[b * N + n] = p;
+      }
+    }
+    return w;
+  }
+
+  velocity(x: tf.Tensor, sigma: Sigma): tf.Tensor {
+    assertTensor('x', x, { shape: this.xSrc.shape });
+    assertSigma('sigma', sigma, this.batchSize);
+    const values = sigmaValues(sigma, this.batchSize);
+    const weights = this.weightsAt(values);
+    return tf.tidy(() => {
+      const w = tf.tensor(weights, [
+        this.batchSize,
+        this.numPoints,
+        ...new Array<number>(x.rank - 1).fill(1),
+      ]);
+      const x0 = tf.sum(tf.mul(w, this.x0Grid), 1);
+      return tf.div(tf.sub(x, x0), tf.maximum(sigmaColumn(sigma, x.rank), this.eps));
+    });
+  }
+
+  fusedRollout(x: tf.Tensor, segment: RolloutSegment): tf.Tensor | undefined {
+    for (const hook of fusedRollouts) {
+      const out = hook(this, x, segment);
+      if (out) return out;
+    }
+    return undefined;
+  }
+
+  detach(): DXPolicy {
+    return new DXPolicy(
+      detachTensor(this.xSrc),
+      this.sigmaSrc,
+      detachTensor(this.x0Grid),
+      this.mode,
+      this.shift,
+      this.segmentSize,
+      this.eps,
+    );
+  }
+
+  dispose(): void {
+    tf.dispose([this.xSrc, this.x0Grid]);
+  }
+}
+
+export interface DXParamShapeOptions {
+  shape: readonly number[];
+  /** Number of grid points or polynomial coefficients N (default 10). */
+  numPoints?: number;
+}
+
+export type DXFamily = PolicyFamily<DXParams, DXPolicyOptions> & {
+  paramShapes(options: DXParamShapeOptions): { grid: number[] };
+  create(params: DXParams, xSrc: tf.Tensor, sigmaSrc: Sigma, options?: DXPolicyOptions): DXPolicy;
+};
+
+/** Builds the DX policy family; `defaults` (shift, segmentSize, mode) apply unless overridden per call. */
+export function createDXFamily(defaults: DXPolicyOptions = {}): DXFamily {
+  return {
+    specificationVersion: 'v1',
+    name: 'dx',
+    paramShapes({ shape, numPoints = 10 }) {
+      assertNumber('numPoints', numPoints, { min: 1, integer: true });
+      if (!Array.isArray(shape) || shape.length < 2) {
+        throw new InvalidArgumentError('shape', 'the shape of x, [B, ...positions, C]', String(shape));
+      }
+      return { grid: [shape[0]!, numPoints, ...shape.slice(1)] };
+    },
+    create(params, xSrc, sigmaSrc, options = {}) {
+      const {
+        shift = defaults.shift ?? 1,
+        segmentSize = defaults.segmentSize ?? 1,
+        mode = defaults.mode ?? 'grid',
+        eps = defaults.eps ?? 1e-4,
+      } = options;
+      assertTensor('xSrc', xSrc, { minRank: 2 });
+      const B = xSrc.shape[0]!;
+      assertSigma('sigmaSrc', sigmaSrc, B, { allowZero: false });
+      assertNumber('shift', shift, { min: 0, minExclusive: true });
+      assertNumber('segmentSize', segmentSize, { min: 0, max: 1, minExclusive: true });
+      assertOneOf('mode', mode, ['grid', 'polynomial']);
+      assertNumber('eps', eps, { min: 0, minExclusive: true });
+      const p = params as { space?: unknown; x0Grid?: unknown; uGrid?: unknown } | undefined;
+      if (!p || (p.space !== 'x0' && p.space !== 'u')) {
+        throw new InvalidArgumentError(
+          'params',
+          "DX parameters { space: 'x0', x0Grid } or { space: 'u', uGrid }",
+          describeValue(p?.space ?? p),
+        );
+      }
+      const key = p.space === 'x0' ? 'x0Grid' : 'uGrid';
+      const grid = p[key];
+      assertTensor(`params.${key}`, grid, { rank: xSrc.rank + 1 });
+      const N = grid.shape[1]!;
+      if (N < 1) throw new InvalidArgumentError(`params.${key}`, 'N ≥ 1 grid points', `N = ${N}`);
+      assertTensor(`params.${key}`, grid, { shape: [B, N, ...xSrc.shape.slice(1)] });
+      const sigmaSrcValues = sigmaValues(sigmaSrc, B);
+      const x0Grid =
+        p.space === 'x0'
+          ? grid.clone()
+          : tf.tidy(() => {
+              const s = tf.tensor(sigmaSrcValues, [B, 1, ...new Array<number>(xSrc.rank - 1).fill(1)]);
+              return tf.sub(tf.expandDims(xSrc, 1), tf.mul(s, grid));
+            });
+      return new DXPolicy(xSrc.clone(), sigmaSrcValues, x0Grid, mode, shift, segmentSize, eps);
+    },
+  };
+}
+
+/** The DX family with default options (grid mode, shift 1, segment size 1). */
+export const dx: DXFamily = createDXFamily();

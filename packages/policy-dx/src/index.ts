@@ -1,0 +1,15 @@
+export {
+  createDXFamily,
+  type DXFamily,
+  type DXFusedRollout,
+  type DXMode,
+  type DXParamShapeOptions,
+  type DXParams,
+  DXPolicy,
+  type DXPolicyOptions,
+  type DXPolicyState,
+  type DXUParams,
+  type DXX0Params,
+  dx,
+  registerDXFusedRollout,
+} from './dx-policy';

@@ -1,0 +1,214 @@
+import { createRandom, InvalidArgumentError, type Random } from '@piflow/core';
+import {
+  describeGMOracleConformance,
+  describePolicyConformance,
+  gmVelocityReference,
+  type ReferenceInputs,
+  relativeError,
+  testBackends,
+  useBackend,
+} from '@piflow/core/testing';
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { componentDropMask, createGMFamily, gm, gmMean, sampleGaussianMixture } from './index';
+
+const K = 3;
+
+function randomUParams(shape: number[], random: Random) {
+  const positions = shape.slice(0, -1);
+  const C = shape[shape.length - 1]!;
+  return {
+    space: 'u' as const,
+    means: random.normalTensor([...positions, K, C]),
+    logweights: tf.tidy(() => tf.mul(random.normalTensor([...positions, K]), 0.7)),
+    logstd: tf.tidy(() => tf.sub(tf.mul(random.normalTensor([shape[0]!]), 0.2), 0.8)) as tf.Tensor1D,
+  };
+}
+
+/** Float64 reference for u-space params: converts to x0-space per position, then the paper's formula. */
+function referenceU(params: Record<string, Float64Array>, inputs: ReferenceInputs): Float64Array {
+  const { shape } = inputs;
+  const B = shape[0]!;
+  const C = shape[shape.length - 1]!;
+  const P = inputs.x.length / C;
+  const perSample = P / B;
+  const means = new Float64Array(P * K * C);
+  const variance = new Float64Array(P);
+  const sigmaSrc = new Float64Array(P);
+  const sigma = new Float64Array(P);
+  for (let p = 0; p < P; p++) {
+    const b = Math.floor(p / perSample);
+    const ss = inputs.sigmaSrc[b]!;
+    sigmaSrc[p] = ss;
+    sigma[p] = inputs.sigma[b]!;
+    variance[p] = Math.exp(2 * params.logstd![b]!) * ss * ss;
+    for (let k = 0; k < K; k++)
+      for (let c = 0; c < C; c++)
+        means[(p * K + k) * C + c] = inputs.xSrc[p * C + c]! - ss * params.means![(p * K + k) * C + c]!;
+  }
+  return gmVelocityReference({
+    means,
+    logweights: params.logweights!,
+    variance,
+    xSrc: inputs.xSrc,
+    x: inputs.x,
+    sigmaSrc,
+    sigma,
+    K,
+    C,
+  });
+}
+
+describePolicyConformance({ family: gm, makeParams: randomUParams, referenceVelocity: referenceU });
+
+describePolicyConformance({
+  family: gm,
+  makeParams: (shape, random) => {
+    const u = randomUParams(shape, random);
+    const variance = tf.tidy(() => tf.exp(tf.mul(u.logstd, 2))) as tf.Tensor1D;
+    u.logstd.dispose();
+    return { space: 'x0', means: u.means, logweights: u.logweights, variance };
+  },
+});
+
+describeGMOracleConformance({ family: gm });
+
+for (const backend of testBackends()) {
+  describe(`GM family specifics on ${backend}`, () => {
+    beforeAll(async () => {
+      await useBackend(backend);
+    });
+
+    it('u-space and x0-space parameters give the same policy', () => {
+      const random = createRandom(3);
+      const shape = [4, 5, 3];
+      const u = randomUParams(shape, random);
+      const xSrc = random.normalTensor(shape);
+      const sigmaSrc = 0.6;
+      const x0 = {
+        space: 'x0' as const,
+        means: tf.tidy(() => tf.sub(tf.expandDims(xSrc, -2), tf.mul(sigmaSrc, u.means))),
+        logweights: u.logweights,
+        variance: tf.tidy(() => tf.mul(tf.exp(tf.mul(u.logstd, 2)), sigmaSrc * sigmaSrc)) as tf.Tensor1D,
+      };
+      const a = gm.create(u, xSrc, sigmaSrc);
+      const b = gm.create(x0, xSrc, sigmaSrc);
+      const ua = a.velocity(xSrc, 0.2);
+      const ub = b.velocity(xSrc, 0.2);
+      expect(relativeError(ua.dataSync(), ub.dataSync())).toBeLessThan(1e-5);
+      tf.dispose([ua, ub, u.means, u.logweights, u.logstd, x0.means, x0.variance, xSrc]);
+      a.dispose();
+      b.dispose();
+    });
+
+    it('at (x_src, σ_src) the velocity is (x_src − mixture mean)/σ_src', () => {
+      const random = createRandom(4);
+      const shape = [3, 2, 4];
+      const u = randomUParams(shape, random);
+      const xSrc = random.normalTensor(shape);
+      const policy = gm.create(u, xSrc, 0.7);
+      const mean = gmMean(policy.toX0Params());
+      const expected = tf.tidy(() => tf.div(tf.sub(xSrc, mean), 0.7));
+      const v = policy.velocity(xSrc, 0.7);
+      expect(relativeError(v.dataSync(), expected.dataSync())).toBeLessThan(1e-5);
+      tf.dispose([mean, expected, v, u.means, u.logweights, u.logstd, xSrc]);
+      policy.dispose();
+    });
+
+    it('temperature sharpens weights (logsoftmax(logw/T)) and scales the variance by T; T ≥ 1 is a no-op', () => {
+      const random = createRandom(5);
+      const shape = [2, 3];
+      const u = randomUParams(shape, random);
+      const xSrc = random.normalTensor(shape);
+      const plain = gm.create(u, xSrc, 0.8);
+      const hot = gm.create(u, xSrc, 0.8, { temperature: 0.3 });
+      const one = gm.create(u, xSrc, 0.8, { temperature: 1 });
+      const expectedLogw = tf.tidy(() => tf.logSoftmax(tf.div(plain.logweights, 0.3)));
+      expect(relativeError(hot.logweights.dataSync(), expectedLogw.dataSync())).toBeLessThan(1e-6);
+      expect(
+        relativeError(
+          hot.variance.dataSync(),
+          plain.variance.dataSync().map((v) => v * 0.3),
+        ),
+      ).toBeLessThan(1e-6);
+      expect(relativeError(one.logweights.dataSync(), plain.logweights.dataSync())).toBe(0);
+      tf.dispose([expectedLogw, u.means, u.logweights, u.logstd, xSrc]);
+      [plain, hot, one].forEach((p) => p.dispose());
+    });
+
+    it('dropout removes components per sample (shared over positions) but never all of them', () => {
+      const random = createRandom(6);
+      const mask = componentDropMask(2000, 3, 0.5, random);
+      let dropped = 0;
+      for (let b = 0; b < 2000; b++) {
+        const row = mask.slice(b * 3, b * 3 + 3);
+        expect(row.reduce((a, v) => a + v, 0)).toBeLessThan(3);
+        dropped += row.reduce((a, v) => a + v, 0);
+      }
+      // P(drop) = 0.5 with all-dropped rows (prob 1/8) reset: expected 3·0.5 − 3/8 = 1.125 per row
+      expect(dropped / 2000).toBeGreaterThan(1.05);
+      expect(dropped / 2000).toBeLessThan(1.2);
+      const shape = [2, 4, 3];
+      const u = randomUParams(shape, random);
+      const xSrc = random.normalTensor(shape);
+      const policy = gm.create(u, xSrc, 0.9, { dropout: 0.6, random: createRandom(7) });
+      const logw = policy.logweights.dataSync();
+      for (let p = 0; p < 8; p++) {
+        const row = Array.from(logw.slice(p * K, p * K + K));
+        expect(row.some(Number.isFinite)).toBe(true);
+        const sample = Math.floor(p / 4);
+        const first = Array.from(logw.slice(sample * 4 * K, sample * 4 * K + K)).map(Number.isFinite);
+        expect(row.map(Number.isFinite)).toEqual(first);
+      }
+      const v = policy.velocity(xSrc, 0.3);
+      expect(Array.from(v.dataSync()).every(Number.isFinite)).toBe(true);
+      expect(() => gm.create(u, xSrc, 0.9, { dropout: 0.2 })).toThrow(InvalidArgumentError);
+      expect(() => gm.create(u, xSrc, 0.9, { dropout: 1 })).toThrow(/dropout/);
+      tf.dispose([v, u.means, u.logweights, u.logstd, xSrc]);
+      policy.dispose();
+    });
+
+    it('samples x0 from the mixture with the right moments', () => {
+      const random = createRandom(8);
+      const n = 20000;
+      const means = tf.tensor([-2, 0, 3, 1], [1, 1, 2, 2]);
+      const tiled = tf.tile(means, [n, 1, 1, 1]);
+      const logweights = tf.tile(tf.log(tf.tensor([0.25, 0.75], [1, 1, 2])), [n, 1, 1]);
+      const variance = tf.fill([n], 0.09) as tf.Tensor1D;
+      const x0 = sampleGaussianMixture({ space: 'x0', means: tiled, logweights, variance }, random);
+      const v = x0.dataSync();
+      let m0 = 0;
+      let m1 = 0;
+      for (let i = 0; i < n; i++) {
+        m0 += v[2 * i]! / n;
+        m1 += v[2 * i + 1]! / n;
+      }
+      expect(m0).toBeCloseTo(0.25 * -2 + 0.75 * 3, 1);
+      expect(m1).toBeCloseTo(0.75, 1);
+      tf.dispose([means, tiled, logweights, variance, x0]);
+    });
+
+    it('createGMFamily defaults apply and can be overridden', () => {
+      const family = createGMFamily({ temperature: 0.5 });
+      const random = createRandom(9);
+      const u = randomUParams([2, 3], random);
+      const xSrc = random.normalTensor([2, 3]);
+      const a = family.create(u, xSrc, 0.5);
+      const b = family.create(u, xSrc, 0.5, { temperature: 1 });
+      expect(
+        relativeError(
+          a.variance.dataSync(),
+          b.variance.dataSync().map((v) => v * 0.5),
+        ),
+      ).toBeLessThan(1e-6);
+      expect(family.paramShapes({ shape: [4, 7, 7, 2], numComponents: 5 })).toEqual({
+        means: [4, 7, 7, 5, 2],
+        logweights: [4, 7, 7, 5],
+        logstd: [4],
+      });
+      tf.dispose([u.means, u.logweights, u.logstd, xSrc]);
+      a.dispose();
+      b.dispose();
+    });
+  });
+}

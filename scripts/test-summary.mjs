@@ -1,5 +1,5 @@
 // Sums every package's vitest JSON report into one closing line: "Tests: N passed, M failed".
-import { readdirSync, readFileSync, existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');

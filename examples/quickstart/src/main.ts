@@ -4,16 +4,29 @@
  * teacher's own Euler sampler at 1 or 4 steps is far off. Prints distances to the 128-substep teacher ODE.
  */
 import '@tensorflow/tfjs-backend-cpu';
+import {
+  createAnalyticGMFlow,
+  createRandom,
+  rollout,
+  type Student,
+  sample,
+  sampleTeacher,
+} from '@piflow/core';
+import { type GMParams, gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
-import { createAnalyticGMFlow, createRandom, rollout, sample, sampleTeacher, type Student } from '@piflow/core';
-import { gm, type GMParams } from '@piflow/policy-gm';
 
 await tf.setBackend('cpu');
 const random = createRandom(0);
 const K = 8;
-const means = Array.from({ length: K }, (_, k) => [2 * Math.cos((2 * Math.PI * k) / K), 2 * Math.sin((2 * Math.PI * k) / K)]);
+const means = Array.from({ length: K }, (_, k) => [
+  2 * Math.cos((2 * Math.PI * k) / K),
+  2 * Math.sin((2 * Math.PI * k) / K),
+]);
 const flow = createAnalyticGMFlow({ means, std: 0.15 });
-const teacher = { metadata: { shift: 1 }, velocity: async (x: tf.Tensor, s: number | tf.Tensor1D) => flow.velocity(x, s) };
+const teacher = {
+  metadata: { shift: 1 },
+  velocity: async (x: tf.Tensor, s: number | tf.Tensor1D) => flow.velocity(x, s),
+};
 const oracleStudent: Student<GMParams> = { family: 'gm', predict: (x, sigma) => flow.posterior(x, sigma) };
 
 const n = 2000;
@@ -33,13 +46,23 @@ const logDensity = (t: tf.Tensor) => {
 };
 
 const rows: { sampler: string; nfe: number; alignment: number; logDensity: number }[] = [];
-rows.push({ sampler: 'teacher ODE, 128 substeps', nfe: 128, alignment: 0, logDensity: logDensity(reference) });
+rows.push({
+  sampler: 'teacher ODE, 128 substeps',
+  nfe: 128,
+  alignment: 0,
+  logDensity: logDensity(reference),
+});
 for (const steps of [1, 4]) {
   const euler = await sampleTeacher(teacher, noise, { numSteps: steps });
   rows.push({ sampler: `teacher Euler`, nfe: steps, alignment: rms(euler), logDensity: logDensity(euler) });
   euler.dispose();
   const x = sample(oracleStudent, gm, noise, { numInferenceSteps: steps });
-  rows.push({ sampler: `π-Flow GM policy (oracle)`, nfe: steps, alignment: rms(x), logDensity: logDensity(x) });
+  rows.push({
+    sampler: `π-Flow GM policy (oracle)`,
+    nfe: steps,
+    alignment: rms(x),
+    logDensity: logDensity(x),
+  });
   x.dispose();
 }
 const { x0 } = flow.sample(n, random);

@@ -56,7 +56,7 @@ describe('FlowMap schedule', () => {
       Float32Array.from({ length: n }, () => (1 - sigmaDst) * x0 + sigmaDst * random.normal()),
       [n, 1],
     );
-    const next = flowMapStep(xDst, i, s, random).dataSync();
+    const next = Array.from(flowMapStep(xDst, i, s, random).dataSync());
     const mean = next.reduce((a, v) => a + v, 0) / n;
     const std = Math.sqrt(next.reduce((a, v) => a + (v - mean) ** 2, 0) / n);
     expect(mean).toBeCloseTo((1 - sigmaTo) * x0, 1);

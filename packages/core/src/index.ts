@@ -60,6 +60,7 @@ export {
   type Student,
   type Teacher,
   type TeacherMetadata,
+  type TrainableStudent,
 } from './types';
 export {
   assertNumber,

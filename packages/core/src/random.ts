@@ -85,12 +85,12 @@ export class Random {
     return r * Math.cos(2 * Math.PI * v);
   }
 
-  fillNormal(out: Float32Array | Float64Array): typeof out {
+  fillNormal<T extends Float32Array | Float64Array>(out: T): T {
     for (let i = 0; i < out.length; i++) out[i] = this.normal();
     return out;
   }
 
-  fillUniform(out: Float32Array | Float64Array, low = 0, high = 1): typeof out {
+  fillUniform<T extends Float32Array | Float64Array>(out: T, low = 0, high = 1): T {
     for (let i = 0; i < out.length; i++) out[i] = low + (high - low) * this.uniform();
     return out;
   }

@@ -88,6 +88,17 @@ export interface Student<TParams = unknown> {
   predict(x: tf.Tensor, sigma: tf.Tensor1D, condition?: Condition): TParams;
 }
 
+/**
+ * A student the π-ID trainer can train: its `predict` is built from `variables`, which the optimiser updates,
+ * the EMA tracks and checkpoints save (in this order, so the order must be stable for a given architecture).
+ */
+export interface TrainableStudent<TParams = unknown> extends Student<TParams> {
+  readonly variables: readonly tf.Variable[];
+  /** Options the student's family needs at `create` (e.g. DX shift and segment size). */
+  readonly policyOptions?: Readonly<Record<string, unknown>>;
+  dispose?(): void;
+}
+
 /** Disposes every tensor found in a params object (one level deep). */
 export function disposeParams(params: unknown): void {
   if (typeof params !== 'object' || params === null) return;

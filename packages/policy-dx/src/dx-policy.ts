@@ -186,7 +186,7 @@ export interface DXParamShapeOptions {
   numPoints?: number;
 }
 
-export type DXFamily = PolicyFamily<DXParams, DXPolicyOptions> & {
+export type DXFamily = Omit<PolicyFamily<DXParams, DXPolicyOptions>, 'create' | 'paramShapes'> & {
   paramShapes(options: DXParamShapeOptions): { grid: number[] };
   create(params: DXParams, xSrc: tf.Tensor, sigmaSrc: Sigma, options?: DXPolicyOptions): DXPolicy;
 };

@@ -156,7 +156,7 @@ export interface GMParamShapeOptions {
   numComponents?: number;
 }
 
-export type GMFamily = PolicyFamily<GMParams, GMPolicyOptions> & {
+export type GMFamily = Omit<PolicyFamily<GMParams, GMPolicyOptions>, 'create' | 'paramShapes'> & {
   paramShapes(options: GMParamShapeOptions): { means: number[]; logweights: number[]; logstd: number[] };
   create(params: GMParams, xSrc: tf.Tensor, sigmaSrc: Sigma, options?: GMPolicyOptions): GMPolicy;
 };

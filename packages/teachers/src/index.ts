@@ -1,0 +1,48 @@
+export {
+  type AnalyticGMTeacher,
+  type AnalyticGMTeacherOptions,
+  createAnalyticGMTeacher,
+} from './analytic-gm-teacher';
+export {
+  createLatentTransformerTeacher,
+  type LatentGuidance,
+  type LatentTransformerInputs,
+  type LatentTransformerModel,
+  type LatentTransformerTeacher,
+  type LatentTransformerTeacherOptions,
+} from './flux-style/latent-transformer-teacher';
+export {
+  imagePositionIds,
+  type PositionIdStyle,
+  packLatents,
+  textPositionIds,
+  unpackLatents,
+} from './flux-style/packing';
+export { flux1, type LatentTransformerPreset, qwenImage } from './flux-style/presets';
+export { TinyFluxTransformer, type TinyFluxTransformerConfig } from './flux-style/tiny-flux-transformer';
+export {
+  type LatentTrainingBatch,
+  type TrainLatentTransformerOptions,
+  trainLatentTransformer,
+} from './flux-style/train-latent-transformer';
+export {
+  type ClassifierFreeGuidanceOptions,
+  type ConditionDropoutOptions,
+  dropCondition,
+  withClassifierFreeGuidance,
+} from './guidance';
+export { type FileSystemIOOptions, fileSystemIO } from './node-file-system-io';
+export { createSingleX0Student, type SingleX0Params } from './single-x0-student';
+export { assertCondition, assertTeacherCall, type LocalTeacher } from './teacher-inputs';
+export {
+  createTfjsModelTeacher,
+  type GraphModelLike,
+  type LayersModelLike,
+  type LoadTfjsModelTeacherOptions,
+  loadTfjsModelTeacher,
+  type TfjsModel,
+  type TfjsModelDescription,
+  type TfjsModelInputs,
+  type TfjsModelTeacher,
+  type TfjsModelTeacherOptions,
+} from './tfjs-model-teacher';

@@ -1,0 +1,42 @@
+import {
+  type Condition,
+  describeValue,
+  InvalidArgumentError,
+  type Student,
+  x0FromVelocity,
+} from '@piflow/core';
+import * as tf from '@tensorflow/tfjs-core';
+import type { LocalTeacher } from './teacher-inputs';
+
+/** DX parameters in x0-space with one grid point (the shape `dx.create` takes). */
+export interface SingleX0Params {
+  space: 'x0';
+  /** [B, 1, ...positions, C] */
+  x0Grid: tf.Tensor;
+}
+
+/**
+ * The single-x0 student: at (x, σ_src) it asks an in-process teacher once and outputs its x0 prediction
+ * x − σ_src·u as a DX policy with N = 1, whose rollout follows u = (x − x0)/σ down to the next step. This
+ * is what a π-Flow DX student is initialised to imitate, and a baseline any distilled student must beat;
+ * with `sample` from @piflow/core and the `dx` family it runs a real few-step π-Flow sampling loop through
+ * the teacher.
+ */
+export function createSingleX0Student(teacher: LocalTeacher): Student<SingleX0Params> {
+  if (!teacher || typeof teacher.velocitySync !== 'function') {
+    throw new InvalidArgumentError(
+      'teacher',
+      'an in-process teacher with velocitySync (analytic, tfjs-model or latent-transformer teacher)',
+      describeValue(teacher),
+    );
+  }
+  return {
+    family: 'dx',
+    predict(x: tf.Tensor, sigma: tf.Tensor1D, condition?: Condition): SingleX0Params {
+      const u = teacher.velocitySync(x, sigma, condition);
+      const x0Grid = tf.tidy(() => tf.expandDims(x0FromVelocity(x, u, sigma), 1));
+      u.dispose();
+      return { space: 'x0', x0Grid };
+    },
+  };
+}

@@ -1,0 +1,5 @@
+export {
+  describeTeacherContract,
+  type TeacherContractInputs,
+  type TeacherContractOptions,
+} from './teacher-contract';

@@ -1,0 +1,53 @@
+export {
+  type Backbone,
+  type BackboneOutput,
+  createMLPBackbone,
+  createUNetBackbone,
+  type MLPBackboneOptions,
+  type UNetBackboneOptions,
+} from './backbone';
+export {
+  createFlowModel,
+  type FlowModel,
+  type FlowModelOptions,
+  type FlowTeacherOptions,
+  isBackbone,
+  isFlowModel,
+} from './flow-model';
+export { sinusoidalEmbedding, TIME_SCALE } from './layers';
+export {
+  createDXStudent,
+  createGMStudent,
+  type DXHeadParams,
+  type DXStudent,
+  type DXStudentOptions,
+  type GMHeadParams,
+  type GMStudent,
+  type GMStudentOptions,
+  initStudentFromTeacher,
+  type PolicyStudent,
+  type TeacherInitOptions,
+} from './policy-heads';
+export {
+  clipByGlobalNorm,
+  type FlowBatch,
+  type FlowStepInfo,
+  type SigmaSampling,
+  type SigmaSamplingOptions,
+  sampleTrainingSigmas,
+  type TrainFlowModelOptions,
+  type TrainFlowModelResult,
+  trainFlowModel,
+} from './train-flow-model';
+export {
+  ensureWasmTrainingKernels,
+  registerWasmTrainingKernels,
+  unregisterWasmTrainingKernels,
+  wasmTrainingKernelsRegistered,
+} from './wasm-training-kernels';
+export {
+  createExponentialMovingAverage,
+  type ExponentialMovingAverage,
+  getWeights,
+  setWeights,
+} from './weights';

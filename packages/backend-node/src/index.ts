@@ -1,0 +1,32 @@
+export {
+  type BackendCandidate,
+  type BackendInitContext,
+  BackendInitError,
+  cpuCandidate,
+  defaultBackendCandidates,
+  tfjsNodeCandidate,
+  tfjsNodeGpuCandidate,
+  wasmCandidate,
+  webgpuCandidate,
+} from './backend-candidates';
+export { NoBackendAvailableError, type SkippedBackend } from './errors';
+export { describeLoadError, importModule, type ModuleLoader } from './module-loader';
+export {
+  type BackendRegistry,
+  createBackendRegistry,
+  type ResolveBackendOptions,
+  type ResolvedBackend,
+  resolveBackend,
+} from './resolve-backend';
+export {
+  locateWasmFiles,
+  type SetupWasmOptions,
+  setupWasm,
+  type WasmSetup,
+  wasmBinaryNames,
+} from './setup-wasm';
+export {
+  installWasmBatchMatMulFix,
+  isWasmBatchMatMulFixInstalled,
+  uninstallWasmBatchMatMulFix,
+} from './wasm-batch-mat-mul';

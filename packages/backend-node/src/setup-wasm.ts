@@ -1,0 +1,121 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { describeValue, InvalidArgumentError, PiflowError } from '@piflow/core';
+import { describeLoadError, importModule, type ModuleLoader } from './module-loader';
+import { installWasmBatchMatMulFix, isWasmBatchMatMulFixInstalled } from './wasm-batch-mat-mul';
+
+/** The binaries the wasm backend may fetch (threads are never used in Node, but the file ships). */
+export const wasmBinaryNames = [
+  'tfjs-backend-wasm.wasm',
+  'tfjs-backend-wasm-simd.wasm',
+  'tfjs-backend-wasm-threaded-simd.wasm',
+] as const;
+
+export interface SetupWasmOptions {
+  /** Directory holding the .wasm files; found next to the installed package's `dist/` entry when omitted. */
+  wasmDirectory?: string;
+  /** Install the faster BatchMatMul kernel (default true). */
+  batchMatMulFix?: boolean;
+  /** How `@tensorflow/tfjs-backend-wasm` is loaded (default: `import()`). */
+  loader?: ModuleLoader;
+}
+
+export interface WasmSetup {
+  /** The directory passed to `setWasmPaths`, with a trailing separator. */
+  wasmDirectory: string;
+  /** Whether the BatchMatMul fix is installed. */
+  batchMatMulFix: boolean;
+}
+
+interface WasmModule {
+  setWasmPaths(prefix: string, usePlatformFetch?: boolean): void;
+}
+
+/**
+ * The directory of `@tensorflow/tfjs-backend-wasm`'s .wasm binaries: the `dist/` folder above the package's
+ * resolved main entry. Throws, naming the directory searched, when the binaries are not there.
+ */
+export function locateWasmFiles(from: string = import.meta.url): string {
+  const require = createRequire(from);
+  let entry: string;
+  try {
+    entry = require.resolve('@tensorflow/tfjs-backend-wasm');
+  } catch (error) {
+    throw new PiflowError(
+      `Cannot locate @tensorflow/tfjs-backend-wasm: ${describeLoadError('@tensorflow/tfjs-backend-wasm', error)}. Install it: npm i @tensorflow/tfjs-backend-wasm@4.22.0`,
+    );
+  }
+  let dir = path.dirname(entry);
+  while (path.basename(dir) !== 'dist' && dir !== path.dirname(dir)) dir = path.dirname(dir);
+  const missing = wasmBinaryNames.filter((name) => !existsSync(path.join(dir, name)));
+  if (missing.length > 0) {
+    throw new PiflowError(
+      `@tensorflow/tfjs-backend-wasm is installed (${entry}) but ${dir} lacks ${missing.join(', ')}; reinstall the package.`,
+    );
+  }
+  return `${dir}${path.sep}`;
+}
+
+let configuredDirectory: string | undefined;
+
+/**
+ * Prepares the tfjs wasm backend for Node: loads `@tensorflow/tfjs-backend-wasm`, points it at its .wasm
+ * files (`setWasmPaths`) and installs the faster BatchMatMul kernel. Call before `tf.setBackend('wasm')`;
+ * calling again is harmless: the paths are set once per process, and the result names the directory in use.
+ */
+export async function setupWasm(options: SetupWasmOptions = {}): Promise<WasmSetup> {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidArgumentError('options', 'an options object', describeValue(options));
+  }
+  const { wasmDirectory, batchMatMulFix = true, loader = importModule } = options;
+  if (wasmDirectory !== undefined && typeof wasmDirectory !== 'string') {
+    throw new InvalidArgumentError(
+      'options.wasmDirectory',
+      'a directory path string',
+      describeValue(wasmDirectory),
+    );
+  }
+  if (typeof batchMatMulFix !== 'boolean') {
+    throw new InvalidArgumentError('options.batchMatMulFix', 'a boolean', describeValue(batchMatMulFix));
+  }
+  if (typeof loader !== 'function') {
+    throw new InvalidArgumentError(
+      'options.loader',
+      'a function (specifier) => Promise<module>',
+      describeValue(loader),
+    );
+  }
+  let wasm: WasmModule;
+  try {
+    wasm = (await loader('@tensorflow/tfjs-backend-wasm')) as WasmModule;
+  } catch (error) {
+    throw new PiflowError(describeLoadError('@tensorflow/tfjs-backend-wasm', error));
+  }
+  if (typeof wasm?.setWasmPaths !== 'function') {
+    throw new PiflowError('@tensorflow/tfjs-backend-wasm loaded but exports no setWasmPaths function.');
+  }
+  if (configuredDirectory === undefined) {
+    let dir: string;
+    if (wasmDirectory === undefined) {
+      dir = locateWasmFiles();
+    } else {
+      dir =
+        wasmDirectory.endsWith(path.sep) || wasmDirectory.endsWith('/')
+          ? wasmDirectory
+          : `${wasmDirectory}${path.sep}`;
+      const missing = wasmBinaryNames.filter((name) => !existsSync(path.join(dir, name)));
+      if (missing.length > 0) {
+        throw new InvalidArgumentError(
+          'options.wasmDirectory',
+          `a directory holding ${wasmBinaryNames.join(', ')}`,
+          `${JSON.stringify(wasmDirectory)}, which lacks ${missing.join(', ')}`,
+        );
+      }
+    }
+    wasm.setWasmPaths(dir);
+    configuredDirectory = dir;
+  }
+  if (batchMatMulFix) installWasmBatchMatMulFix();
+  return { wasmDirectory: configuredDirectory, batchMatMulFix: isWasmBatchMatMulFixInstalled() };
+}

@@ -1,0 +1,23 @@
+export {
+  DX_MAX_UNROLLED,
+  DX_ROLLOUT_KERNEL,
+  dxFusedRollout,
+  dxRolloutShader,
+  dxRolloutTable,
+} from './dx-rollout-kernel';
+export {
+  GM_MAX_UNROLLED,
+  GM_ROLLOUT_KERNEL,
+  gmFusedRollout,
+  gmRolloutShader,
+  gmRolloutTable,
+} from './gm-rollout-kernel';
+export { registerWebGPUKernels } from './register-kernels';
+export {
+  type NodeWebGPUOptions,
+  type SetupWebGPUOptions,
+  setupWebGPU,
+  type WebGPUSetup,
+  WebGPUUnavailableError,
+} from './setup-webgpu';
+export { MAX_PROGRAM_INPUTS, WORKGROUP_SIZE } from './webgpu-program';

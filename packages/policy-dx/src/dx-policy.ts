@@ -15,6 +15,7 @@ import {
   unwarp,
 } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
+import { builtinDXFusedRollout } from './kernels/dx-fused-kernel';
 
 /** DX parameters in x0-space: N x0 predictions (grid values or polynomial coefficients). */
 export interface DXX0Params {
@@ -155,12 +156,16 @@ export class DXPolicy implements Policy, DXPolicyState {
     });
   }
 
+  /**
+   * The whole rollout in one kernel: registered hooks first (e.g. WebGPU), then the built-in cpu/wasm
+   * kernel (not while a gradient tape records). Undefined: the caller goes op by op.
+   */
   fusedRollout(x: tf.Tensor, segment: RolloutSegment): tf.Tensor | undefined {
     for (const hook of fusedRollouts) {
       const out = hook(this, x, segment);
       if (out) return out;
     }
-    return undefined;
+    return builtinDXFusedRollout(this, x, segment);
   }
 
   detach(): DXPolicy {

@@ -14,6 +14,7 @@ import {
 } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { type GMParams, type GMX0Params, gmToX0Space, validateGMParams } from './gm-params';
+import { builtinGMFusedRollout } from './kernels/gm-fused-kernel';
 
 export interface GMPolicyOptions {
   /** Test-time temperature T < 1 sharpens: logw ← logsoftmax(logw / T), variance ← variance·T. */
@@ -114,12 +115,16 @@ export class GMPolicy implements Policy, GMPolicyState {
     });
   }
 
+  /**
+   * The whole rollout in one kernel: registered hooks first (e.g. WebGPU), then the built-in cpu/wasm
+   * kernel (not while a gradient tape records). Undefined: the caller goes op by op.
+   */
   fusedRollout(x: tf.Tensor, segment: RolloutSegment): tf.Tensor | undefined {
     for (const hook of fusedRollouts) {
       const out = hook(this, x, segment);
       if (out) return out;
     }
-    return undefined;
+    return builtinGMFusedRollout(this, x, segment);
   }
 
   /** The policy's parameters in x0-space (new tensors; caller owns them). */

@@ -1,0 +1,125 @@
+import { assertNumber } from '@piflow/core';
+import * as tf from '@tensorflow/tfjs-core';
+
+export interface AdamWOptions {
+  learningRate?: number;
+  beta1?: number;
+  beta2?: number;
+  epsilon?: number;
+  /** Decoupled weight decay (default 0). */
+  weightDecay?: number;
+  /** Linear warm-up steps from warmupFactor·lr to lr (default 0). */
+  warmupSteps?: number;
+  warmupFactor?: number;
+  /** Clip the global gradient norm to this value (default: no clipping). */
+  gradientClip?: number;
+}
+
+export interface AdamWState {
+  step: number;
+  m: Float32Array[];
+  v: Float32Array[];
+}
+
+/**
+ * AdamW with linear warm-up and global-norm gradient clipping over a fixed list of variables. Its state is
+ * plain arrays so checkpoints can hold it. Defaults follow the reference (β = (0.9, 0.95)).
+ */
+export class AdamW {
+  readonly learningRate: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly epsilon: number;
+  readonly weightDecay: number;
+  readonly warmupSteps: number;
+  readonly warmupFactor: number;
+  readonly gradientClip: number;
+  private m: tf.Tensor[];
+  private v: tf.Tensor[];
+  private t = 0;
+
+  constructor(
+    private readonly variables: readonly tf.Variable[],
+    options: AdamWOptions = {},
+  ) {
+    this.learningRate = options.learningRate ?? 1e-3;
+    this.beta1 = options.beta1 ?? 0.9;
+    this.beta2 = options.beta2 ?? 0.95;
+    this.epsilon = options.epsilon ?? 1e-8;
+    this.weightDecay = options.weightDecay ?? 0;
+    this.warmupSteps = options.warmupSteps ?? 0;
+    this.warmupFactor = options.warmupFactor ?? 0.001;
+    this.gradientClip = options.gradientClip ?? Number.POSITIVE_INFINITY;
+    assertNumber('learningRate', this.learningRate, { min: 0, minExclusive: true });
+    assertNumber('beta1', this.beta1, { min: 0, max: 1, maxExclusive: true });
+    assertNumber('beta2', this.beta2, { min: 0, max: 1, maxExclusive: true });
+    assertNumber('weightDecay', this.weightDecay, { min: 0 });
+    assertNumber('warmupSteps', this.warmupSteps, { min: 0, integer: true });
+    if (this.gradientClip !== Number.POSITIVE_INFINITY) {
+      assertNumber('gradientClip', this.gradientClip, { min: 0, minExclusive: true });
+    }
+    this.m = variables.map((x) => tf.zerosLike(x));
+    this.v = variables.map((x) => tf.zerosLike(x));
+  }
+
+  /** Learning rate at the next update (after warm-up scaling). */
+  currentLearningRate(): number {
+    if (this.warmupSteps === 0 || this.t >= this.warmupSteps) return this.learningRate;
+    const f = this.warmupFactor + (1 - this.warmupFactor) * (this.t / this.warmupSteps);
+    return this.learningRate * f;
+  }
+
+  /**
+   * Applies one update from gradients (same order as the variables); returns the pre-clip global norm. A
+   * non-finite norm leaves the weights and moments untouched.
+   */
+  apply(gradients: readonly tf.Tensor[]): number {
+    const norm = Math.sqrt(tf.tidy(() => tf.addN(gradients.map((g) => tf.sum(tf.square(g)))).dataSync()[0]!));
+    if (!Number.isFinite(norm)) return norm;
+    const clip = norm > this.gradientClip ? this.gradientClip / norm : 1;
+    const lr = this.currentLearningRate();
+    this.t += 1;
+    const b1t = 1 - this.beta1 ** this.t;
+    const b2t = 1 - this.beta2 ** this.t;
+    this.variables.forEach((variable, i) => {
+      const [m, v] = tf.tidy(() => {
+        const g = clip === 1 ? gradients[i]! : tf.mul(gradients[i]!, clip);
+        const m = tf.add(tf.mul(this.m[i]!, this.beta1), tf.mul(g, 1 - this.beta1));
+        const v = tf.add(tf.mul(this.v[i]!, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
+        const update = tf.div(tf.div(m, b1t), tf.add(tf.sqrt(tf.div(v, b2t)), this.epsilon));
+        const decayed = this.weightDecay > 0 ? tf.mul(variable, 1 - lr * this.weightDecay) : variable;
+        variable.assign(tf.sub(decayed, tf.mul(update, lr)));
+        return [m, v];
+      });
+      this.m[i]!.dispose();
+      this.v[i]!.dispose();
+      this.m[i] = m!;
+      this.v[i] = v!;
+    });
+    return norm;
+  }
+
+  getState(): AdamWState {
+    return {
+      step: this.t,
+      m: this.m.map((t) => Float32Array.from(t.dataSync())),
+      v: this.v.map((t) => Float32Array.from(t.dataSync())),
+    };
+  }
+
+  setState(state: AdamWState): void {
+    if (state.m.length !== this.variables.length || state.v.length !== this.variables.length) {
+      throw new Error(
+        `Optimizer state holds ${state.m.length} moments but the student has ${this.variables.length} variables.`,
+      );
+    }
+    tf.dispose([...this.m, ...this.v]);
+    this.m = state.m.map((a, i) => tf.tensor(a, this.variables[i]!.shape));
+    this.v = state.v.map((a, i) => tf.tensor(a, this.variables[i]!.shape));
+    this.t = state.step;
+  }
+
+  dispose(): void {
+    tf.dispose([...this.m, ...this.v]);
+  }
+}

@@ -1,0 +1,258 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createAnalyticGMFlow, createRandom, InvalidArgumentError, rollout, sample } from '@piflow/core';
+import { useBackend } from '@piflow/core/testing';
+import { gm } from '@piflow/policy-gm';
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { mlpGMStudent, offsetPosteriorStudent } from './__fixtures__/students';
+import { createPiIDTrainer, NonFiniteLossError } from './pi-id-trainer';
+
+const flow = createAnalyticGMFlow({
+  means: [
+    [-1.5, 0],
+    [1, 1],
+    [0.5, -1.5],
+  ],
+  std: 0.25,
+  weights: [0.3, 0.4, 0.3],
+});
+const teacher = {
+  metadata: {},
+  velocity: async (x: tf.Tensor, s: number | tf.Tensor1D) => flow.velocity(x, s),
+};
+const data = (n: number, random: ReturnType<typeof createRandom>) => ({ x0: flow.sample(n, random).x0 });
+
+describe('π-ID trainer', () => {
+  beforeAll(() => useBackend('cpu'));
+
+  it('has zero loss at the exact posterior (oracle): on-policy with chained states, and data-free', async () => {
+    // With a window or teacher intervals (trajectory mixing) the prediction is the student's mean velocity
+    // over an interval while the target is the teacher's velocity at its start (its one-step Euler secant),
+    // so there the loss is small but not zero at the exact policy — as in the reference.
+    for (const extra of [{}, { numIntermediateStates: 4 }, { data: undefined, sampleShape: [2] }]) {
+      const student = offsetPosteriorStudent(flow, [0, 0]);
+      const trainer = createPiIDTrainer({
+        student,
+        family: gm,
+        teacher,
+        data,
+        batchSize: 16,
+        numInferenceSteps: 3,
+        finalStepSizeScale: 0.5,
+        shift: 2,
+        substeps: 32,
+        gmDropout: 0,
+        optimizer: { learningRate: 1e-9 },
+        ...extra,
+      });
+      const metrics = await trainer.trainStep();
+      expect(metrics.loss).toBeLessThan(1e-9);
+      trainer.dispose();
+      student.dispose!();
+    }
+  });
+
+  it('pulls a perturbed exact student back to the exact posterior', async () => {
+    const student = offsetPosteriorStudent(flow, [0.4, -0.3]);
+    const trainer = createPiIDTrainer({
+      student,
+      family: gm,
+      teacher,
+      data,
+      batchSize: 64,
+      numInferenceSteps: 2,
+      substeps: 32,
+      windowSubsteps: 1,
+      optimizer: { learningRate: 0.02 },
+      ema: false,
+      seed: 1,
+    });
+    const first = await trainer.trainStep();
+    for (let i = 0; i < 80; i++) await trainer.trainStep();
+    const last = await trainer.trainStep();
+    const offset = Array.from(student.offset.dataSync());
+    expect(Math.hypot(...offset)).toBeLessThan(0.05);
+    expect(last.loss).toBeLessThan(first.loss * 0.05);
+    trainer.dispose();
+    student.dispose!();
+  });
+
+  it('distils an MLP student that beats the teacher Euler sampler at 1 step, and GM dropout + EMA run', async () => {
+    const random = createRandom(5);
+    const student = mlpGMStudent(2, 4, 64, random);
+    const trainer = createPiIDTrainer({
+      student,
+      family: gm,
+      teacher,
+      data,
+      batchSize: 64,
+      numInferenceSteps: 1,
+      substeps: 32,
+      gmDropout: 0.1,
+      optimizer: { learningRate: 3e-3, warmupSteps: 20 },
+      ema: { decay: 0.95 },
+      seed: 2,
+    });
+    for (let i = 0; i < 250; i++) await trainer.trainStep();
+    const noise = createRandom(9).normalTensor([512, 2]);
+    const reference = rollout(flow, noise, { sigmaSrc: 1, sigmaDst: 0, substeps: 128 });
+    const studentOut = await trainer.withEMA(() => sample(student, gm, noise, { numInferenceSteps: 1 }));
+    const euler = tf.tidy(() => tf.sub(noise, flow.velocity(noise, 1)));
+    const rms = (t: tf.Tensor) =>
+      Math.sqrt(tf.tidy(() => tf.mean(tf.square(tf.sub(t, reference)))).dataSync()[0]!);
+    const logDensity = (t: tf.Tensor) => flow.logDensity(t.dataSync()).reduce((a, b) => a + b, 0) / 512;
+    expect(rms(studentOut)).toBeLessThan(0.5 * rms(euler));
+    expect(logDensity(studentOut)).toBeGreaterThan(logDensity(euler) + 0.5);
+    tf.dispose([noise, reference, studentOut, euler]);
+    trainer.dispose();
+  });
+
+  it('keeps tf.memory().numTensors constant over 1000 steps and is reproducible from its seed', async () => {
+    const run = async (steps: number, check: boolean) => {
+      const student = mlpGMStudent(2, 3, 16, createRandom(4));
+      const trainer = createPiIDTrainer({
+        student,
+        family: gm,
+        teacher,
+        data,
+        batchSize: 8,
+        numInferenceSteps: 2,
+        substeps: 8,
+        windowSubsteps: 1,
+        numDecayIters: 100,
+        gmDropout: 0.1,
+        optimizer: { learningRate: 1e-3 },
+        seed: 11,
+      });
+      await trainer.trainStep();
+      const before = tf.memory().numTensors;
+      const losses: number[] = [];
+      for (let i = 1; i < steps; i++) losses.push((await trainer.trainStep()).loss);
+      if (check) expect(tf.memory().numTensors).toBe(before);
+      trainer.dispose();
+      student.variables.forEach((v) => v.dispose());
+      return losses;
+    };
+    const a = await run(1000, true);
+    const b = await run(20, false);
+    expect(b).toEqual(a.slice(0, 19));
+  });
+
+  it('skips non-finite losses, reports them, and aborts after the bound', async () => {
+    let calls = 0;
+    const broken = {
+      metadata: {},
+      velocity: async (x: tf.Tensor, s: number | tf.Tensor1D) => {
+        calls += 1;
+        const u = flow.velocity(x, s);
+        if (calls > 2) {
+          const bad = tf.mul(u, Number.NaN);
+          u.dispose();
+          return bad;
+        }
+        return u;
+      },
+    };
+    const student = mlpGMStudent(2, 2, 8, createRandom(6));
+    const seen: boolean[] = [];
+    const trainer = createPiIDTrainer({
+      student,
+      family: gm,
+      teacher: broken,
+      data,
+      batchSize: 4,
+      numInferenceSteps: 1,
+      numIntermediateStates: 1,
+      substeps: 4,
+      maxNonFiniteSteps: 2,
+      onStep: (m) => seen.push(m.skipped),
+    });
+    await trainer.trainStep();
+    await trainer.trainStep();
+    const weights = Array.from(student.variables[0]!.dataSync());
+    await trainer.trainStep();
+    await trainer.trainStep();
+    await expect(trainer.trainStep()).rejects.toThrow(NonFiniteLossError);
+    expect(seen).toEqual([false, false, true, true]);
+    expect(trainer.step).toBe(2);
+    expect(Array.from(student.variables[0]!.dataSync())).toEqual(weights);
+    trainer.dispose();
+  });
+
+  it('validates its options', () => {
+    const student = mlpGMStudent(2, 2, 8, createRandom(7));
+    const base = { student, family: gm, teacher, data, batchSize: 4, numInferenceSteps: 2 };
+    expect(() => createPiIDTrainer({ ...base, batchSize: 0 })).toThrow(InvalidArgumentError);
+    expect(() => createPiIDTrainer({ ...base, numInferenceSteps: 0 })).toThrow(/numInferenceSteps/);
+    expect(() => createPiIDTrainer({ ...base, gmDropout: 1 })).toThrow(/gmDropout/);
+    expect(() => createPiIDTrainer({ ...base, data: undefined })).toThrow(/sampleShape/);
+    expect(() => createPiIDTrainer({ ...base, family: { ...gm, name: 'dx' } as never })).toThrow(/family/);
+    expect(() => createPiIDTrainer({ ...base, checkpoint: { dir: '' } })).toThrow(/checkpoint.dir/);
+  });
+});
+
+describe('π-ID trainer processes', () => {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const script = path.join(here, '__fixtures__', 'train-run.ts');
+  const tsx = createRequire(import.meta.url).resolve('tsx');
+
+  function run(dir: string, total: number, every: number, killAfterStep?: number) {
+    return new Promise<{ lines: string[]; signal: NodeJS.Signals | null; code: number | null }>(
+      (resolve, reject) => {
+        const child = spawn(
+          process.execPath,
+          ['--import', tsx, '--conditions=@piflow/source', script, dir, String(total), String(every)],
+          {
+            stdio: ['ignore', 'pipe', 'pipe'],
+          },
+        );
+        const lines: string[] = [];
+        let stderr = '';
+        child.stderr.on('data', (d) => (stderr += d));
+        child.stdout.on('data', (d: Buffer) => {
+          for (const line of d.toString().split('\n').filter(Boolean)) {
+            lines.push(line);
+            if (killAfterStep !== undefined && line === `step ${killAfterStep}`) child.kill('SIGKILL');
+          }
+        });
+        child.on('error', reject);
+        child.on('close', (code, signal) => {
+          if (code && code !== 0) reject(new Error(`training process failed (${code}): ${stderr}`));
+          else resolve({ lines, signal, code });
+        });
+      },
+    );
+  }
+
+  it('a run killed with SIGKILL resumes from its last checkpoint and ends exactly like an uninterrupted run', async () => {
+    const interrupted = await mkdtemp(path.join(tmpdir(), 'piflow-kill-'));
+    const first = await run(interrupted, 30, 5, 13);
+    expect(first.signal).toBe('SIGKILL');
+    expect(first.lines).not.toContain('done');
+    const second = await run(interrupted, 30, 5);
+    expect(second.lines[0]).toBe('resumed 10');
+    const straight = await run(await mkdtemp(path.join(tmpdir(), 'piflow-straight-')), 30, 5);
+    const done = second.lines.at(-1)!;
+    expect(done).toMatch(/^done 30 /);
+    expect(done).toBe(straight.lines.at(-1));
+    expect((await readdir(interrupted)).every((n) => !n.includes('.tmp-'))).toBe(true);
+  }, 180_000);
+
+  it('a corrupted newest checkpoint is refused with a warning and the previous one is used', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-corrupt-'));
+    await run(dir, 10, 5);
+    const newest = path.join(dir, 'ckpt-00000010.piflow');
+    const bytes = await readFile(newest);
+    bytes[bytes.length - 1]! ^= 0x55;
+    await writeFile(newest, bytes);
+    const resumed = await run(dir, 12, 5);
+    expect(resumed.lines[0]).toMatch(/^warning Skipping checkpoint .*ckpt-00000010.piflow: .*checksum/);
+    expect(resumed.lines[1]).toBe('resumed 5');
+    expect(resumed.lines.at(-1)).toMatch(/^done 12 /);
+  }, 120_000);
+});

@@ -1,0 +1,620 @@
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import {
+  addNoise,
+  assertNumber,
+  type Condition,
+  createRandom,
+  disposeParams,
+  InvalidArgumentError,
+  PiflowError,
+  type Policy,
+  type PolicyFamily,
+  Random,
+  rollout,
+  rolloutOpByOp,
+  roundHalfEven,
+  substepCount,
+  type Teacher,
+  type TrainableStudent,
+  warp,
+} from '@piflow/core';
+import { AdamW, type AdamWOptions } from './adamw';
+import { readLatestCheckpoint, type TrainingCheckpoint, writeCheckpointFile } from './checkpoint';
+import { EMA, type EMAOptions } from './ema';
+import { intermediateOffsets, sampleSegments, teacherRatioAt } from './segments';
+
+/** A batch of clean data for data-dependent π-ID. */
+export interface DataBatch {
+  /** Clean samples x0, [B, …] (the trainer disposes them). */
+  x0: tf.Tensor;
+  /** Their conditioning (the trainer disposes its tensors). */
+  condition?: Condition;
+}
+
+export interface PiIDTrainerOptions<P = unknown> {
+  student: TrainableStudent<P>;
+  family: PolicyFamily<P, any>;
+  teacher: Teacher;
+  /**
+   * Clean data for the data-dependent mode (each sample trains the step its σ_src falls in). Omit it and give
+   * `sampleShape` for the data-free multi-step mode, which starts from pure noise and walks the student's steps.
+   */
+  data?: (batchSize: number, random: Random) => DataBatch | Promise<DataBatch>;
+  /** Shape of one sample, for the data-free mode. */
+  sampleShape?: readonly number[];
+  /** Conditioning for data-free batches (e.g. random labels). */
+  conditions?: (batchSize: number, random: Random) => Condition | undefined;
+  batchSize: number;
+  /** The number of steps the student is trained for (it runs at that many or more). */
+  numInferenceSteps: number;
+  finalStepSizeScale?: number;
+  shift?: number;
+  /** Rollout substeps per unit raw time (default 128). */
+  substeps?: number;
+  /** Intermediate states per segment (default 2). */
+  numIntermediateStates?: number;
+  /** Student window in substeps for the window-averaged velocity (default 0: local velocity). */
+  windowSubsteps?: number;
+  /** Trajectory mixing: teacher ratio decays 1 → 0 over this many iterations (default 0: off). */
+  numDecayIters?: number;
+  /** GM component dropout on the detached rollout policy (default 0). */
+  gmDropout?: number;
+  /** Loss multiplier (reference: 3 for ImageNet, 30 for FLUX). Default 1. */
+  lossScale?: number;
+  optimizer?: AdamWOptions;
+  /** EMA of the student (default Karras γ = 7); false to disable. */
+  ema?: EMAOptions | false;
+  seed?: number;
+  /** Consecutive non-finite losses tolerated (skipped) before the run aborts (default 10). */
+  maxNonFiniteSteps?: number;
+  /** Checkpoints: folder, interval in steps, how many to keep. */
+  checkpoint?: { dir: string; every?: number; keep?: number };
+  /** Called after every step. */
+  onStep?: (metrics: StepMetrics) => void;
+  /** Called when a corrupted checkpoint is skipped during resume. */
+  onWarning?: (message: string) => void;
+  /** Free-form description saved in checkpoints. */
+  metadata?: Record<string, unknown>;
+}
+
+export interface StepMetrics {
+  /** Optimiser steps completed after this one. */
+  step: number;
+  loss: number;
+  learningRate: number;
+  gradientNorm: number;
+  teacherRatio: number;
+  /** True when the loss was not finite and the update was skipped. */
+  skipped: boolean;
+  seconds: number;
+}
+
+export interface TrainOptions {
+  /** Stops after the step in flight; a checkpoint is saved when a checkpoint folder is set. */
+  signal?: AbortSignal;
+}
+
+interface State {
+  x: tf.Tensor;
+  sigma: Float32Array;
+  rawA: Float64Array;
+  rawEnd: Float64Array;
+  target: tf.Tensor;
+}
+
+export class NonFiniteLossError extends PiflowError {
+  override name = 'NonFiniteLossError';
+}
+
+/**
+ * π-ID: policy-based imitation distillation. Each iteration builds the policy from the student at
+ * (x_src, σ_src), rolls the *detached* policy to a few intermediate states along its own trajectory (with
+ * scheduled teacher mixing), asks the teacher for u there, and regresses the non-detached policy's
+ * (window-averaged) velocity onto it with an L2 loss. Gradients reach the student only through the policy's
+ * parameters.
+ *
+ * Implementation note: teachers are asynchronous (remote teachers exist) and tf.variableGrads needs a
+ * synchronous function, so an iteration runs in two phases: (1) no tape — student forward, detached rollouts
+ * (fused kernels allowed), teacher queries; (2) on the tape — student forward again and the loss at the
+ * recorded states. The second forward costs one extra student evaluation per iteration.
+ */
+export class PiIDTrainer<P = unknown> {
+  readonly student: TrainableStudent<P>;
+  readonly family: PolicyFamily<P, any>;
+  readonly teacher: Teacher;
+  readonly optimizer: AdamW;
+  readonly ema: EMA | undefined;
+  private random: Random;
+  private stepCount = 0;
+  private nonFinite = 0;
+  private readonly o: Required<
+    Pick<
+      PiIDTrainerOptions<P>,
+      | 'batchSize'
+      | 'numInferenceSteps'
+      | 'finalStepSizeScale'
+      | 'shift'
+      | 'substeps'
+      | 'numIntermediateStates'
+      | 'windowSubsteps'
+      | 'numDecayIters'
+      | 'gmDropout'
+      | 'lossScale'
+      | 'maxNonFiniteSteps'
+    >
+  >;
+
+  constructor(readonly options: PiIDTrainerOptions<P>) {
+    const { student, family, teacher } = options;
+    if (!student || typeof student.predict !== 'function' || !Array.isArray(student.variables)) {
+      throw new InvalidArgumentError(
+        'student',
+        'a TrainableStudent ({ family, predict, variables })',
+        typeof student,
+      );
+    }
+    if (!family || typeof family.create !== 'function') {
+      throw new InvalidArgumentError('family', 'a PolicyFamily value', typeof family);
+    }
+    if (student.family !== family.name) {
+      throw new InvalidArgumentError(
+        'family',
+        `the family "${student.family}" the student outputs`,
+        `"${family.name}"`,
+      );
+    }
+    if (!teacher || typeof teacher.velocity !== 'function') {
+      throw new InvalidArgumentError(
+        'teacher',
+        'a Teacher ({ velocity(x, sigma, condition) })',
+        typeof teacher,
+      );
+    }
+    if (!options.data && !options.sampleShape) {
+      throw new InvalidArgumentError(
+        'data',
+        'a data function, or sampleShape for the data-free mode',
+        'neither',
+      );
+    }
+    this.o = {
+      batchSize: options.batchSize,
+      numInferenceSteps: options.numInferenceSteps,
+      finalStepSizeScale: options.finalStepSizeScale ?? 1,
+      shift: options.shift ?? 1,
+      substeps: options.substeps ?? 128,
+      numIntermediateStates: options.numIntermediateStates ?? 2,
+      windowSubsteps: options.windowSubsteps ?? 0,
+      numDecayIters: options.numDecayIters ?? 0,
+      gmDropout: options.gmDropout ?? 0,
+      lossScale: options.lossScale ?? 1,
+      maxNonFiniteSteps: options.maxNonFiniteSteps ?? 10,
+    };
+    const o = this.o;
+    assertNumber('batchSize', o.batchSize, { min: 1, integer: true });
+    assertNumber('numInferenceSteps', o.numInferenceSteps, { min: 1, integer: true });
+    assertNumber('finalStepSizeScale', o.finalStepSizeScale, { min: 0, max: 1, minExclusive: true });
+    assertNumber('shift', o.shift, { min: 0, minExclusive: true });
+    assertNumber('substeps', o.substeps, { min: 1, integer: true });
+    assertNumber('numIntermediateStates', o.numIntermediateStates, { min: 1, integer: true });
+    assertNumber('windowSubsteps', o.windowSubsteps, { min: 0, integer: true });
+    assertNumber('numDecayIters', o.numDecayIters, { min: 0, integer: true });
+    assertNumber('gmDropout', o.gmDropout, { min: 0, max: 1, maxExclusive: true });
+    assertNumber('lossScale', o.lossScale, { min: 0, minExclusive: true });
+    assertNumber('maxNonFiniteSteps', o.maxNonFiniteSteps, { min: 0, integer: true });
+    if (options.sampleShape) {
+      options.sampleShape.forEach((d, i) => assertNumber(`sampleShape[${i}]`, d, { min: 1, integer: true }));
+    }
+    if (options.checkpoint) {
+      if (typeof options.checkpoint.dir !== 'string' || !options.checkpoint.dir) {
+        throw new InvalidArgumentError('checkpoint.dir', 'a folder path', String(options.checkpoint.dir));
+      }
+      assertNumber('checkpoint.every', options.checkpoint.every ?? 100, { min: 1, integer: true });
+    }
+    this.student = student;
+    this.family = family;
+    this.teacher = teacher;
+    this.random = createRandom(options.seed ?? 0);
+    this.optimizer = new AdamW(student.variables, options.optimizer);
+    this.ema = options.ema === false ? undefined : new EMA(student.variables, options.ema ?? { gamma: 7 });
+  }
+
+  /** Optimiser steps completed. */
+  get step(): number {
+    return this.stepCount;
+  }
+
+  /** One π-ID iteration (one optimiser update, or a skipped one for a non-finite loss). */
+  async trainStep(): Promise<StepMetrics> {
+    const started = performance.now();
+    const teacherRatio = teacherRatioAt(this.stepCount, this.o.numDecayIters);
+    const { loss, grads } = this.options.data
+      ? await this.dataIteration(teacherRatio)
+      : await this.dataFreeIteration(teacherRatio);
+    const learningRate = this.optimizer.currentLearningRate();
+    let gradientNorm = Number.NaN;
+    let skipped = !Number.isFinite(loss);
+    if (!skipped) {
+      // apply() leaves the weights untouched when the gradients are not finite
+      gradientNorm = this.optimizer.apply(grads);
+      skipped = !Number.isFinite(gradientNorm);
+    }
+    tf.dispose(grads);
+    if (skipped) {
+      this.nonFinite += 1;
+      if (this.nonFinite > this.o.maxNonFiniteSteps) {
+        throw new NonFiniteLossError(
+          `The loss or its gradient was not finite for ${this.nonFinite} consecutive steps (last loss: ${loss}); aborting. Lower the learning rate or check the teacher.`,
+        );
+      }
+    } else {
+      this.nonFinite = 0;
+      this.ema?.update(this.stepCount);
+      this.stepCount += 1;
+    }
+    const metrics: StepMetrics = {
+      step: this.stepCount,
+      loss,
+      learningRate,
+      gradientNorm,
+      teacherRatio,
+      skipped,
+      seconds: (performance.now() - started) / 1000,
+    };
+    this.options.onStep?.(metrics);
+    return metrics;
+  }
+
+  /**
+   * Trains until `totalSteps` optimiser steps are done (counting steps restored by `resume`), writing
+   * checkpoints every `checkpoint.every` steps and at the end or on abort.
+   */
+  async train(totalSteps: number, options: TrainOptions = {}): Promise<{ step: number; aborted: boolean }> {
+    assertNumber('totalSteps', totalSteps, { min: 0, integer: true });
+    const every = this.options.checkpoint?.every ?? 100;
+    let aborted = false;
+    while (this.stepCount < totalSteps) {
+      if (options.signal?.aborted) {
+        aborted = true;
+        break;
+      }
+      const before = this.stepCount;
+      await this.trainStep();
+      if (this.options.checkpoint && this.stepCount !== before && this.stepCount % every === 0)
+        await this.save();
+    }
+    if (this.options.checkpoint) await this.save();
+    return { step: this.stepCount, aborted };
+  }
+
+  /** Writes a checkpoint to the checkpoint folder (atomically); returns its path. */
+  async save(): Promise<string> {
+    if (!this.options.checkpoint)
+      throw new PiflowError('No checkpoint folder configured (options.checkpoint.dir).');
+    return writeCheckpointFile(
+      this.options.checkpoint.dir,
+      this.toCheckpoint(),
+      this.options.checkpoint.keep ?? 3,
+    );
+  }
+
+  /**
+   * Continues from the newest intact checkpoint in the checkpoint folder (a corrupted newer one is skipped
+   * with a warning). Returns the step it resumed at, or undefined when there was none.
+   */
+  async resume(): Promise<number | undefined> {
+    if (!this.options.checkpoint)
+      throw new PiflowError('No checkpoint folder configured (options.checkpoint.dir).');
+    const found = await readLatestCheckpoint(this.options.checkpoint.dir, (file, error) =>
+      this.options.onWarning?.(`Skipping checkpoint ${file}: ${error.message}`),
+    );
+    if (!found) return undefined;
+    this.loadCheckpoint(found.checkpoint);
+    return this.stepCount;
+  }
+
+  toCheckpoint(): TrainingCheckpoint {
+    const optimizer = this.optimizer.getState();
+    return {
+      step: this.stepCount,
+      randomState: this.random.state(),
+      variables: this.student.variables.map((v) => Float32Array.from(v.dataSync())),
+      ema: this.ema ? this.ema.getState() : [],
+      optimizer,
+      shapes: this.student.variables.map((v) => [...v.shape]),
+      metadata: { family: this.family.name, ...this.options.metadata },
+    };
+  }
+
+  loadCheckpoint(checkpoint: TrainingCheckpoint): void {
+    const vars = this.student.variables;
+    if (checkpoint.variables.length !== vars.length) {
+      throw new PiflowError(
+        `The checkpoint holds ${checkpoint.variables.length} variables; this student has ${vars.length}.`,
+      );
+    }
+    vars.forEach((v, i) => {
+      const shape = checkpoint.shapes[i]!;
+      if (shape.length !== v.shape.length || shape.some((d, j) => d !== v.shape[j])) {
+        throw new PiflowError(
+          `Checkpoint variable ${i} has shape [${shape}], the student's is [${v.shape}].`,
+        );
+      }
+    });
+    vars.forEach((v, i) => tf.tidy(() => v.assign(tf.tensor(checkpoint.variables[i]!, v.shape))));
+    this.optimizer.setState(checkpoint.optimizer);
+    if (this.ema && checkpoint.ema.length) this.ema.setState(checkpoint.ema);
+    this.random = Random.fromState(checkpoint.randomState);
+    this.stepCount = checkpoint.step;
+  }
+
+  /** Runs `fn` with the EMA weights in the student (or the live weights when EMA is off). */
+  withEMA<T>(fn: () => T | Promise<T>): Promise<T> {
+    return this.ema ? this.ema.swap(fn) : Promise.resolve(fn());
+  }
+
+  dispose(): void {
+    this.optimizer.dispose();
+    this.ema?.dispose();
+  }
+
+  // ---- one iteration -------------------------------------------------------------------------------------
+
+  private async dataIteration(teacherRatio: number): Promise<{ loss: number; grads: tf.Tensor[] }> {
+    const { batchSize: B } = this.o;
+    const seg = sampleSegments(
+      B,
+      this.o.numInferenceSteps,
+      this.o.finalStepSizeScale,
+      this.o.shift,
+      this.random,
+    );
+    const batch = await this.options.data!(B, this.random);
+    if (batch.x0.shape[0] !== B) {
+      throw new InvalidArgumentError('data()', `a batch of ${B} samples`, `x0 of shape [${batch.x0.shape}]`);
+    }
+    const sigmaSrc = tf.tensor1d(seg.sigmaSrc);
+    const noise = this.random.normalTensor(batch.x0.shape);
+    const xSrc = addNoise(batch.x0, noise, sigmaSrc);
+    tf.dispose([noise, batch.x0]);
+    try {
+      const { states } = await this.collectStates(
+        xSrc,
+        sigmaSrc,
+        seg.rawSrc,
+        seg.rawLength,
+        batch.condition,
+        teacherRatio,
+        false,
+      );
+      try {
+        return this.gradients(xSrc, sigmaSrc, batch.condition, states, 1);
+      } finally {
+        disposeStates(states);
+      }
+    } finally {
+      tf.dispose([xSrc, sigmaSrc]);
+      disposeParams(batch.condition);
+    }
+  }
+
+  private async dataFreeIteration(teacherRatio: number): Promise<{ loss: number; grads: tf.Tensor[] }> {
+    const { batchSize: B, numInferenceSteps: N, finalStepSizeScale: f } = this.o;
+    const condition = this.options.conditions?.(B, this.random);
+    const delta = 1 / (N - 1 + f);
+    let x = this.random.normalTensor([B, ...this.options.sampleShape!]);
+    let rawSrc = 1;
+    let total = 0;
+    let accumulated: tf.Tensor[] | undefined;
+    try {
+      for (let i = 0; i < N; i++) {
+        const length = i === N - 1 ? f * delta : delta;
+        const sigmaValue = warp(Math.min(Math.max(rawSrc, 0), 1), this.o.shift);
+        const sigmaSrc = tf.fill([B], sigmaValue, 'float32') as tf.Tensor1D;
+        const { states, xDst } = await this.collectStates(
+          x,
+          sigmaSrc,
+          new Float64Array(B).fill(rawSrc),
+          new Float64Array(B).fill(length),
+          condition,
+          teacherRatio,
+          true,
+        );
+        let result: { loss: number; grads: tf.Tensor[] };
+        try {
+          result = this.gradients(x, sigmaSrc, condition, states, length);
+        } finally {
+          disposeStates(states);
+          sigmaSrc.dispose();
+        }
+        total += result.loss * length;
+        if (!accumulated) accumulated = result.grads;
+        else {
+          const previous = accumulated;
+          accumulated = previous.map((a, j) => tf.add(a, result.grads[j]!));
+          tf.dispose([...previous, ...result.grads]);
+        }
+        x.dispose();
+        x = xDst!;
+        rawSrc -= length;
+      }
+    } finally {
+      x.dispose();
+      disposeParams(condition);
+    }
+    return { loss: total, grads: accumulated! };
+  }
+
+  /** Phase 1 (no tape): detached rollouts to the intermediate states and the teacher's velocities there. */
+  private async collectStates(
+    xSrc: tf.Tensor,
+    sigmaSrc: tf.Tensor1D,
+    rawSrc: Float64Array,
+    rawLength: Float64Array,
+    condition: Condition | undefined,
+    teacherRatio: number,
+    wantDestination: boolean,
+  ): Promise<{ states: State[]; xDst?: tf.Tensor }> {
+    const B = xSrc.shape[0]!;
+    const { substeps, shift, numIntermediateStates: M } = this.o;
+    const policyOptions = { ...this.student.policyOptions };
+    const params = this.student.predict(xSrc, sigmaSrc, condition);
+    let policy: Policy;
+    try {
+      const dropout =
+        this.family.name === 'gm' && this.o.gmDropout > 0
+          ? { dropout: this.o.gmDropout, random: this.random }
+          : {};
+      policy = this.family.create(params, xSrc, sigmaSrc, { ...policyOptions, ...dropout });
+    } finally {
+      disposeParams(params);
+    }
+    const states: State[] = [];
+    let x = xSrc.clone();
+    try {
+      const window = new Float64Array(B);
+      const studentSteps: Float64Array[] = [];
+      const teacherSteps: Float64Array[] = [];
+      for (let k = 0; k < M; k++) {
+        studentSteps.push(new Float64Array(B));
+        teacherSteps.push(new Float64Array(B));
+      }
+      for (let b = 0; b < B; b++) {
+        const n = substepCount(rawLength[b]!, substeps);
+        window[b] = Math.min((this.o.windowSubsteps * rawLength[b]!) / n, rawLength[b]!);
+        const offsets = intermediateOffsets(M, rawLength[b]! - window[b]!, teacherRatio, this.random);
+        for (let k = 0; k < M; k++) {
+          studentSteps[k]![b] = offsets.student[k]!;
+          teacherSteps[k]![b] = offsets.teacher[k]!;
+        }
+      }
+      const raw = Float64Array.from(rawSrc);
+      let sigma = Float32Array.from(sigmaSrc.dataSync());
+      for (let k = 0; k < M; k++) {
+        const rawA = raw.map((r, b) => Math.max(r - studentSteps[k]![b]!, 0));
+        const rawB = rawA.map((r, b) => Math.max(r - teacherSteps[k]![b]!, 0));
+        const sigmaA = Float32Array.from(rawA, (r) => warp(Math.min(r, 1), shift));
+        const xA = rolloutBetween(policy, x, sigma, sigmaA, substeps, shift);
+        const sigmaATensor = tf.tensor1d(sigmaA);
+        const target = await this.teacher.velocity(xA, sigmaATensor, condition);
+        sigmaATensor.dispose();
+        states.push({ x: xA, sigma: sigmaA, rawA, rawEnd: rawB.map((r, b) => r - window[b]!), target });
+        const sigmaB = Float32Array.from(rawB, (r) => warp(Math.min(r, 1), shift));
+        const next =
+          teacherRatio > 0
+            ? tf.tidy(() =>
+                tf.add(
+                  xA,
+                  tf.mul(
+                    target,
+                    tf.tensor(
+                      sigmaB.map((s, b) => s - sigmaA[b]!),
+                      [B, ...new Array(xA.rank - 1).fill(1)],
+                    ),
+                  ),
+                ),
+              )
+            : xA.clone();
+        x.dispose();
+        x = next;
+        raw.set(rawB);
+        sigma = sigmaB;
+      }
+      let xDst: tf.Tensor | undefined;
+      if (wantDestination) {
+        const sigmaDst = Float32Array.from(rawSrc, (r, b) =>
+          warp(Math.min(Math.max(r - rawLength[b]!, 0), 1), shift),
+        );
+        xDst = rolloutBetween(policy, x, sigma, sigmaDst, substeps, shift);
+      }
+      return { states, xDst };
+    } catch (error) {
+      disposeStates(states);
+      throw error;
+    } finally {
+      x.dispose();
+      policy.dispose();
+    }
+  }
+
+  /** Phase 2 (on the tape): the non-detached policy's (window-averaged) velocity vs the teacher's. */
+  private gradients(
+    xSrc: tf.Tensor,
+    sigmaSrc: tf.Tensor1D,
+    condition: Condition | undefined,
+    states: State[],
+    weight: number,
+  ): { loss: number; grads: tf.Tensor[] } {
+    const variables = this.student.variables;
+    const { substeps, shift, lossScale } = this.o;
+    const policyOptions = { ...this.student.policyOptions };
+    const { value, grads } = tf.variableGrads(() => {
+      const params = this.student.predict(xSrc, sigmaSrc, condition);
+      const policy = this.family.create(params, xSrc, sigmaSrc, policyOptions);
+      const perRow = states.map((s) => {
+        const prediction = averageVelocity(policy, s, substeps, shift);
+        const diff = tf.sub(prediction, s.target);
+        const axes = Array.from({ length: diff.rank - 1 }, (_, i) => i + 1);
+        return tf.mul(tf.mean(tf.square(diff), axes), 0.5);
+      });
+      return tf.mul(tf.mean(tf.concat(perRow)), lossScale * weight) as tf.Scalar;
+    }, variables as tf.Variable[]);
+    const loss = value.dataSync()[0]! / weight;
+    value.dispose();
+    return { loss, grads: variables.map((v) => grads[v.name] ?? tf.zerosLike(v)) };
+  }
+}
+
+/** Rolls a (detached) policy per sample from σ to σ' ≤ σ (fused kernels allowed). */
+function rolloutBetween(
+  policy: Policy,
+  x: tf.Tensor,
+  from: Float32Array,
+  to: Float32Array,
+  substeps: number,
+  shift: number,
+) {
+  const start = from.map((s) => Math.max(s, 1e-7));
+  const sigmaSrc = tf.tensor1d(start);
+  const sigmaDst = tf.tensor1d(to.map((s, b) => Math.min(s, start[b]!)));
+  try {
+    return rollout(policy, x, { sigmaSrc, sigmaDst, substeps, shift });
+  } finally {
+    tf.dispose([sigmaSrc, sigmaDst]);
+  }
+}
+
+/**
+ * The prediction at state (x_a, σ_a): the student's mean velocity over raw [r_a, r_end] (the secant of its
+ * own differentiable rollout), or its local velocity where that window is shorter than 2 substeps.
+ */
+function averageVelocity(policy: Policy, state: State, substeps: number, shift: number): tf.Tensor {
+  const B = state.sigma.length;
+  const small = Array.from(state.rawA, (r, b) => roundHalfEven((r - state.rawEnd[b]!) * substeps) < 2);
+  const local = policy.velocity(state.x, tf.tensor1d(state.sigma));
+  if (small.every(Boolean)) return local;
+  const sigmaEnd = Float32Array.from(state.rawEnd, (r, b) =>
+    Math.min(warp(Math.min(Math.max(r, 0), 1), shift), state.sigma[b]!),
+  );
+  const end = rolloutOpByOp(policy, state.x, { sigmaSrc: state.sigma, sigmaDst: sigmaEnd, substeps, shift });
+  const column = [B, ...new Array<number>(state.x.rank - 1).fill(1)];
+  const span = tf.tensor(
+    state.sigma.map((s, b) => Math.max(s - sigmaEnd[b]!, 1e-4)),
+    column,
+  );
+  const secant = tf.div(tf.sub(state.x, end), span);
+  if (small.every((s) => !s)) return secant;
+  const mask = tf.broadcastTo(tf.tensor(Uint8Array.from(small, Number), column, 'bool'), state.x.shape);
+  return tf.where(mask, local, secant);
+}
+
+function disposeStates(states: State[]): void {
+  for (const s of states) tf.dispose([s.x, s.target]);
+  states.length = 0;
+}
+
+/** Creates a π-ID trainer (see {@link PiIDTrainer}). */
+export function createPiIDTrainer<P>(options: PiIDTrainerOptions<P>): PiIDTrainer<P> {
+  return new PiIDTrainer(options);
+}

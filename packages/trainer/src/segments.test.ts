@@ -1,0 +1,44 @@
+import { createRandom, flowMapSchedule } from '@piflow/core';
+import { describe, expect, it } from 'vitest';
+import { intermediateOffsets, sampleSegments, teacherRatioAt } from './segments';
+
+describe('π-ID segments', () => {
+  it('start on the sampler grid, pick steps in proportion to raw length, and have the right lengths', () => {
+    const N = 4;
+    const f = 0.5;
+    const schedule = flowMapSchedule({ numInferenceSteps: N, finalStepSizeScale: f, shift: 3.2 });
+    const seg = sampleSegments(20000, N, f, 3.2, createRandom(1));
+    const counts = new Map<number, number>();
+    const delta = 1 / (N - 1 + f);
+    for (let b = 0; b < 20000; b++) {
+      const i = schedule.rawTimes.findIndex((r) => Math.abs(r - seg.rawSrc[b]!) < 1e-9);
+      expect(i).toBeGreaterThanOrEqual(0);
+      expect(seg.rawLength[b]).toBeCloseTo(i === N - 1 ? f * delta : delta, 12);
+      expect(seg.sigmaSrc[b]).toBeCloseTo(schedule.sigmas[i]!, 6);
+      counts.set(i, (counts.get(i) ?? 0) + 1);
+    }
+    for (let i = 0; i < N; i++) {
+      const expected = (i === N - 1 ? f : 1) * delta;
+      expect(counts.get(i)! / 20000).toBeCloseTo(expected, 1);
+    }
+  });
+
+  it('intermediate offsets: student increments within (1 − ratio)·L, teacher increments partition ratio·L', () => {
+    const random = createRandom(2);
+    for (const ratio of [0, 0.3, 1]) {
+      for (let trial = 0; trial < 200; trial++) {
+        const { student, teacher } = intermediateOffsets(4, 0.2, ratio, random);
+        const s = student.reduce((a, v) => a + v, 0);
+        const t = teacher.reduce((a, v) => a + v, 0);
+        expect(student.every((v) => v >= 0) && teacher.every((v) => v >= 0)).toBe(true);
+        expect(s).toBeLessThanOrEqual((1 - ratio) * 0.2 + 1e-12);
+        expect(t).toBeCloseTo(ratio * 0.2, 12);
+      }
+    }
+  });
+
+  it('trajectory mixing decays linearly from 1 to 0', () => {
+    expect([0, 500, 1000, 2000].map((i) => teacherRatioAt(i, 1000))).toEqual([1, 0.5, 0, 0]);
+    expect(teacherRatioAt(5, 0)).toBe(0);
+  });
+});

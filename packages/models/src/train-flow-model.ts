@@ -198,7 +198,9 @@ export async function trainFlowModel(
     const x0 = batch instanceof tf.Tensor ? batch : batch?.x;
     const labels = batch instanceof tf.Tensor ? undefined : batch?.labels;
     try {
-      assertTensor('data().x', x0, { rank: model.backbone.inputRank });
+      assertTensor('data().x', x0, {
+        shape: [...new Array<null>(model.backbone.inputRank - 1).fill(null), model.backbone.channels],
+      });
       const B = x0.shape[0]!;
       if (labels !== undefined) assertTensor('data().labels', labels, { shape: [B], dtype: 'int32' });
       const sigma = sampleTrainingSigmas(random, B, sigmaOptions);

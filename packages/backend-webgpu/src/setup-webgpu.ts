@@ -46,7 +46,7 @@ export class WebGPUUnavailableError extends PiflowError {
   override name = 'WebGPUUnavailableError';
 }
 
-interface WebGPUNodeModule {
+export interface WebGPUNodeModule {
   create(options: string[]): GPU;
   globals: Record<string, unknown>;
 }
@@ -74,6 +74,23 @@ function wrapRequestAdapter(gpu: GPU, featureLevel: 'compatibility' | 'core'): v
   target[WRAPPED] = true;
 }
 
+/**
+ * Imports the optional peer `webgpu` (Dawn for Node); when it is missing, throws an error naming the package
+ * and the command that installs it. (`specifier` exists for tests.)
+ */
+export async function importDawn(specifier = 'webgpu'): Promise<WebGPUNodeModule> {
+  try {
+    // A variable specifier keeps bundlers from pulling the native Node binding into browser builds.
+    return (await import(/* @vite-ignore */ specifier)) as WebGPUNodeModule;
+  } catch (cause) {
+    throw new WebGPUUnavailableError(
+      'WebGPU in Node needs the optional peer dependency `webgpu` (Dawn): install it with `npm install webgpu@0.6` ' +
+        `(or \`pnpm add webgpu@0.6\`). Loading "${specifier}" failed: ${(cause as Error)?.message ?? String(cause)}`,
+      { cause },
+    );
+  }
+}
+
 async function loadDawn(options: NodeWebGPUOptions): Promise<GPU> {
   const { dawnOptions = ['backend=opengles'], surfacelessEGL = true } = options;
   if (!Array.isArray(dawnOptions) || dawnOptions.some((o) => typeof o !== 'string')) {
@@ -85,18 +102,7 @@ async function loadDawn(options: NodeWebGPUOptions): Promise<GPU> {
   }
   const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env;
   if (surfacelessEGL && env && env.EGL_PLATFORM === undefined) env.EGL_PLATFORM = 'surfaceless';
-  let dawn: WebGPUNodeModule;
-  try {
-    // A variable specifier keeps bundlers from pulling the native Node binding into browser builds.
-    const specifier = 'webgpu';
-    dawn = (await import(/* @vite-ignore */ specifier)) as WebGPUNodeModule;
-  } catch (cause) {
-    throw new WebGPUUnavailableError(
-      'WebGPU in Node needs the optional peer dependency `webgpu` (Dawn): install it with `npm install webgpu@0.6` ' +
-        `(or \`pnpm add webgpu@0.6\`). Loading it failed: ${(cause as Error)?.message ?? String(cause)}`,
-      { cause },
-    );
-  }
+  const dawn = await importDawn();
   // GPUBufferUsage, GPUMapMode, GPUShaderStage, … : tfjs's WebGPU backend reads them as globals.
   for (const [name, value] of Object.entries(dawn.globals)) {
     if (!(name in globalThis)) (globalThis as Record<string, unknown>)[name] = value;
@@ -106,7 +112,6 @@ async function loadDawn(options: NodeWebGPUOptions): Promise<GPU> {
 
 async function setup(options: SetupWebGPUOptions): Promise<WebGPUSetup> {
   const { featureLevel = 'compatibility' } = options;
-  assertOneOf('options.featureLevel', featureLevel, ['compatibility', 'core']);
   const navigatorGpu = (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
   const useNode = options.node === undefined ? !navigatorGpu && isNodeRuntime() : options.node !== false;
   let gpu: GPU;
@@ -167,6 +172,7 @@ export async function setupWebGPU(options: SetupWebGPUOptions = {}): Promise<Web
       describeValue(options.node),
     );
   }
+  assertOneOf('options.featureLevel', options.featureLevel ?? 'compatibility', ['compatibility', 'core']);
   if (!pending) {
     pending = setup(options);
     pending.catch(() => {

@@ -1,0 +1,255 @@
+// The fused WGSL rollout kernels against the op-by-op rollout on the same backend and against float64 Euler
+// rollouts in plain JS. Runs in Node (Dawn) and in headless Chromium. Reads are asynchronous (`data()`):
+// tfjs's synchronous WebGPU readback needs OffscreenCanvas, which Node lacks.
+import { createRandom, type RolloutSegment, rollout, rolloutSigmaGrid } from '@piflow/core';
+import { countLeaks, relativeError, useBackend } from '@piflow/core/testing';
+import { dx } from '@piflow/policy-dx';
+import { type GMPolicy, gm } from '@piflow/policy-gm';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dxEulerReference, gmEulerReference } from './__fixtures__/euler-reference';
+import './__fixtures__/webgpu-test-backend';
+import { DX_ROLLOUT_KERNEL, dxFusedRollout } from './dx-rollout-kernel';
+import { GM_MAX_UNROLLED, GM_ROLLOUT_KERNEL, gmFusedRollout } from './gm-rollout-kernel';
+import { registerWebGPUKernels } from './register-kernels';
+import { setupWebGPU } from './setup-webgpu';
+
+/** Float32 fused vs float32 op-by-op (different summation orders over ≤ 128 substeps). */
+const FUSED_TOLERANCE = 1e-4;
+/** Float32 kernel vs float64 JS Euler rollout over the same σ grid. */
+const FLOAT64_TOLERANCE = 2e-4;
+
+function device(): GPUDevice {
+  return (tf.backend() as unknown as WebGPUBackend).device;
+}
+
+/** Runs `fn` inside a validation error scope (WebGPU reports invalid programs only there) and reads it. */
+async function validated(fn: () => tf.Tensor): Promise<Float32Array> {
+  device().pushErrorScope('validation');
+  const out = fn();
+  const values = (await out.data()) as Float32Array;
+  const error = await device().popErrorScope();
+  expect(error?.message ?? null).toBeNull();
+  out.dispose();
+  return values;
+}
+
+async function kernelsRun(fn: () => tf.Tensor): Promise<string[]> {
+  let result: tf.Tensor | undefined;
+  const info = await tf.profile(() => {
+    result = fn();
+    return result;
+  });
+  result?.dispose();
+  return info.kernelNames;
+}
+
+function segmentOf(options: {
+  sigmaSrc: number[];
+  sigmaDst: number[];
+  substeps: number;
+  shift: number;
+}): RolloutSegment {
+  return {
+    sigmaSrc: Float32Array.from(options.sigmaSrc),
+    sigmaDst: Float32Array.from(options.sigmaDst),
+    substeps: options.substeps,
+    shift: options.shift,
+  };
+}
+
+function makeGM(shape: number[], K: number, sigmaSrc: number[], seed: number, options = {}) {
+  const random = createRandom(seed);
+  const positions = shape.slice(0, -1);
+  const C = shape[shape.length - 1]!;
+  const xSrc = random.normalTensor(shape);
+  const params = {
+    space: 'x0' as const,
+    means: random.normalTensor([...positions, K, C]),
+    logweights: tf.tidy(() => tf.mul(random.normalTensor([...positions, K]), 1.5)),
+    variance: tf.tidy(() =>
+      tf.add(tf.mul(tf.abs(random.normalTensor([shape[0]!])), 0.3), 0.05),
+    ) as tf.Tensor1D,
+  };
+  const policy = gm.create(
+    params,
+    xSrc,
+    tf.tidy(() => tf.tensor1d(sigmaSrc)),
+    { random, ...options },
+  );
+  tf.dispose([params.means, params.logweights, params.variance]);
+  return { policy, xSrc, random };
+}
+
+describe('fused WGSL rollout kernels on webgpu', () => {
+  beforeAll(async () => {
+    await useBackend('webgpu');
+  });
+  afterAll(() => {
+    registerWebGPUKernels();
+  });
+
+  it('setupWebGPU found WebGPU where the test runs (Dawn in Node, navigator.gpu in Chromium)', async () => {
+    const setup = await setupWebGPU();
+    expect(setup.platform).toBe(typeof window === 'undefined' ? 'node' : 'browser');
+    expect(tf.getBackend()).toBe('webgpu');
+  });
+
+  const gmCases = [
+    { label: '[3, 4], K = 3', shape: [3, 4], K: 3 },
+    { label: '[2, 64, 16], K = 8 (the benchmark layout, fewer positions)', shape: [2, 64, 16], K: 8 },
+    { label: '[2, 3, 5, 2] images, K = 5', shape: [2, 3, 5, 2], K: 5 },
+  ];
+  for (const { label, shape, K } of gmCases) {
+    it(`GM: one dispatch equals op by op and the float64 Euler rollout, per-item σ grids, ${label}`, async () => {
+      const B = shape[0]!;
+      const sigmaSrc = Array.from({ length: B }, (_, b) => [0.93, 0.41, 0.7][b % 3]!);
+      const sigmaDst = Array.from({ length: B }, (_, b) => [0, 0.12, 0.3][b % 3]!);
+      const { policy, xSrc } = makeGM(shape, K, sigmaSrc, 10 + K);
+      const options = {
+        sigmaSrc: tf.tensor1d(sigmaSrc),
+        sigmaDst: tf.tensor1d(sigmaDst),
+        substeps: 128,
+        shift: 3.2,
+      };
+      const grids = rolloutSigmaGrid(segmentOf({ sigmaSrc, sigmaDst, substeps: 128, shift: 3.2 }));
+      expect(new Set(grids.map((g) => g.length)).size).toBe(Math.min(B, 3)); // per-item grids differ
+
+      const fused = await validated(() => rollout(policy, xSrc, options));
+      const opByOp = rollout(policy, xSrc, { ...options, fused: false });
+      expect(relativeError(fused, await opByOp.data())).toBeLessThan(FUSED_TOLERANCE);
+      const reference = await gmEulerReference(
+        policy,
+        Float64Array.from(await xSrc.data()),
+        segmentOf({ sigmaSrc, sigmaDst, substeps: 128, shift: 3.2 }),
+      );
+      expect(relativeError(fused, reference)).toBeLessThan(FLOAT64_TOLERANCE);
+      // The kernel actually ran (one dispatch), and the result moved away from x_src.
+      expect(await kernelsRun(() => rollout(policy, xSrc, options))).toContain(GM_ROLLOUT_KERNEL);
+      expect(relativeError(fused, await xSrc.data())).toBeGreaterThan(0.05);
+      tf.dispose([opByOp, xSrc, options.sigmaSrc, options.sigmaDst]);
+      policy.dispose();
+    });
+  }
+
+  it('GM: dropped components (log-weight −∞) and temperature match op by op', async () => {
+    const shape = [4, 6, 3];
+    const sigmaSrc = [1, 0.8, 0.6, 0.9];
+    const { policy, xSrc } = makeGM(shape, 6, sigmaSrc, 3, { dropout: 0.5, temperature: 0.4 });
+    const logweights = await policy.logweights.data();
+    expect(Array.from(logweights).some((v) => v === -Infinity)).toBe(true);
+    const options = { sigmaSrc: tf.tensor1d(sigmaSrc), sigmaDst: 0, substeps: 64, shift: 1 };
+    const fused = await validated(() => rollout(policy, xSrc, options));
+    const opByOp = rollout(policy, xSrc, { ...options, fused: false });
+    expect(Array.from(fused).every(Number.isFinite)).toBe(true);
+    expect(relativeError(fused, await opByOp.data())).toBeLessThan(FUSED_TOLERANCE);
+    tf.dispose([opByOp, xSrc, options.sigmaSrc]);
+    policy.dispose();
+  });
+
+  for (const mode of ['grid', 'polynomial'] as const) {
+    it(`DX ${mode}: one dispatch equals op by op and the float64 Euler rollout, per-item σ grids`, async () => {
+      const random = createRandom(mode === 'grid' ? 4 : 5);
+      const B = 3;
+      const N = 10;
+      const shape = [B, 2, 4, 16];
+      const xSrc = random.normalTensor(shape);
+      const x0Grid = random.normalTensor([B, N, ...shape.slice(1)]);
+      const sigmaSrc = [0.95, 0.5, 0.7];
+      const sigmaDst = [0, 0.2, 0.69];
+      const policy = dx.create({ space: 'x0', x0Grid }, xSrc, tf.tensor1d(sigmaSrc), {
+        mode,
+        shift: 3.2,
+        segmentSize: mode === 'grid' ? 0.6 : 0.3,
+      });
+      const options = {
+        sigmaSrc: tf.tensor1d(sigmaSrc),
+        sigmaDst: tf.tensor1d(sigmaDst),
+        substeps: 128,
+        shift: 3.2,
+      };
+      const fused = await validated(() => rollout(policy, xSrc, options));
+      const opByOp = rollout(policy, xSrc, { ...options, fused: false });
+      expect(relativeError(fused, await opByOp.data())).toBeLessThan(FUSED_TOLERANCE);
+      const reference = await dxEulerReference(
+        policy,
+        Float64Array.from(await xSrc.data()),
+        segmentOf({ sigmaSrc, sigmaDst, substeps: 128, shift: 3.2 }),
+      );
+      expect(relativeError(fused, reference)).toBeLessThan(FLOAT64_TOLERANCE);
+      expect(await kernelsRun(() => rollout(policy, xSrc, options))).toContain(DX_ROLLOUT_KERNEL);
+      tf.dispose([opByOp, xSrc, x0Grid, options.sigmaSrc, options.sigmaDst]);
+      policy.dispose();
+    });
+  }
+
+  it('leaves no tensors behind (GM and DX)', async () => {
+    const { policy, xSrc, random } = makeGM([2, 5, 4], 3, [0.8, 0.6], 6);
+    const x0Grid = random.normalTensor([2, 4, 5, 4]);
+    const dxPolicy = dx.create({ space: 'x0', x0Grid }, xSrc, 0.8);
+    const { leaked, result } = countLeaks(() => [
+      rollout(policy, xSrc, { sigmaSrc: 0.8, sigmaDst: 0.1, substeps: 32 }),
+      rollout(dxPolicy, xSrc, { sigmaSrc: 0.8, sigmaDst: 0.1, substeps: 32 }),
+    ]);
+    expect(leaked).toBe(0);
+    expect(await kernelsRun(() => rollout(dxPolicy, xSrc, { sigmaSrc: 0.8, sigmaDst: 0 }))).toContain(
+      DX_ROLLOUT_KERNEL,
+    );
+    tf.dispose([...result, xSrc, x0Grid]);
+    policy.dispose();
+    dxPolicy.dispose();
+  });
+
+  it('steps aside while a gradient tape records, so rollouts stay differentiable', async () => {
+    const { policy, xSrc } = makeGM([2, 3], 2, [0.9, 0.9], 7);
+    const segment = segmentOf({ sigmaSrc: [0.9, 0.9], sigmaDst: [0, 0], substeps: 8, shift: 1 });
+    let insideTape: tf.Tensor | undefined | 'unset' = 'unset';
+    const grad = tf.grad((x: tf.Tensor) => {
+      insideTape = gmFusedRollout(policy as GMPolicy, x, segment);
+      return tf.sum(rollout(policy, x, { sigmaSrc: 0.9, sigmaDst: 0, substeps: 8 }));
+    })(xSrc);
+    expect(insideTape).toBeUndefined();
+    const g = await grad.data();
+    expect(Array.from(g).every(Number.isFinite)).toBe(true);
+    expect(Array.from(g).some((v) => v !== 0)).toBe(true);
+    tf.dispose([grad, xSrc]);
+    policy.dispose();
+  });
+
+  it('falls back to op by op when K·C is too large to unroll', async () => {
+    const C = Math.floor(GM_MAX_UNROLLED / 2) + 1;
+    const { policy, xSrc } = makeGM([1, C], 2, [0.5], 8);
+    const segment = segmentOf({ sigmaSrc: [0.5], sigmaDst: [0.4], substeps: 8, shift: 1 });
+    expect(gmFusedRollout(policy, xSrc, segment)).toBeUndefined();
+    const y = rollout(policy, xSrc, { sigmaSrc: 0.5, sigmaDst: 0.4, substeps: 8 });
+    expect(y.shape).toEqual([1, C]);
+    tf.dispose([y, xSrc]);
+    policy.dispose();
+  });
+
+  it('the hooks run only on webgpu, and unregistering them restores op by op', async () => {
+    const { policy, xSrc, random } = makeGM([2, 4], 2, [0.7, 0.7], 9);
+    const x0Grid = random.normalTensor([2, 3, 4]);
+    const dxPolicy = dx.create({ space: 'x0', x0Grid }, xSrc, 0.7);
+    const unregister = registerWebGPUKernels();
+    expect(registerWebGPUKernels()).toBe(unregister); // idempotent
+    unregister();
+    const names = await kernelsRun(() => rollout(policy, xSrc, { sigmaSrc: 0.7, sigmaDst: 0, substeps: 4 }));
+    expect(names).not.toContain(GM_ROLLOUT_KERNEL);
+    registerWebGPUKernels();
+    const segment = segmentOf({ sigmaSrc: [0.7, 0.7], sigmaDst: [0, 0], substeps: 4, shift: 1 });
+    await useBackend('cpu');
+    const xCpu = tf.tensor2d([
+      [0, 1, 2, 3],
+      [1, 0, 1, 0],
+    ]);
+    expect(gmFusedRollout(policy, xCpu, segment)).toBeUndefined();
+    expect(dxFusedRollout(dxPolicy, xCpu, segment)).toBeUndefined();
+    xCpu.dispose();
+    await useBackend('webgpu');
+    tf.dispose([xSrc, x0Grid]);
+    policy.dispose();
+    dxPolicy.dispose();
+  });
+});

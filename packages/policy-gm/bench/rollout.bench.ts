@@ -20,20 +20,38 @@ function median(values: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
+interface Timing {
+  /** Median wall-clock time per run (ms). */
+  wall: number;
+  /** Median CPU time of this process per run (ms): robust when other processes share the cores. */
+  cpu: number;
+  values: Float32Array;
+}
+
 /** Times fn (which returns a tensor; the time includes reading it back) `runs` times, after `warmup` runs. */
-function time(fn: () => tf.Tensor, runs: number, warmup: number): { ms: number; values: Float32Array } {
+function time(fn: () => tf.Tensor, runs: number, warmup: number): Timing {
   let values = new Float32Array(0);
-  const times: number[] = [];
+  const walls: number[] = [];
+  const cpus: number[] = [];
   for (let i = 0; i < warmup + runs; i++) {
     const start = performance.now();
+    const cpuStart = process.cpuUsage();
     const out = fn();
     values = out.dataSync() as Float32Array;
-    const ms = performance.now() - start;
+    const cpu = process.cpuUsage(cpuStart);
+    const wall = performance.now() - start;
     out.dispose();
-    if (i >= warmup) times.push(ms);
+    if (i >= warmup) {
+      walls.push(wall);
+      cpus.push((cpu.user + cpu.system) / 1000);
+    }
   }
-  return { ms: median(times), values };
+  return { wall: median(walls), cpu: median(cpus), values };
 }
+
+const fmt = (t: Timing) => `${t.wall.toFixed(1).padStart(7)} ms wall, ${t.cpu.toFixed(1).padStart(7)} ms cpu`;
+const ratio = (a: Timing, b: Timing) =>
+  `${(a.wall / b.wall).toFixed(1)}× wall, ${(a.cpu / b.cpu).toFixed(1)}× cpu`;
 
 const backends = (process.env.PIFLOW_BENCH_BACKENDS ?? 'wasm,cpu').split(',').map((s) => s.trim());
 const rows: string[] = [];
@@ -63,15 +81,8 @@ for (const backend of backends) {
   const error = relativeError(fused.values, opByOp.values);
   const errorJS = relativeError(fusedJS.values, opByOp.values);
   rows.push(
-    `${backend.padEnd(5)} | op-by-op ${opByOp.ms.toFixed(1).padStart(8)} ms | fused (wasm SIMD) ${fused.ms
-      .toFixed(2)
-      .padStart(
-        7,
-      )} ms | ratio ${(opByOp.ms / fused.ms).toFixed(1).padStart(6)}× | fused (JS loop) ${fusedJS.ms
-      .toFixed(1)
-      .padStart(
-        6,
-      )} ms (${(opByOp.ms / fusedJS.ms).toFixed(1)}×) | rel. error SIMD ${error.toExponential(1)}, JS ${errorJS.toExponential(1)}`,
+    `${backend}: op-by-op ${fmt(opByOp)} | fused ${fmt(fused)} | ratio ${ratio(opByOp, fused)} | ` +
+      `fused JS loop ${fmt(fusedJS)} (${ratio(opByOp, fusedJS)}) | rel. error vs op-by-op: fused ${error.toExponential(1)}, JS ${errorJS.toExponential(1)}`,
   );
   console.log(rows[rows.length - 1]);
   policy.dispose();

@@ -1,0 +1,287 @@
+import { createRandom, type Random, type RolloutSegment, rollout } from '@piflow/core';
+import { countLeaks, relativeError, testBackends, useBackend } from '@piflow/core/testing';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type GMPolicy, gm, registerGMFusedRollout } from '../index';
+import {
+  type GMFusedImplementation,
+  GMFusedRolloutKernel,
+  runGMRolloutArrays,
+  setGMFusedImplementation,
+} from './gm-fused-kernel';
+import { gmRolloutJS } from './gm-rollout-js';
+import { type GMRolloutArrays, planGMRollout } from './gm-rollout-plan';
+import { generateGMRolloutModule, simdKernelFits, wasmSimdSupported } from './gm-rollout-simd';
+
+/** Fused vs op-by-op tolerance (relative L2, float32 over up to 64 substeps). */
+const TOLERANCE = 1e-4;
+
+function makePolicy(
+  shape: number[],
+  K: number,
+  random: Random,
+  sigmaSrc: number[],
+  options: { temperature?: number; dropout?: number } = {},
+) {
+  const positions = shape.slice(0, -1);
+  const C = shape[shape.length - 1]!;
+  const params = {
+    space: 'u' as const,
+    means: random.normalTensor([...positions, K, C]),
+    logweights: tf.tidy(() => tf.mul(random.normalTensor([...positions, K]), 0.7)),
+    logstd: tf.tidy(() => tf.sub(tf.mul(random.normalTensor([shape[0]!]), 0.2), 0.8)) as tf.Tensor1D,
+  };
+  const xSrc = random.normalTensor(shape);
+  const sigmaSrcT = tf.tensor1d(sigmaSrc);
+  const policy = gm.create(params, xSrc, sigmaSrcT, { ...options, random });
+  tf.dispose([params.means, params.logweights, params.logstd, xSrc, sigmaSrcT]);
+  return policy;
+}
+
+/** The policy's own fused rollout (which must run) and the op-by-op reference over the same segment. */
+function fusedAndReference(
+  policy: GMPolicy,
+  x: tf.Tensor,
+  sigmaSrc: number[],
+  sigmaDst: number[],
+  shift = 1,
+) {
+  const segment: RolloutSegment = {
+    sigmaSrc: Float32Array.from(sigmaSrc),
+    sigmaDst: Float32Array.from(sigmaDst),
+    substeps: 64,
+    shift,
+  };
+  const fused = policy.fusedRollout(x, segment);
+  expect(fused, 'the built-in fused kernel ran').toBeInstanceOf(tf.Tensor);
+  const src = tf.tensor1d(sigmaSrc);
+  const dst = tf.tensor1d(sigmaDst);
+  const reference = rollout(policy, x, { sigmaSrc: src, sigmaDst: dst, substeps: 64, shift, fused: false });
+  const result = {
+    fused: fused!.dataSync().slice(),
+    reference: reference.dataSync().slice(),
+    shape: fused!.shape,
+  };
+  tf.dispose([fused!, reference, src, dst]);
+  return result;
+}
+
+const cases: {
+  label: string;
+  shape: number[];
+  K: number;
+  sigmaSrc: number[];
+  sigmaDst: number[];
+  options?: { temperature?: number; dropout?: number };
+  shift?: number;
+}[] = [
+  { label: 'K = 1', shape: [2, 5, 3], K: 1, sigmaSrc: [0.9, 0.6], sigmaDst: [0, 0.3] },
+  { label: 'C = 1, K = 4', shape: [3, 7, 1], K: 4, sigmaSrc: [1, 0.5, 0.8], sigmaDst: [0, 0.1, 0.7] },
+  {
+    label: 'dropped components (−∞ log-weights)',
+    shape: [4, 6, 3],
+    K: 6,
+    sigmaSrc: [1, 0.9, 0.7, 0.4],
+    sigmaDst: [0, 0.2, 0.1, 0],
+    options: { dropout: 0.6 },
+  },
+  {
+    label: 'σ_dst = 0 everywhere, temperature 0.3, shift 3.2',
+    shape: [2, 9, 4],
+    K: 8,
+    sigmaSrc: [1, 0.75],
+    sigmaDst: [0, 0],
+    options: { temperature: 0.3 },
+    shift: 3.2,
+  },
+  {
+    label: 'items with different substep counts (one of a single substep)',
+    shape: [3, 4, 2],
+    K: 3,
+    sigmaSrc: [0.95, 0.5, 0.3],
+    sigmaDst: [0, 0.49, 0.29],
+  },
+  { label: '[B, H, W, C] layout', shape: [2, 3, 5, 4], K: 5, sigmaSrc: [0.8, 1], sigmaDst: [0.05, 0] },
+  {
+    label: 'K = 8, C = 16 (benchmark shape, small)',
+    shape: [2, 13, 16],
+    K: 8,
+    sigmaSrc: [1, 1],
+    sigmaDst: [0, 0],
+  },
+];
+
+describe('fused GM kernels on flat arrays', () => {
+  it('the generated SIMD module is valid WebAssembly for several (K, C)', () => {
+    expect(wasmSimdSupported()).toBe(true); // Node 20 runs WebAssembly SIMD
+    for (const [K, C] of [
+      [1, 1],
+      [3, 2],
+      [8, 16],
+      [12, 64],
+    ] as const) {
+      expect(WebAssembly.validate(generateGMRolloutModule(K, C)), `K=${K}, C=${C}`).toBe(true);
+    }
+    expect(simdKernelFits(8, 16)).toBe(true);
+    expect(simdKernelFits(256, 64)).toBe(false);
+  });
+
+  it('SIMD and JS kernels agree, and too-large K falls back to the JS loop', () => {
+    const random = createRandom(5);
+    for (const [K, C, P] of [
+      [8, 16, 37],
+      [200, 1, 3],
+    ] as const) {
+      const B = 2;
+      const arrays: GMRolloutArrays = {
+        batch: B,
+        positions: P,
+        components: K,
+        channels: C,
+        x: random.fillNormal(new Float32Array(B * P * C)),
+        xSrc: random.fillNormal(new Float32Array(B * P * C)),
+        means: random.fillNormal(new Float32Array(B * P * K * C)),
+        logweights: random.fillNormal(new Float32Array(B * P * K)),
+      };
+      const segment: RolloutSegment = {
+        sigmaSrc: new Float32Array([1, 0.6]),
+        sigmaDst: new Float32Array([0, 0.2]),
+        substeps: 128,
+        shift: 2,
+      };
+      const plan = planGMRollout(new Float32Array([1, 0.6]), [0.3, 0.05], segment);
+      const js = gmRolloutJS(arrays, plan);
+      const simd = runGMRolloutArrays(arrays, plan, 'simd');
+      if (simdKernelFits(K, C)) {
+        expect(simd).toBeDefined();
+        expect(relativeError(simd!, js)).toBeLessThan(TOLERANCE);
+      } else {
+        expect(simd).toBeUndefined();
+        expect(runGMRolloutArrays(arrays, plan, 'auto')).toEqual(js);
+      }
+    }
+  });
+});
+
+for (const backend of testBackends()) {
+  describe(`fused GM rollout kernels on ${backend}`, () => {
+    beforeAll(async () => {
+      await useBackend(backend);
+    });
+    afterEach(() => {
+      setGMFusedImplementation('auto');
+    });
+
+    it('registers its tfjs kernel lazily, on first fused use', () => {
+      const registeredBefore = tf.getKernel(GMFusedRolloutKernel, backend) !== undefined;
+      const random = createRandom(1);
+      const policy = makePolicy([1, 3, 2], 2, random, [0.5]);
+      const y = rollout(policy, policy.xSrc, { sigmaSrc: 0.5, sigmaDst: 0, substeps: 8 });
+      // importing the package registers nothing; the first fused rollout on this backend does
+      if (!registeredBefore) expect(tf.getKernel(GMFusedRolloutKernel, backend)).toBeDefined();
+      expect(tf.getKernel(GMFusedRolloutKernel, 'webgl')).toBeUndefined();
+      tf.dispose(y);
+      policy.dispose();
+    });
+
+    for (const choice of ['simd', 'js'] as GMFusedImplementation[]) {
+      for (const c of cases) {
+        it(`${choice}: matches op by op (≤ ${TOLERANCE}), ${c.label}`, () => {
+          setGMFusedImplementation(choice);
+          const random = createRandom(17);
+          const policy = makePolicy(c.shape, c.K, random, c.sigmaSrc, c.options);
+          if (c.options?.dropout) {
+            const lw = policy.logweights.dataSync();
+            expect(lw.some((v) => v === Number.NEGATIVE_INFINITY)).toBe(true);
+          }
+          const x = tf.tidy(() => tf.add(policy.xSrc, tf.mul(random.normalTensor(c.shape), 0.2)));
+          const { fused, reference, shape } = fusedAndReference(policy, x, c.sigmaSrc, c.sigmaDst, c.shift);
+          expect(shape).toEqual(c.shape);
+          expect(fused.every(Number.isFinite)).toBe(true);
+          expect(relativeError(fused, reference)).toBeLessThan(TOLERANCE);
+          tf.dispose(x);
+          policy.dispose();
+        });
+      }
+    }
+
+    it('runs as one kernel, and fused: false goes op by op', async () => {
+      const random = createRandom(3);
+      const policy = makePolicy([2, 4, 3], 3, random, [1, 1]);
+      const options = { sigmaSrc: 1, sigmaDst: 0, substeps: 32 };
+      const fused = await tf.profile(() => rollout(policy, policy.xSrc, options));
+      expect(fused.kernelNames).toEqual([GMFusedRolloutKernel]);
+      const opByOp = await tf.profile(() => rollout(policy, policy.xSrc, { ...options, fused: false }));
+      expect(opByOp.kernelNames).not.toContain(GMFusedRolloutKernel);
+      expect(opByOp.kernels.length).toBeGreaterThan(32 * 10);
+      tf.dispose([fused.result as tf.Tensor, opByOp.result as tf.Tensor]);
+      policy.dispose();
+    });
+
+    it('falls back to op by op while a gradient tape records, so gradients flow', () => {
+      const random = createRandom(4);
+      const shape = [2, 3, 2];
+      const means = random.normalTensor([2, 3, 2, 2]);
+      const logweights = random.normalTensor([2, 3, 2]);
+      const logstd = tf.tensor1d([-1, -0.5]);
+      const xSrc = random.normalTensor(shape);
+      const segment: RolloutSegment = {
+        sigmaSrc: new Float32Array([0.8, 0.8]),
+        sigmaDst: new Float32Array([0.6, 0.6]),
+        substeps: 16,
+        shift: 1,
+      };
+      let fusedInsideTape: tf.Tensor | undefined | null = null;
+      const grad = tf.grad((m: tf.Tensor) => {
+        const policy = gm.create({ space: 'u', means: m, logweights, logstd }, xSrc, 0.8);
+        fusedInsideTape = policy.fusedRollout(xSrc, segment);
+        return tf.sum(rollout(policy, xSrc, { sigmaSrc: 0.8, sigmaDst: 0.6, substeps: 16 }));
+      })(means);
+      expect(fusedInsideTape).toBeUndefined();
+      const g = grad.dataSync();
+      expect(g.every(Number.isFinite)).toBe(true);
+      expect(Math.max(...Array.from(g, Math.abs))).toBeGreaterThan(1e-3);
+      // outside the tape the same policy does run fused
+      const policy = gm.create({ space: 'u', means, logweights, logstd }, xSrc, 0.8);
+      const outside = policy.fusedRollout(xSrc, segment);
+      expect(outside).toBeInstanceOf(tf.Tensor);
+      tf.dispose([grad, means, logweights, logstd, xSrc, outside as tf.Tensor]);
+      policy.dispose();
+    });
+
+    it('leaks no tensors (SIMD and JS)', () => {
+      const random = createRandom(6);
+      const policy = makePolicy([2, 5, 3], 4, random, [0.9, 0.7]);
+      const sigmaSrc = tf.tensor1d([0.9, 0.7]);
+      for (const choice of ['simd', 'js'] as GMFusedImplementation[]) {
+        setGMFusedImplementation(choice);
+        const { leaked, result } = countLeaks(() =>
+          rollout(policy, policy.xSrc, { sigmaSrc, sigmaDst: 0, substeps: 16 }),
+        );
+        expect(leaked).toBe(0);
+        tf.dispose(result);
+      }
+      tf.dispose(sigmaSrc);
+      policy.dispose();
+    });
+
+    it('registered hooks still come first (e.g. a WebGPU kernel)', () => {
+      const random = createRandom(8);
+      const policy = makePolicy([1, 2, 2], 2, random, [0.5]);
+      const marker = tf.fill([1, 2, 2], 7);
+      const seen: string[] = [];
+      const remove = registerGMFusedRollout((state) => {
+        seen.push(`${state.means.shape}`);
+        return tf.clone(marker);
+      });
+      const y = rollout(policy, policy.xSrc, { sigmaSrc: 0.5, sigmaDst: 0 });
+      expect(seen).toHaveLength(1);
+      expect(Array.from(y.dataSync())).toEqual([7, 7, 7, 7]);
+      remove();
+      const z = rollout(policy, policy.xSrc, { sigmaSrc: 0.5, sigmaDst: 0 });
+      expect(Array.from(z.dataSync())).not.toEqual([7, 7, 7, 7]);
+      tf.dispose([marker, y, z]);
+      policy.dispose();
+    });
+  });
+}

@@ -43,6 +43,8 @@ export {
   ensureWasmTrainingKernels,
   registerWasmTrainingKernels,
   unregisterWasmTrainingKernels,
+  type WasmTrainingKernelName,
+  wasmTrainingKernelNames,
   wasmTrainingKernelsRegistered,
 } from './wasm-training-kernels';
 export {

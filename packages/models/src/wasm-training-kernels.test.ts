@@ -46,6 +46,7 @@ describe('wasm training kernels', () => {
     expect(wasmTrainingKernelsRegistered()).toBe(false);
     expect(registerWasmTrainingKernels()).toContain('BatchMatMul');
     expect(wasmTrainingKernelsRegistered()).toBe(true);
+    expect(() => registerWasmTrainingKernels(['Conv3D' as 'Transpose'])).toThrow(/`kernels`/);
   });
 
   it('simplifies transposes by dropping size-1 axes and merging adjacent ones', () => {
@@ -94,6 +95,14 @@ describe('wasm training kernels', () => {
     [
       [2, 3, 4, 5, 6],
       [4, 2, 0, 3, 1],
+    ],
+    [
+      [6, 7, 3, 4, 5],
+      [2, 0, 3, 1, 4],
+    ],
+    [
+      [2, 1, 3, 4, 5, 2],
+      [5, 3, 1, 0, 4, 2],
     ],
   ] as Array<[number[], number[]]>) {
     it(`Transpose ${JSON.stringify(shape)} by ${JSON.stringify(perm)} is exact`, async () => {

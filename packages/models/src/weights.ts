@@ -103,18 +103,18 @@ export function createExponentialMovingAverage(
       if (target.length !== shadows.length) {
         throw new InvalidArgumentError('variables', `${shadows.length} variables`, `${target.length}`);
       }
-      tf.tidy(() => {
-        target.forEach((v, i) => {
-          const s = shadows[i]!;
-          if (v.shape.length !== s.shape.length || v.shape.some((d, j) => d !== s.shape[j])) {
-            throw new InvalidArgumentError(
-              `variables[${i}]`,
-              `a variable of shape [${s.shape.join(', ')}]`,
-              `shape [${v.shape.join(', ')}]`,
-            );
-          }
-          v.assign(s);
-        });
+      target.forEach((v, i) => {
+        const s = shadows[i]!;
+        if (v.shape.length !== s.shape.length || v.shape.some((d, j) => d !== s.shape[j])) {
+          throw new InvalidArgumentError(
+            `variables[${i}]`,
+            `a variable of shape [${s.shape.join(', ')}]`,
+            `shape [${v.shape.join(', ')}]`,
+          );
+        }
+      });
+      target.forEach((v, i) => {
+        v.assign(shadows[i]!);
       });
     },
     getWeights() {

@@ -270,6 +270,15 @@ export interface LoadTfjsModelTeacherOptions extends TfjsModelDescription {
   requestInit?: RequestInit;
 }
 
+/** A directory, or the path of its model JSON file. */
+function directoryHandler(location: string): tf.io.IOHandler {
+  if (!location.endsWith('.json')) return fileSystemIO(location);
+  const cut = Math.max(location.lastIndexOf('/'), location.lastIndexOf('\\'));
+  return fileSystemIO(cut < 0 ? '.' : location.slice(0, cut) || '/', {
+    modelFileName: location.slice(cut + 1),
+  });
+}
+
 function isUrlWithScheme(source: string): boolean {
   return /^[a-z][a-z0-9+.-]*:\/\//i.test(source);
 }
@@ -282,7 +291,8 @@ export async function loadTfjsModelTeacher(options: LoadTfjsModelTeacherOptions)
   const { source, requestInit, ...description } = options ?? ({} as LoadTfjsModelTeacherOptions);
   let handler: tf.io.IOHandler;
   if (typeof source === 'string' && source.length > 0) {
-    if (source.startsWith('file://')) handler = fileSystemIO(decodeURIComponent(new URL(source).pathname));
+    if (source.startsWith('file://'))
+      handler = directoryHandler(decodeURIComponent(new URL(source).pathname));
     else if (/^https?:\/\//i.test(source)) handler = tf.io.http(source, { requestInit });
     else if (isUrlWithScheme(source)) {
       const handlers = tf.io.getLoadHandlers(source);
@@ -290,7 +300,7 @@ export async function loadTfjsModelTeacher(options: LoadTfjsModelTeacherOptions)
         throw new InvalidArgumentError('source', 'a URL scheme tfjs can load here', JSON.stringify(source));
       }
       handler = handlers[0]!;
-    } else handler = fileSystemIO(source.replace(/[/\\]model\.json$/, ''));
+    } else handler = directoryHandler(source);
   } else if (source && typeof source === 'object' && typeof source.load === 'function') handler = source;
   else {
     throw new InvalidArgumentError(

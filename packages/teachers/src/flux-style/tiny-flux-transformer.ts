@@ -42,6 +42,8 @@ export class TinyFluxTransformer implements LatentTransformerModel {
   readonly numHeads: number;
   readonly depth: number;
   readonly ropeAxesDim: readonly [number, number, number];
+  /** The full configuration (what `save` writes). */
+  readonly config: Required<TinyFluxTransformerConfig>;
   /** Trainable variables, in a stable order. */
   readonly variables: tf.Variable[] = [];
   private readonly weights = new Map<string, tf.Variable>();
@@ -88,6 +90,17 @@ export class TinyFluxTransformer implements LatentTransformerModel {
     this.numHeads = numHeads;
     this.depth = depth;
     this.ropeAxesDim = [...ropeAxesDim] as [number, number, number];
+    this.config = {
+      tokenDim,
+      textEmbeddingDim,
+      pooledEmbeddingDim,
+      guidanceEmbedding,
+      hiddenDim,
+      numHeads,
+      depth,
+      ropeAxesDim: this.ropeAxesDim,
+      seed,
+    };
 
     const random = createRandom(seed);
     const D = hiddenDim;
@@ -208,11 +221,65 @@ export class TinyFluxTransformer implements LatentTransformerModel {
     return this.apply(`${prefix}mlpOut`, gelu(this.apply(`${prefix}mlpIn`, x)));
   }
 
-  /** Current weights as plain arrays (e.g. to save with JSON). */
-  getWeights(): Record<string, Float32Array> {
-    const out: Record<string, Float32Array> = {};
-    for (const [name, v] of this.weights) out[name] = v.dataSync() as Float32Array;
-    return out;
+  /** Saves configuration and weights through a tfjs IOHandler (e.g. `fileSystemIO(dir)`, `indexeddb://…`). */
+  async save(handler: tf.io.IOHandler): Promise<tf.io.SaveResult> {
+    if (!handler || typeof handler.save !== 'function') {
+      throw new InvalidArgumentError('handler', 'a tfjs IOHandler with save()', typeof handler);
+    }
+    const named = [...this.weights].map(([name, tensor]) => ({ name, tensor }));
+    const { data, specs } = await tf.io.encodeWeights(named);
+    return handler.save({
+      modelTopology: {
+        className: 'TinyFluxTransformer',
+        config: this.config,
+      } as unknown as tf.io.ModelArtifacts['modelTopology'],
+      format: 'piflow-tiny-flux-transformer',
+      generatedBy: '@piflow/teachers',
+      weightSpecs: specs,
+      weightData: data,
+    });
+  }
+
+  /** Loads a transformer saved with {@link TinyFluxTransformer.save}. */
+  static async load(handler: tf.io.IOHandler): Promise<TinyFluxTransformer> {
+    if (!handler || typeof handler.load !== 'function') {
+      throw new InvalidArgumentError('handler', 'a tfjs IOHandler with load()', typeof handler);
+    }
+    const artifacts = await handler.load();
+    const topology = artifacts.modelTopology as
+      | { className?: string; config?: TinyFluxTransformerConfig }
+      | undefined;
+    if (
+      artifacts.format !== 'piflow-tiny-flux-transformer' ||
+      topology?.className !== 'TinyFluxTransformer'
+    ) {
+      throw new InvalidArgumentError(
+        'handler',
+        'a saved TinyFluxTransformer',
+        `format ${JSON.stringify(artifacts.format)}`,
+      );
+    }
+    const model = new TinyFluxTransformer(topology.config);
+    const data = artifacts.weightData;
+    const buffer = Array.isArray(data) ? tf.io.concatenateArrayBuffers(data) : data!;
+    const tensors = tf.io.decodeWeights(buffer, artifacts.weightSpecs ?? []);
+    try {
+      for (const [name, variable] of model.weights) {
+        const value = tensors[name];
+        if (!value || value.shape.join() !== variable.shape.join()) {
+          model.dispose();
+          throw new InvalidArgumentError(
+            `weights.${name}`,
+            `a tensor of shape [${variable.shape.join(', ')}]`,
+            value ? `[${value.shape.join(', ')}]` : 'nothing',
+          );
+        }
+        variable.assign(value);
+      }
+    } finally {
+      tf.dispose(Object.values(tensors));
+    }
+    return model;
   }
 
   /** Frees the variables. */

@@ -51,16 +51,17 @@ ${unroll(K, (k) => `  let lw${k}raw = logwIn[lb + ${k}];\n  let lw${k} = select(
     let zeta = a * a - rho2 * (as_ * as_);
     let rs = rho2 * as_;
     let d = max(v * zeta + s * s, 1e-20);
+    let invD = 1.0 / d;
     let hz = 0.5 * zeta;
 ${unroll(C, (c) => `    let nu${c} = a * x${c} - rs * xs${c};`)}
-${unroll(K, (k) => `    let l${k} = lw${k} + (${unroll(C, (c) => `${m(k, c)} * nu${c}`, ' + ')} - hz * n${k}) / d;`)}
+${unroll(K, (k) => `    let l${k} = lw${k} + (${unroll(C, (c) => `${m(k, c)} * nu${c}`, ' + ')} - hz * n${k}) * invD;`)}
     let mx = ${nestedMax(K, 'l')};
 ${unroll(K, (k) => `    let e${k} = exp(l${k} - mx);`)}
     let inv = 1.0 / (${unroll(K, (k) => `e${k}`, ' + ')});
 ${unroll(C, (c) => `    let mbar${c} = (${unroll(K, (k) => `e${k} * ${m(k, c)}`, ' + ')}) * inv;`)}
     let va = v * a;
     let st = (v * s * as_) / ss2;
-${unroll(C, (c) => `    x${c} = x${c} + ((s * (x${c} - mbar${c}) - va * x${c} - st * (as_ * x${c} - xs${c})) / d) * delta;`)}
+${unroll(C, (c) => `    x${c} = x${c} + ((s * (x${c} - mbar${c}) - va * x${c} - st * (as_ * x${c} - xs${c})) * invD) * delta;`)}
   }
 ${unroll(C, (c) => `  result[xb + ${c}] = x${c};`)}
 }

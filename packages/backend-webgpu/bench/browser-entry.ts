@@ -1,0 +1,18 @@
+// The benchmark page's script (bundled by chromium.bench.ts): WebGPU from navigator.gpu, then bench cases.
+import * as tf from '@tensorflow/tfjs-core';
+import { setupWebGPU } from '../src/index';
+import { runBench } from './cases';
+
+const report = (globalThis as unknown as { piflowBench: (line: string) => void }).piflowBench;
+try {
+  await setupWebGPU();
+  const info = (tf.backend() as unknown as { adapterInfo?: { description?: string; architecture?: string } })
+    .adapterInfo;
+  report(
+    `tfjs ${tf.getBackend()} in ${navigator.userAgent.match(/Chrom\w+\/[\d.]+/)?.[0]}: ${info?.description ?? ''}`,
+  );
+  await runBench((line) => report(`  ${line}`));
+  report('done');
+} catch (error) {
+  report(`error: ${(error as Error).stack ?? error}`);
+}

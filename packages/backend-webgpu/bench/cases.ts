@@ -1,0 +1,138 @@
+// Fused vs op-by-op rollouts and a 4-step GM sampling run on the active tfjs backend ('webgpu'). Shared by
+// the Node (Dawn) runner and the Chromium page; every ratio is measured within one run.
+import {
+  createAnalyticGMFlow,
+  createRandom,
+  flowMapSchedule,
+  rollout,
+  type Student,
+  sample,
+} from '@piflow/core';
+import { dx } from '@piflow/policy-dx';
+import { type GMParams, gm } from '@piflow/policy-gm';
+import * as tf from '@tensorflow/tfjs-core';
+
+export interface BenchRow {
+  name: string;
+  /** Median wall time of one run including the readback, in ms. */
+  ms: number;
+  /** Median process CPU time (all threads, llvmpipe's included) of one run, in ms (Node only). */
+  cpuMs?: number;
+}
+
+interface Timing {
+  ms: number;
+  cpuMs?: number;
+}
+
+const cpuUsage = (globalThis as { process?: { cpuUsage?: () => { user: number; system: number } } }).process
+  ?.cpuUsage;
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+async function timeIt(fn: () => tf.Tensor, repeats: number): Promise<Timing> {
+  const walls: number[] = [];
+  const cpus: number[] = [];
+  for (let r = 0; r < repeats; r++) {
+    const c0 = cpuUsage?.();
+    const t0 = performance.now();
+    const out = fn();
+    await out.data();
+    walls.push(performance.now() - t0);
+    const c1 = cpuUsage?.();
+    if (c0 && c1) cpus.push((c1.user - c0.user + c1.system - c0.system) / 1000);
+    out.dispose();
+  }
+  return { ms: median(walls), ...(cpus.length ? { cpuMs: median(cpus) } : {}) };
+}
+
+/** Warm-up (shader compilation) then the median of `repeats`. */
+async function measure(fn: () => tf.Tensor, repeats: number, warmups = 2): Promise<Timing> {
+  await timeIt(fn, warmups);
+  return timeIt(fn, repeats);
+}
+
+const show = (t: Timing, scale = 1) =>
+  `${(t.ms * scale).toFixed(t.ms * scale < 100 ? 2 : 0)} ms${t.cpuMs === undefined ? '' : ` (CPU ${(t.cpuMs * scale).toFixed(t.cpuMs * scale < 100 ? 2 : 0)} ms)`}`;
+
+export async function runBench(log: (line: string) => void, options: { opByOpSubsteps?: number } = {}) {
+  const rows: BenchRow[] = [];
+  const random = createRandom(0);
+  const B = 2;
+  const P = 1024;
+  const K = 8;
+  const C = 16;
+  const N = 10;
+  const substeps = 128;
+  const opSubsteps = options.opByOpSubsteps ?? 16;
+  const scale = substeps / opSubsteps;
+  const shape = [B, P, C];
+  const xSrc = random.normalTensor(shape);
+  const gmPolicy = gm.create(
+    {
+      space: 'x0',
+      means: random.normalTensor([B, P, K, C]),
+      logweights: random.normalTensor([B, P, K]),
+      variance: tf.tensor1d([0.2, 0.3]),
+    },
+    xSrc,
+    1,
+  );
+  const dxPolicy = dx.create({ space: 'x0', x0Grid: random.normalTensor([B, N, P, C]) }, xSrc, 1);
+
+  for (const [family, policy] of [
+    ['GM (K = 8)', gmPolicy],
+    ['DX (N = 10)', dxPolicy],
+  ] as const) {
+    const fused = await measure(() => rollout(policy, xSrc, { sigmaSrc: 1, sigmaDst: 0, substeps }), 20);
+    rows.push({ name: `${family} fused, ${substeps} substeps`, ...fused });
+    log(`${family} fused, ${substeps} substeps: ${show(fused)}`);
+    const op = await measure(
+      () => rollout(policy, xSrc, { sigmaSrc: 1, sigmaDst: 0, substeps: opSubsteps, fused: false }),
+      3,
+      1,
+    );
+    rows.push({
+      name: `${family} op by op, ${opSubsteps} substeps ×${scale}`,
+      ms: op.ms * scale,
+      ...(op.cpuMs === undefined ? {} : { cpuMs: op.cpuMs * scale }),
+    });
+    log(`${family} op by op, ${opSubsteps} substeps: ${show(op)}; scaled to ${substeps}: ${show(op, scale)}`);
+    log(
+      `${family} op by op / fused at ${substeps} substeps: ${((op.ms * scale) / fused.ms).toFixed(0)}× wall`,
+    );
+  }
+
+  // A 4-step GM student end to end: the oracle student (the exact x0-posterior of a 16-D mixture of 8
+  // Gaussians), 2048 samples, 128 substeps per unit raw time in the rollouts.
+  const means = Array.from({ length: K }, () => Array.from({ length: C }, () => 2 * random.normal()));
+  const flow = createAnalyticGMFlow({ means, std: 0.3 });
+  // The oracle student reads σ_src from the 4-step schedule rather than from its σ tensor: the analytic
+  // posterior validates a σ tensor with a synchronous read, which tfjs's WebGPU backend cannot do in Node.
+  const schedule = flowMapSchedule({ numInferenceSteps: 4 });
+  let step = 0;
+  const student: Student<GMParams> = {
+    family: 'gm',
+    predict: (x) => flow.posterior(x, schedule.sigmas[step++ % 4]!),
+  };
+  const noise = random.normalTensor([B * P, C]);
+  const timings: Timing[] = [];
+  for (const fused of [true, false]) {
+    const t = await measure(
+      () => {
+        step = 0;
+        return sample(student, gm, noise, { numInferenceSteps: 4, fused });
+      },
+      fused ? 5 : 1,
+      1,
+    );
+    timings.push(t);
+    rows.push({ name: `4-step GM sample(), 2048 × 16, ${fused ? 'fused' : 'op by op'}`, ...t });
+    log(`4-step GM sample(), ${fused ? 'fused' : 'op by op'}: ${show(t)}`);
+  }
+  log(`4-step GM sample(), op by op / fused: ${(timings[1]!.ms / timings[0]!.ms).toFixed(1)}× wall`);
+  tf.dispose([xSrc, noise]);
+  gmPolicy.dispose();
+  dxPolicy.dispose();
+  return rows;
+}

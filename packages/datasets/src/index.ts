@@ -1,0 +1,7 @@
+export {
+  checkerboard,
+  type Dataset2D,
+  type GaussianMixtureOptions,
+  randomGaussianMixture,
+  rings,
+} from './synthetic';

@@ -8,6 +8,7 @@ import { relativeError, useBackend } from '@piflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { gm } from '../src/index';
 import { setGMFusedImplementation } from '../src/kernels/gm-fused-kernel';
+import { simdInstructionsPerNanosecond } from './simd-peak';
 
 const B = 2;
 const P = 1024;
@@ -88,5 +89,16 @@ for (const backend of backends) {
   policy.dispose();
   tf.dispose([xSrc, params.means, params.logweights, params.logstd]);
 }
+// Arithmetic floor: SIMD instructions of the fused substep loop (one v128 = 4 positions) at the best rate
+// this engine retires independent f32x4 mul/add (measured below), and the same for the textbook formula.
+const rate = simdInstructionsPerNanosecond();
+const groupSteps = B * Math.ceil(P / 4) * SUBSTEPS;
+const fusedInstructions = groupSteps * (2 * K * K + 37 * K + 5);
+const directInstructions = groupSteps * (4 * K * C + 8 * C + 30 * K);
+console.log(
+  `\nArithmetic floor (one core, ${rate.toFixed(2)} SIMD instr/ns = ${(4 * rate).toFixed(1)} GFLOP/s measured): ` +
+    `fused substep loop ${(fusedInstructions / 1e6).toFixed(1)} M instr → ${(fusedInstructions / rate / 1e6).toFixed(2)} ms; ` +
+    `textbook O(K·C) formula ${(directInstructions / 1e6).toFixed(1)} M instr → ${(directInstructions / rate / 1e6).toFixed(2)} ms`,
+);
 console.log(`\nGM rollout, x [${B}, ${P}, ${C}], K = ${K}, ${SUBSTEPS} substeps (σ 1 → 0), medians:`);
 for (const row of rows) console.log(row);

@@ -53,16 +53,38 @@ function layout(K: number, C: number): Layout {
 }
 
 /** Emits: for (g = 0; g < groups; g++, base += recordBytes) { body } with params (record, groups, ...). */
-function groupLoop(f: FunctionBody, L: Layout, body: (base: number) => void): void {
+function groupLoop(f: FunctionBody, L: Layout, body: (base: number) => void, stride = 1): void {
   const base = f.local(I32);
   const g = f.local(I32);
   f.get(0).set(base).i32(0).set(g);
   f.op(Op.block, 0x40, Op.loop, 0x40);
   f.get(g).get(1).op(Op.i32GeU, Op.brIf, 1);
   body(base);
-  f.get(base).i32(L.bytes).op(Op.i32Add).set(base);
-  f.get(g).i32(1).op(Op.i32Add).set(g);
+  f.get(base).i32(L.bytes * stride).op(Op.i32Add).set(base);
+  f.get(g).i32(stride).op(Op.i32Add).set(g);
   f.op(Op.br, 0, Op.end, Op.end);
+}
+
+/** Emits a pairwise (tree) reduction of the given locals with `op`, leaving the result on the stack. */
+function emitTree(f: FunctionBody, locals: number[], op: number, scratch: number[]): void {
+  if (locals.length === 1) {
+    f.get(locals[0]!);
+    return;
+  }
+  // reduce pairs into scratch locals until one remains
+  let level = locals;
+  let s = 0;
+  while (level.length > 1) {
+    const next: number[] = [];
+    for (let i = 0; i + 1 < level.length; i += 2) {
+      const target = scratch[s++]!;
+      f.get(level[i]!).get(level[i + 1]!).simd(op).set(target);
+      next.push(target);
+    }
+    if (level.length % 2) next.push(level[level.length - 1]!);
+    level = next;
+  }
+  f.get(level[0]!);
 }
 
 function v(offsetVectors: number): number {
@@ -142,112 +164,110 @@ function emitExp(f: FunctionBody, z: number, n: number, r: number): void {
   f.get(z).f32x4(EXP_CUTOFF).simd(Simd.f32x4Gt).simd(Simd.v128And);
 }
 
-/** steps(record, groups, coefficients, substeps): the substep loop, state (Y, GAM) in locals. */
+/** Groups processed together in the substep loop: independent chains the CPU can overlap. */
+export const INTERLEAVE = 1;
+
+/**
+ * steps(record, groups, coefficients, substeps): the substep loop for INTERLEAVE groups at a time (groups
+ * must be a multiple of it), state (Y, GAM) in locals; max and sum as pairwise trees to shorten the
+ * dependency chain of a substep.
+ */
 function stepsFunction(L: Layout): FunctionBody {
   const { K } = L;
+  const U = INTERLEAVE;
   const f = new FunctionBody([I32, I32, I32, I32]);
-  const y = Array.from({ length: K }, () => f.local(V128));
-  const gam = Array.from({ length: K }, () => f.local(V128));
-  const e = Array.from({ length: K }, () => f.local(V128));
-  const [c1, c2, c3, P, R, Q] = Array.from({ length: COEFFICIENTS_PER_STEP }, () => f.local(V128)) as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  const max = f.local(V128);
-  const sum = f.local(V128);
-  const z = f.local(V128);
-  const n = f.local(V128);
-  const r = f.local(V128);
+  const vectors = (n: number) => Array.from({ length: n }, () => f.local(V128));
+  const y = Array.from({ length: U }, () => vectors(K));
+  const gam = Array.from({ length: U }, () => vectors(K));
+  const e = Array.from({ length: U }, () => vectors(K));
+  const scratch = Array.from({ length: U }, () => vectors(K));
+  const [c1, c2, c3, P, R, Q] = vectors(COEFFICIENTS_PER_STEP) as [number, number, number, number, number, number];
+  const max = vectors(U);
+  const sum = vectors(U);
+  const z = vectors(U);
+  const n = vectors(U);
+  const r = vectors(U);
   const cp = f.local(I32);
   const j = f.local(I32);
-  groupLoop(f, L, (base) => {
-    for (let k = 0; k < K; k++) {
-      f.get(base)
-        .load128(v(L.Y + k))
-        .set(y[k]!);
-      f.get(base)
-        .load128(v(L.GAM + k))
-        .set(gam[k]!);
-    }
-    f.get(2).set(cp).i32(0).set(j);
-    f.op(Op.block, 0x40, Op.loop, 0x40);
-    f.get(j).get(3).op(Op.i32GeU, Op.brIf, 1);
-    // coefficients (scalars, splatted)
-    [c1, c2, c3, P, R, Q].forEach((local, i) => {
-      f.get(cp)
-        .loadF32(i * 4)
-        .simd(Simd.f32x4Splat)
-        .set(local);
-    });
-    // logits and their max
-    for (let k = 0; k < K; k++) {
-      f.get(base).load128(v(L.LOGW + k));
-      f.get(c1).get(y[k]!).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
-      f.get(c2)
-        .get(base)
-        .load128(v(L.MXS + k))
-        .simd(Simd.f32x4Mul)
-        .simd(Simd.f32x4Sub);
-      f.get(c3)
-        .get(base)
-        .load128(v(L.NRM + k))
-        .simd(Simd.f32x4Mul)
-        .simd(Simd.f32x4Sub);
-      f.set(e[k]!);
-    }
-    f.get(e[0]!);
-    for (let k = 1; k < K; k++) f.get(e[k]!).simd(Simd.f32x4Max);
-    f.set(max);
-    // weights (unnormalised), their sum
-    for (let k = 0; k < K; k++) {
-      f.get(e[k]!).get(max).simd(Simd.f32x4Sub).set(z);
-      emitExp(f, z, n, r);
-      f.set(e[k]!);
-      if (k === 0) f.get(e[0]!).set(sum);
-      else f.get(sum).get(e[k]!).simd(Simd.f32x4Add).set(sum);
-    }
-    // e ← Q·p = e·(Q/sum); γ ← P·γ + e
-    f.get(Q).get(sum).simd(Simd.f32x4Div).set(sum);
-    for (let k = 0; k < K; k++) {
-      f.get(e[k]!).get(sum).simd(Simd.f32x4Mul).set(e[k]!);
-      f.get(P).get(gam[k]!).simd(Simd.f32x4Mul).get(e[k]!).simd(Simd.f32x4Add).set(gam[k]!);
-    }
-    // y ← P·y + R·(μ·x_src) + G·e
-    for (let l = 0; l < K; l++) {
-      f.get(P).get(y[l]!).simd(Simd.f32x4Mul);
-      f.get(R)
-        .get(base)
-        .load128(v(L.MXS + l))
-        .simd(Simd.f32x4Mul)
-        .simd(Simd.f32x4Add);
-      for (let k = 0; k < K; k++) {
-        f.get(base)
-          .load128(v(L.G + l * K + k))
-          .get(e[k]!)
-          .simd(Simd.f32x4Mul)
-          .simd(Simd.f32x4Add);
+  groupLoop(
+    f,
+    L,
+    (base) => {
+      const at = (u: number, offsetVectors: number) => u * L.bytes + v(offsetVectors);
+      for (let u = 0; u < U; u++) {
+        for (let k = 0; k < K; k++) {
+          f.get(base).load128(at(u, L.Y + k)).set(y[u]![k]!);
+          f.get(base).load128(at(u, L.GAM + k)).set(gam[u]![k]!);
+        }
       }
-      f.set(y[l]!);
-    }
-    f.get(cp)
-      .i32(COEFFICIENTS_PER_STEP * 4)
-      .op(Op.i32Add)
-      .set(cp);
-    f.get(j).i32(1).op(Op.i32Add).set(j);
-    f.op(Op.br, 0, Op.end, Op.end);
-    for (let k = 0; k < K; k++) {
-      f.get(base)
-        .get(y[k]!)
-        .store128(v(L.Y + k));
-      f.get(base)
-        .get(gam[k]!)
-        .store128(v(L.GAM + k));
-    }
-  });
+      f.get(2).set(cp).i32(0).set(j);
+      f.op(Op.block, 0x40, Op.loop, 0x40);
+      f.get(j).get(3).op(Op.i32GeU, Op.brIf, 1);
+      // coefficients (scalars, splatted)
+      [c1, c2, c3, P, R, Q].forEach((local, i) => {
+        f.get(cp).loadF32(i * 4).simd(Simd.f32x4Splat).set(local);
+      });
+      // logits
+      for (let k = 0; k < K; k++) {
+        for (let u = 0; u < U; u++) {
+          f.get(base).load128(at(u, L.LOGW + k));
+          f.get(c1).get(y[u]![k]!).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
+          f.get(c2).get(base).load128(at(u, L.MXS + k)).simd(Simd.f32x4Mul).simd(Simd.f32x4Sub);
+          f.get(c3).get(base).load128(at(u, L.NRM + k)).simd(Simd.f32x4Mul).simd(Simd.f32x4Sub);
+          f.set(e[u]![k]!);
+        }
+      }
+      for (let u = 0; u < U; u++) {
+        emitTree(f, e[u]!, Simd.f32x4Max, scratch[u]!);
+        f.set(max[u]!);
+      }
+      // unnormalised weights
+      for (let k = 0; k < K; k++) {
+        for (let u = 0; u < U; u++) {
+          f.get(e[u]![k]!).get(max[u]!).simd(Simd.f32x4Sub).set(z[u]!);
+          emitExp(f, z[u]!, n[u]!, r[u]!);
+          f.set(e[u]![k]!);
+        }
+      }
+      // e ← Q·p = e·(Q/sum); γ ← P·γ + e
+      for (let u = 0; u < U; u++) {
+        emitTree(f, e[u]!, Simd.f32x4Add, scratch[u]!);
+        f.set(sum[u]!);
+        f.get(Q).get(sum[u]!).simd(Simd.f32x4Div).set(sum[u]!);
+      }
+      for (let k = 0; k < K; k++) {
+        for (let u = 0; u < U; u++) {
+          f.get(e[u]![k]!).get(sum[u]!).simd(Simd.f32x4Mul).set(e[u]![k]!);
+          f.get(P).get(gam[u]![k]!).simd(Simd.f32x4Mul).get(e[u]![k]!).simd(Simd.f32x4Add).set(gam[u]![k]!);
+        }
+      }
+      // y ← P·y + R·(μ·x_src) + G·e, as two partial sums per row
+      for (let l = 0; l < K; l++) {
+        for (let u = 0; u < U; u++) {
+          const half = Math.ceil(K / 2);
+          f.get(P).get(y[u]![l]!).simd(Simd.f32x4Mul);
+          for (let k = 0; k < half; k++) {
+            f.get(base).load128(at(u, L.G + l * K + k)).get(e[u]![k]!).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
+          }
+          f.get(R).get(base).load128(at(u, L.MXS + l)).simd(Simd.f32x4Mul);
+          for (let k = half; k < K; k++) {
+            f.get(base).load128(at(u, L.G + l * K + k)).get(e[u]![k]!).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
+          }
+          f.simd(Simd.f32x4Add).set(y[u]![l]!);
+        }
+      }
+      f.get(cp).i32(COEFFICIENTS_PER_STEP * 4).op(Op.i32Add).set(cp);
+      f.get(j).i32(1).op(Op.i32Add).set(j);
+      f.op(Op.br, 0, Op.end, Op.end);
+      for (let u = 0; u < U; u++) {
+        for (let k = 0; k < K; k++) {
+          f.get(base).get(y[u]![k]!).store128(at(u, L.Y + k));
+          f.get(base).get(gam[u]![k]!).store128(at(u, L.GAM + k));
+        }
+      }
+    },
+    U,
+  );
   return f;
 }
 
@@ -379,7 +399,7 @@ function kernelFor(K: number, C: number): Kernel | undefined {
 }
 
 /** Calls of `steps` cover at most this many groups, so V8's tier-up (per call) reaches long rollouts early. */
-const GROUPS_PER_CALL = 16;
+const GROUPS_PER_CALL = 8 * INTERLEAVE;
 
 /**
  * Runs the fused GM rollout with the SIMD kernel; returns undefined where WebAssembly SIMD is unavailable,
@@ -390,7 +410,7 @@ export function gmRolloutSimd(arrays: GMRolloutArrays, plan: GMRolloutPlan): Flo
   const kernel = kernelFor(K, C);
   if (!kernel) return undefined;
   const { L, memory } = kernel;
-  const groupsPerItem = Math.ceil(P / 4);
+  const groupsPerItem = Math.ceil(Math.ceil(P / 4) / INTERLEAVE) * INTERLEAVE;
   const maxSteps = plan.steps.reduce((m, s) => Math.max(m, s), 0);
   const coefficientBytes = maxSteps * COEFFICIENTS_PER_STEP * 4;
   const recordBytes = groupsPerItem * L.bytes;

@@ -63,7 +63,10 @@ export function slicedWasserstein(
   let total = 0;
   for (let p = 0; p < projections; p++) {
     let norm = 0;
-    for (let c = 0; c < d; c++) norm += (direction[c] = random.normal()) ** 2;
+    for (let c = 0; c < d; c++) {
+      direction[c] = random.normal();
+      norm += direction[c]! ** 2;
+    }
     norm = Math.sqrt(norm);
     for (let i = 0; i < na; i++) {
       let s = 0;

@@ -60,7 +60,10 @@ function groupLoop(f: FunctionBody, L: Layout, body: (base: number) => void, str
   f.op(Op.block, 0x40, Op.loop, 0x40);
   f.get(g).get(1).op(Op.i32GeU, Op.brIf, 1);
   body(base);
-  f.get(base).i32(L.bytes * stride).op(Op.i32Add).set(base);
+  f.get(base)
+    .i32(L.bytes * stride)
+    .op(Op.i32Add)
+    .set(base);
   f.get(g).i32(stride).op(Op.i32Add).set(g);
   f.op(Op.br, 0, Op.end, Op.end);
 }
@@ -78,7 +81,10 @@ function emitTree(f: FunctionBody, locals: number[], op: number, scratch: number
     const next: number[] = [];
     for (let i = 0; i + 1 < level.length; i += 2) {
       const target = scratch[s++]!;
-      f.get(level[i]!).get(level[i + 1]!).simd(op).set(target);
+      f.get(level[i]!)
+        .get(level[i + 1]!)
+        .simd(op)
+        .set(target);
       next.push(target);
     }
     if (level.length % 2) next.push(level[level.length - 1]!);
@@ -181,7 +187,14 @@ function stepsFunction(L: Layout): FunctionBody {
   const gam = Array.from({ length: U }, () => vectors(K));
   const e = Array.from({ length: U }, () => vectors(K));
   const scratch = Array.from({ length: U }, () => vectors(K));
-  const [c1, c2, c3, P, R, Q] = vectors(COEFFICIENTS_PER_STEP) as [number, number, number, number, number, number];
+  const [c1, c2, c3, P, R, Q] = vectors(COEFFICIENTS_PER_STEP) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   const max = vectors(U);
   const sum = vectors(U);
   const z = vectors(U);
@@ -196,8 +209,12 @@ function stepsFunction(L: Layout): FunctionBody {
       const at = (u: number, offsetVectors: number) => u * L.bytes + v(offsetVectors);
       for (let u = 0; u < U; u++) {
         for (let k = 0; k < K; k++) {
-          f.get(base).load128(at(u, L.Y + k)).set(y[u]![k]!);
-          f.get(base).load128(at(u, L.GAM + k)).set(gam[u]![k]!);
+          f.get(base)
+            .load128(at(u, L.Y + k))
+            .set(y[u]![k]!);
+          f.get(base)
+            .load128(at(u, L.GAM + k))
+            .set(gam[u]![k]!);
         }
       }
       f.get(2).set(cp).i32(0).set(j);
@@ -205,15 +222,26 @@ function stepsFunction(L: Layout): FunctionBody {
       f.get(j).get(3).op(Op.i32GeU, Op.brIf, 1);
       // coefficients (scalars, splatted)
       [c1, c2, c3, P, R, Q].forEach((local, i) => {
-        f.get(cp).loadF32(i * 4).simd(Simd.f32x4Splat).set(local);
+        f.get(cp)
+          .loadF32(i * 4)
+          .simd(Simd.f32x4Splat)
+          .set(local);
       });
       // logits
       for (let k = 0; k < K; k++) {
         for (let u = 0; u < U; u++) {
           f.get(base).load128(at(u, L.LOGW + k));
           f.get(c1).get(y[u]![k]!).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
-          f.get(c2).get(base).load128(at(u, L.MXS + k)).simd(Simd.f32x4Mul).simd(Simd.f32x4Sub);
-          f.get(c3).get(base).load128(at(u, L.NRM + k)).simd(Simd.f32x4Mul).simd(Simd.f32x4Sub);
+          f.get(c2)
+            .get(base)
+            .load128(at(u, L.MXS + k))
+            .simd(Simd.f32x4Mul)
+            .simd(Simd.f32x4Sub);
+          f.get(c3)
+            .get(base)
+            .load128(at(u, L.NRM + k))
+            .simd(Simd.f32x4Mul)
+            .simd(Simd.f32x4Sub);
           f.set(e[u]![k]!);
         }
       }
@@ -247,22 +275,40 @@ function stepsFunction(L: Layout): FunctionBody {
           const half = Math.ceil(K / 2);
           f.get(P).get(y[u]![l]!).simd(Simd.f32x4Mul);
           for (let k = 0; k < half; k++) {
-            f.get(base).load128(at(u, L.G + l * K + k)).get(e[u]![k]!).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
+            f.get(base)
+              .load128(at(u, L.G + l * K + k))
+              .get(e[u]![k]!)
+              .simd(Simd.f32x4Mul)
+              .simd(Simd.f32x4Add);
           }
-          f.get(R).get(base).load128(at(u, L.MXS + l)).simd(Simd.f32x4Mul);
+          f.get(R)
+            .get(base)
+            .load128(at(u, L.MXS + l))
+            .simd(Simd.f32x4Mul);
           for (let k = half; k < K; k++) {
-            f.get(base).load128(at(u, L.G + l * K + k)).get(e[u]![k]!).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
+            f.get(base)
+              .load128(at(u, L.G + l * K + k))
+              .get(e[u]![k]!)
+              .simd(Simd.f32x4Mul)
+              .simd(Simd.f32x4Add);
           }
           f.simd(Simd.f32x4Add).set(y[u]![l]!);
         }
       }
-      f.get(cp).i32(COEFFICIENTS_PER_STEP * 4).op(Op.i32Add).set(cp);
+      f.get(cp)
+        .i32(COEFFICIENTS_PER_STEP * 4)
+        .op(Op.i32Add)
+        .set(cp);
       f.get(j).i32(1).op(Op.i32Add).set(j);
       f.op(Op.br, 0, Op.end, Op.end);
       for (let u = 0; u < U; u++) {
         for (let k = 0; k < K; k++) {
-          f.get(base).get(y[u]![k]!).store128(at(u, L.Y + k));
-          f.get(base).get(gam[u]![k]!).store128(at(u, L.GAM + k));
+          f.get(base)
+            .get(y[u]![k]!)
+            .store128(at(u, L.Y + k));
+          f.get(base)
+            .get(gam[u]![k]!)
+            .store128(at(u, L.GAM + k));
         }
       }
     },

@@ -11,10 +11,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   type ConvLayer,
   conv3x3,
+  conv3x3Concat,
   createConv3x3,
   createDense,
   type DenseLayer,
   dense,
+  denseConcat,
   makeVariable,
   type NamedVariable,
   silu,
@@ -368,12 +370,14 @@ export function createUNetBackbone(options: UNetBackboneOptions): Backbone {
   const { variables, variableNames } = buildFromNamed(named);
   const factor = 2 ** (levels.length - 1);
 
-  const runBlock = (x: tf.Tensor4D, block: ResBlock, eAct: tf.Tensor2D): tf.Tensor4D => {
-    const [B] = x.shape;
-    let h = conv3x3(silu(x), block.conv1);
+  // A block's input may be several tensors (upsampled features and the skip): their channel concatenation
+  // is never materialised.
+  const runBlock = (parts: tf.Tensor4D[], block: ResBlock, eAct: tf.Tensor2D): tf.Tensor4D => {
+    const [B] = parts[0]!.shape;
+    let h = conv3x3Concat(parts, block.conv1, silu);
     h = tf.add(h, tf.reshape(dense(eAct, block.cond), [B, 1, 1, block.cond.outputDim]));
     h = conv3x3(silu(h), block.conv2);
-    const skip = block.skip ? dense(x, block.skip) : x;
+    const skip = block.skip ? denseConcat(parts, block.skip) : parts[0]!;
     return tf.add(skip, h) as tf.Tensor4D;
   };
 
@@ -403,16 +407,16 @@ export function createUNetBackbone(options: UNetBackboneOptions): Backbone {
         let h = conv3x3(x, inputConv) as tf.Tensor4D;
         const skips: tf.Tensor4D[] = [];
         for (let i = 0; i < down.length; i++) {
-          h = runBlock(h, down[i]!, eAct);
+          h = runBlock([h], down[i]!, eAct);
           if (i < down.length - 1) {
             skips.push(h);
             h = tf.avgPool(h, 2, 2, 'valid') as tf.Tensor4D;
           }
         }
-        h = runBlock(h, middle, eAct);
+        h = runBlock([h], middle, eAct);
         for (const block of up) {
           const skip = skips.pop()!;
-          h = runBlock(tf.concat([upsampleNearest2x(h), skip], 3) as tf.Tensor4D, block, eAct);
+          h = runBlock([upsampleNearest2x(h), skip], block, eAct);
         }
         return { features: silu(h), embedding: e };
       });

@@ -53,3 +53,14 @@ export {
   getWeights,
   setWeights,
 } from './weights';
+export {
+  buildModel,
+  describeModel,
+  encodeWeights,
+  loadModel,
+  loadModelDirectory,
+  loadModelFromUrl,
+  type ModelManifest,
+  saveModelDirectory,
+  type StoredModel,
+} from './model-io';

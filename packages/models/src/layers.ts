@@ -129,9 +129,55 @@ export function poolPositions(features: tf.Tensor): tf.Tensor2D {
   return tf.mean(features, axes) as tf.Tensor2D;
 }
 
-/** Nearest-neighbour 2× upsampling of [B, H, W, C] with concat + reshape (cheap, simple gradients). */
-export function upsampleNearest2x(x: tf.Tensor4D): tf.Tensor4D {
-  const [B, H, W, C] = x.shape;
+/**
+ * Nearest-neighbour 2× upsampling of [B, H, W, C]: forward with concat + reshape, gradient 4·avgPool(dy, 2)
+ * (the sum over each 2×2 block). Concat's own gradient (SplitV along the channel axis) is very slow on wasm.
+ */
+export const upsampleNearest2x = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const x = args[0] as tf.Tensor;
+  const [B, H, W, C] = x.shape as [number, number, number, number];
   const wide = tf.reshape(tf.concat([x, x], 3), [B, H, 2 * W, C]);
-  return tf.reshape(tf.concat([wide, wide], 2), [B, 2 * H, 2 * W, C]) as tf.Tensor4D;
+  const value = tf.reshape(tf.concat([wide, wide], 2), [B, 2 * H, 2 * W, C]);
+  return {
+    value,
+    gradFunc: (dy: tf.Tensor) => tf.mul(tf.avgPool(dy as tf.Tensor4D, 2, 2, 'valid'), 4),
+  };
+}) as (x: tf.Tensor4D) => tf.Tensor4D;
+
+/**
+ * conv3x3 of the channel-concatenation of `parts` without materialising it: Σ_i conv(parts[i], filter slice i)
+ * (the same sum; avoids concat, whose gradient is a slow channel-axis SplitV on wasm).
+ */
+export function conv3x3Concat(parts: tf.Tensor[], layer: ConvLayer, activation?: (t: tf.Tensor) => tf.Tensor): tf.Tensor {
+  let offset = 0;
+  let sum: tf.Tensor | undefined;
+  const filter = layer.filter.variable;
+  const [kh, kw, , co] = filter.shape as [number, number, number, number];
+  for (const part of parts) {
+    const c = part.shape[part.rank - 1]!;
+    const slice = parts.length === 1 ? filter : tf.slice(filter, [0, 0, offset, 0], [kh, kw, c, co]);
+    const input = activation ? activation(part) : part;
+    const y = tf.conv2d(input as tf.Tensor4D, slice as tf.Tensor4D, 1, 'same');
+    sum = sum ? tf.add(sum, y) : y;
+    offset += c;
+  }
+  return tf.add(sum!, layer.bias.variable);
+}
+
+/** dense() of the last-axis concatenation of `parts` without materialising it (kernel row slices). */
+export function denseConcat(parts: tf.Tensor[], layer: DenseLayer): tf.Tensor {
+  let offset = 0;
+  let sum: tf.Tensor | undefined;
+  for (const part of parts) {
+    const c = part.shape[part.rank - 1]!;
+    const kernel =
+      parts.length === 1 ? layer.kernel.variable : tf.slice(layer.kernel.variable, [offset, 0], [c, layer.outputDim]);
+    const flat = tf.reshape(part, [-1, c]);
+    const y = tf.matMul(flat, kernel);
+    sum = sum ? tf.add(sum, y) : y;
+    offset += c;
+  }
+  const out = tf.add(sum!, layer.bias.variable);
+  const shape = parts[0]!.shape;
+  return tf.reshape(out, [...shape.slice(0, -1), layer.outputDim]);
 }

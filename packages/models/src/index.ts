@@ -16,6 +16,17 @@ export {
 } from './flow-model';
 export { sinusoidalEmbedding, TIME_SCALE } from './layers';
 export {
+  buildModel,
+  describeModel,
+  encodeWeights,
+  loadModel,
+  loadModelDirectory,
+  loadModelFromUrl,
+  type ModelManifest,
+  type StoredModel,
+  saveModelDirectory,
+} from './model-io';
+export {
   createDXStudent,
   createGMStudent,
   type DXHeadParams,
@@ -53,14 +64,3 @@ export {
   getWeights,
   setWeights,
 } from './weights';
-export {
-  buildModel,
-  describeModel,
-  encodeWeights,
-  loadModel,
-  loadModelDirectory,
-  loadModelFromUrl,
-  type ModelManifest,
-  saveModelDirectory,
-  type StoredModel,
-} from './model-io';

@@ -1,6 +1,12 @@
 import { assertNumber, describeValue, InvalidArgumentError, PiflowError } from '@piflow/core';
 import type * as tf from '@tensorflow/tfjs-core';
-import { type Backbone, createMLPBackbone, createUNetBackbone, type MLPBackboneOptions, type UNetBackboneOptions } from './backbone';
+import {
+  type Backbone,
+  createMLPBackbone,
+  createUNetBackbone,
+  type MLPBackboneOptions,
+  type UNetBackboneOptions,
+} from './backbone';
 import { createFlowModel, type FlowModel, isFlowModel } from './flow-model';
 import { createDXStudent, createGMStudent, type DXStudent, type GMStudent } from './policy-heads';
 import { getWeights, setWeights } from './weights';
@@ -58,7 +64,10 @@ export function describeModel(
     format: 'piflow-model',
     version: 1,
     kind,
-    backbone: { kind: backbone.kind, config: { ...backbone.config } as MLPBackboneOptions | UNetBackboneOptions },
+    backbone: {
+      kind: backbone.kind,
+      config: { ...backbone.config } as MLPBackboneOptions | UNetBackboneOptions,
+    },
     ...(head ? { head } : {}),
     sampleShape: [...extras.sampleShape],
     variables: model.variables.map((v, i) => ({ name: model.variableNames[i]!, shape: [...v.shape] })),
@@ -92,7 +101,8 @@ export function buildModel(manifest: ModelManifest): StoredModel {
   if (!manifest || manifest.format !== 'piflow-model') {
     throw new InvalidArgumentError('manifest.format', "'piflow-model'", describeValue(manifest?.format));
   }
-  if (manifest.version !== 1) throw new InvalidArgumentError('manifest.version', '1', describeValue(manifest.version));
+  if (manifest.version !== 1)
+    throw new InvalidArgumentError('manifest.version', '1', describeValue(manifest.version));
   const backbone = buildBackbone(manifest);
   const head = manifest.head ?? {};
   switch (manifest.kind) {
@@ -113,7 +123,11 @@ export function buildModel(manifest: ModelManifest): StoredModel {
         mode: head.mode as 'grid' | 'polynomial' | undefined,
       });
     default:
-      throw new InvalidArgumentError('manifest.kind', "'flow-model', 'gm-student' or 'dx-student'", describeValue(manifest.kind));
+      throw new InvalidArgumentError(
+        'manifest.kind',
+        "'flow-model', 'gm-student' or 'dx-student'",
+        describeValue(manifest.kind),
+      );
   }
 }
 
@@ -177,7 +191,9 @@ export async function saveModelDirectory(
 }
 
 /** Reads a model directory written by {@link saveModelDirectory}. Node only. */
-export async function loadModelDirectory(dir: string): Promise<{ model: StoredModel; manifest: ModelManifest }> {
+export async function loadModelDirectory(
+  dir: string,
+): Promise<{ model: StoredModel; manifest: ModelManifest }> {
   const fs = await import('node:fs/promises');
   const path = await import('node:path');
   let manifest: ModelManifest;
@@ -198,7 +214,8 @@ export async function loadModelFromUrl(
   const base = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
   const get = async (name: string) => {
     const response = await fetchImpl(`${base}${name}`);
-    if (!response.ok) throw new PiflowError(`GET ${base}${name} answered ${response.status} ${response.statusText}.`);
+    if (!response.ok)
+      throw new PiflowError(`GET ${base}${name} answered ${response.status} ${response.statusText}.`);
     return response;
   };
   const manifest = (await (await get('model.json')).json()) as ModelManifest;

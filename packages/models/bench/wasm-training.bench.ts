@@ -50,7 +50,9 @@ function makeStep(model: FlowModel, sampleShape: number[]) {
       const { value, grads } = tf.variableGrads(
         () =>
           tf.mean(
-            tf.square(tf.sub(model.velocity(xt, s as tf.Tensor1D, { labels: tf.tensor1d(labels, 'int32') }), target)),
+            tf.square(
+              tf.sub(model.velocity(xt, s as tf.Tensor1D, { labels: tf.tensor1d(labels, 'int32') }), target),
+            ),
           ) as tf.Scalar,
         model.variables as tf.Variable[],
       );
@@ -101,7 +103,9 @@ const rows: string[] = [];
   const step = makeStep(model, [784]);
   const stock = withKernels('none', () => stepsPerSecond(step, 4));
   const fixed = withKernels(all, () => stepsPerSecond(step, 15));
-  rows.push(`| MLP 784→1024×3, ${(params / 1e6).toFixed(2)} M params | ${fmt(stock)} | — | ${fmt(fixed)} | ${ratio(fixed, stock)} |`);
+  rows.push(
+    `| MLP 784→1024×3, ${(params / 1e6).toFixed(2)} M params | ${fmt(stock)} | — | ${fmt(fixed)} | ${ratio(fixed, stock)} |`,
+  );
   model.dispose();
 }
 
@@ -138,7 +142,9 @@ const micro: string[] = [];
   };
   const stock = withKernels('none', () => timeMs(run, 5));
   const fixed = withKernels(all, () => timeMs(run, 5));
-  micro.push(`| transpose [64,49,3,4,32] by [0,2,3,1,4] | ${stock.toFixed(1)} ms | ${fixed.toFixed(1)} ms | ${ratio(stock, fixed)} |`);
+  micro.push(
+    `| transpose [64,49,3,4,32] by [0,2,3,1,4] | ${stock.toFixed(1)} ms | ${fixed.toFixed(1)} ms | ${ratio(stock, fixed)} |`,
+  );
   x.dispose();
 }
 {
@@ -151,7 +157,9 @@ const micro: string[] = [];
   };
   const stock = withKernels('none', () => timeMs(run, 5));
   const fixed = withKernels(all, () => timeMs(run, 5));
-  micro.push(`| matMul [64,1024]·[1024,1024]ᵀ (dx of a dense layer) | ${stock.toFixed(1)} ms | ${fixed.toFixed(1)} ms | ${ratio(stock, fixed)} |`);
+  micro.push(
+    `| matMul [64,1024]·[1024,1024]ᵀ (dx of a dense layer) | ${stock.toFixed(1)} ms | ${fixed.toFixed(1)} ms | ${ratio(stock, fixed)} |`,
+  );
   const run2 = () => {
     const y = tf.matMul(dy, dy, true, false);
     y.dataSync();
@@ -159,7 +167,9 @@ const micro: string[] = [];
   };
   const stock2 = withKernels('none', () => timeMs(run2, 5));
   const fixed2 = withKernels(all, () => timeMs(run2, 5));
-  micro.push(`| matMul [64,1024]ᵀ·[64,1024] (dW of a dense layer) | ${stock2.toFixed(1)} ms | ${fixed2.toFixed(1)} ms | ${ratio(stock2, fixed2)} |`);
+  micro.push(
+    `| matMul [64,1024]ᵀ·[64,1024] (dW of a dense layer) | ${stock2.toFixed(1)} ms | ${fixed2.toFixed(1)} ms | ${ratio(stock2, fixed2)} |`,
+  );
   tf.dispose([dy, w]);
 }
 registerWasmTrainingKernels();

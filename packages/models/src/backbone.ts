@@ -75,7 +75,11 @@ export function checkBackboneInputs(
   assertTensor('sigma', sigma, { shape: [B] });
   if (condition === undefined) return undefined;
   if (typeof condition !== 'object' || condition === null) {
-    throw new InvalidArgumentError('condition', 'an object { labels } or undefined', describeValue(condition));
+    throw new InvalidArgumentError(
+      'condition',
+      'an object { labels } or undefined',
+      describeValue(condition),
+    );
   }
   const labels = (condition as Condition).labels;
   if (labels === undefined) return undefined;

@@ -2,7 +2,14 @@ import { createRandom } from '@piflow/core';
 import { maxAbsDifference, useBackend } from '@piflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { conv3x3Concat, createConv3x3, createDense, denseConcat, sinusoidalEmbedding, upsampleNearest2x } from './layers';
+import {
+  conv3x3Concat,
+  createConv3x3,
+  createDense,
+  denseConcat,
+  sinusoidalEmbedding,
+  upsampleNearest2x,
+} from './layers';
 
 // References are the plain tfjs formulations (concat first); tolerance 1e-5 absolute (float32 sums of ≤ 100
 // terms of size ~1).
@@ -30,7 +37,8 @@ describe('layers', () => {
     for (let n = 0; n < 2; n++)
       for (let i = 0; i < 6; i++)
         for (let j = 0; j < 8; j++)
-          for (let c = 0; c < 5; c++) reference[((n * 3 + (i >> 1)) * 4 + (j >> 1)) * 5 + c]! += rv[((n * 6 + i) * 8 + j) * 5 + c]!;
+          for (let c = 0; c < 5; c++)
+            reference[((n * 3 + (i >> 1)) * 4 + (j >> 1)) * 5 + c]! += rv[((n * 6 + i) * 8 + j) * 5 + c]!;
     expect(maxAbsDifference(g.dataSync(), reference)).toBeLessThan(1e-5);
     tf.dispose([x, r, y, g]);
   });
@@ -42,10 +50,16 @@ describe('layers', () => {
     const a = random.normalTensor([2, 4, 4, 3]);
     const b = random.normalTensor([2, 4, 4, 4]);
     const split = (p: tf.Tensor, q: tf.Tensor) =>
-      tf.add(tf.sum(tf.square(conv3x3Concat([p, q], conv, tf.sigmoid))), tf.sum(tf.sin(denseConcat([p, q], dense))));
+      tf.add(
+        tf.sum(tf.square(conv3x3Concat([p, q], conv, tf.sigmoid))),
+        tf.sum(tf.sin(denseConcat([p, q], dense))),
+      );
     const joined = (p: tf.Tensor, q: tf.Tensor) => {
       const cat = tf.concat([p, q], 3);
-      const y = tf.add(tf.conv2d(tf.sigmoid(cat) as tf.Tensor4D, conv.filter.variable as tf.Tensor4D, 1, 'same'), conv.bias.variable);
+      const y = tf.add(
+        tf.conv2d(tf.sigmoid(cat) as tf.Tensor4D, conv.filter.variable as tf.Tensor4D, 1, 'same'),
+        conv.bias.variable,
+      );
       const z = tf.add(tf.matMul(tf.reshape(cat, [-1, 7]), dense.kernel.variable), dense.bias.variable);
       return tf.add(tf.sum(tf.square(y)), tf.sum(tf.sin(z)));
     };
@@ -60,7 +74,17 @@ describe('layers', () => {
     const gb = tf.grads((p: tf.Tensor, q: tf.Tensor) => joined(p, q))([a, b]);
     expect(maxAbsDifference(ga[0]!.dataSync(), gb[0]!.dataSync())).toBeLessThan(1e-4);
     expect(maxAbsDifference(ga[1]!.dataSync(), gb[1]!.dataSync())).toBeLessThan(1e-4);
-    tf.dispose([a, b, s.value, j.value, ...Object.values(s.grads), ...Object.values(j.grads), ...ga, ...gb, ...vars]);
+    tf.dispose([
+      a,
+      b,
+      s.value,
+      j.value,
+      ...Object.values(s.grads),
+      ...Object.values(j.grads),
+      ...ga,
+      ...gb,
+      ...vars,
+    ]);
   });
 
   it('sinusoidal embedding of t = 1000·σ: [cos(t·f_i), sin(t·f_i)], f_i = 10000^(−i/half)', () => {

@@ -148,7 +148,11 @@ export const upsampleNearest2x = tf.customGrad((...args: Array<tf.Tensor | tf.Gr
  * conv3x3 of the channel-concatenation of `parts` without materialising it: Σ_i conv(parts[i], filter slice i)
  * (the same sum; avoids concat, whose gradient is a slow channel-axis SplitV on wasm).
  */
-export function conv3x3Concat(parts: tf.Tensor[], layer: ConvLayer, activation?: (t: tf.Tensor) => tf.Tensor): tf.Tensor {
+export function conv3x3Concat(
+  parts: tf.Tensor[],
+  layer: ConvLayer,
+  activation?: (t: tf.Tensor) => tf.Tensor,
+): tf.Tensor {
   let offset = 0;
   let sum: tf.Tensor | undefined;
   const filter = layer.filter.variable;
@@ -171,7 +175,9 @@ export function denseConcat(parts: tf.Tensor[], layer: DenseLayer): tf.Tensor {
   for (const part of parts) {
     const c = part.shape[part.rank - 1]!;
     const kernel =
-      parts.length === 1 ? layer.kernel.variable : tf.slice(layer.kernel.variable, [offset, 0], [c, layer.outputDim]);
+      parts.length === 1
+        ? layer.kernel.variable
+        : tf.slice(layer.kernel.variable, [offset, 0], [c, layer.outputDim]);
     const flat = tf.reshape(part, [-1, c]);
     const y = tf.matMul(flat, kernel);
     sum = sum ? tf.add(sum, y) : y;

@@ -25,7 +25,8 @@ const layouts: Layout[] = [
   },
   {
     name: 'images [B, H, W, C]',
-    backbone: (seed) => createUNetBackbone({ channels: [4, 8], inChannels: 3, numClasses: 4, embeddingDim: 16, seed }),
+    backbone: (seed) =>
+      createUNetBackbone({ channels: [4, 8], inChannels: 3, numClasses: 4, embeddingDim: 16, seed }),
     shape: [B, 8, 8, 3],
   },
 ];
@@ -97,12 +98,15 @@ for (const backend of testBackends()) {
           // Uniform weights ⇒ u_policy = u_teacher + mean_k(noise_k) per channel, the noise drawn from seed 42.
           const noise = createRandom(42).fillNormal(new Float32Array(K * C));
           const offset = new Float32Array(C);
-          for (let k = 0; k < K; k++) for (let c = 0; c < C; c++) offset[c]! += (noiseScale * noise[k * C + c]!) / K;
+          for (let k = 0; k < K; k++)
+            for (let c = 0; c < C; c++) offset[c]! += (noiseScale * noise[k * C + c]!) / K;
           const expected = tf.tidy(() => tf.add(uTeacher, tf.tensor1d(offset)).dataSync());
           // float32: the policy goes through x0 = x − σ·μ and back (/σ), σ ≥ 0.2 ⇒ error ≲ 1e-5·|x|/σ.
           expect(maxAbsDifference(uPolicy.dataSync(), expected)).toBeLessThan(2e-4);
           // And the policy is close to the teacher itself: |offset| ≤ 4·0.05/√K.
-          expect(maxAbsDifference(uPolicy.dataSync(), uTeacher.dataSync())).toBeLessThan((4 * noiseScale) / Math.sqrt(K));
+          expect(maxAbsDifference(uPolicy.dataSync(), uTeacher.dataSync())).toBeLessThan(
+            (4 * noiseScale) / Math.sqrt(K),
+          );
           for (const v of params.logstd.dataSync()) expect(v).toBeCloseTo(Math.log(0.05), 5);
           tf.dispose([uTeacher, params.means, params.logweights, params.logstd, uPolicy]);
           policy.dispose();
@@ -139,25 +143,31 @@ for (const backend of testBackends()) {
           const last = student.variables[student.variableNames.indexOf('head/logstd2/kernel')]!;
           tf.tidy(() => last.assign(random.normalTensor(last.shape)));
           const before = tf.memory().numTensors;
-          const { value, grads } = tf.variableGrads(() =>
-            tf.tidy(() => {
-              const p = student.predict(x, sigma, { labels });
-              const r = (t: tf.Tensor) => tf.sum(tf.mul(t, random.normalTensor(t.shape)));
-              return tf.addN([r(p.means), r(p.logweights), r(p.logstd)]) as tf.Scalar;
-            }),
-          student.variables as tf.Variable[]);
+          const { value, grads } = tf.variableGrads(
+            () =>
+              tf.tidy(() => {
+                const p = student.predict(x, sigma, { labels });
+                const r = (t: tf.Tensor) => tf.sum(tf.mul(t, random.normalTensor(t.shape)));
+                return tf.addN([r(p.means), r(p.logweights), r(p.logstd)]) as tf.Scalar;
+              }),
+            student.variables as tf.Variable[],
+          );
           for (const v of student.variables) {
             const g = grads[v.name];
             expect(g, v.name).toBeDefined();
-            expect(tf.tidy(() => tf.max(tf.abs(g!)).dataSync()[0]!), v.name).toBeGreaterThan(0);
+            expect(
+              tf.tidy(() => tf.max(tf.abs(g!)).dataSync()[0]!),
+              v.name,
+            ).toBeGreaterThan(0);
           }
           tf.dispose([value, ...Object.values(grads)]);
           expect(tf.memory().numTensors).toBe(before);
 
           // Only the log-std: no gradient reaches the backbone (detached input, as in the reference).
-          const logstdOnly = tf.variableGrads(() =>
-            tf.tidy(() => tf.sum(student.predict(x, sigma, { labels }).logstd) as tf.Scalar),
-          student.variables as tf.Variable[]);
+          const logstdOnly = tf.variableGrads(
+            () => tf.tidy(() => tf.sum(student.predict(x, sigma, { labels }).logstd) as tf.Scalar),
+            student.variables as tf.Variable[],
+          );
           for (const v of student.backbone.variables) {
             const g = logstdOnly.grads[v.name];
             if (g) expect(tf.tidy(() => tf.max(tf.abs(g)).dataSync()[0]!)).toBe(0);
@@ -180,7 +190,9 @@ describe('policy heads: arguments', () => {
     const backbone = createMLPBackbone({ inputDim: 2, width: 8, depth: 1 });
     expect(() => createGMStudent(backbone, { numComponents: 0 })).toThrow(/options.numComponents/);
     expect(() => createGMStudent({} as Backbone, { numComponents: 2 })).toThrow(InvalidArgumentError);
-    expect(() => createDXStudent(backbone, { numPoints: 3, mode: 'cubic' as 'grid' })).toThrow(/options.mode/);
+    expect(() => createDXStudent(backbone, { numPoints: 3, mode: 'cubic' as 'grid' })).toThrow(
+      /options.mode/,
+    );
     expect(() => createDXStudent(backbone, { numPoints: 3, segmentSize: 0 })).toThrow(/options.segmentSize/);
     const student = createDXStudent(backbone, { numPoints: 3 });
     const x = tf.zeros([2, 3]);

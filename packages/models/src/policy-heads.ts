@@ -161,7 +161,11 @@ function checkTeacherInitOptions(options: TeacherInitOptions | undefined): Requi
 export function createGMStudent(backbone: Backbone, options: GMStudentOptions): GMStudent {
   assertBackbone('backbone', backbone);
   if (typeof options !== 'object' || options === null) {
-    throw new InvalidArgumentError('options', 'an options object { numComponents, … }', describeValue(options));
+    throw new InvalidArgumentError(
+      'options',
+      'an options object { numComponents, … }',
+      describeValue(options),
+    );
   }
   const K = options.numComponents;
   assertNumber('options.numComponents', K, { min: 1, integer: true });
@@ -172,7 +176,11 @@ export function createGMStudent(backbone: Backbone, options: GMStudentOptions): 
   const seed = options.seed ?? 3;
   assertNumber('options.seed', seed, { integer: true });
   if (options.initFrom !== undefined && !isFlowModel(options.initFrom)) {
-    throw new InvalidArgumentError('options.initFrom', 'a flow model (createFlowModel)', describeValue(options.initFrom));
+    throw new InvalidArgumentError(
+      'options.initFrom',
+      'a flow model (createFlowModel)',
+      describeValue(options.initFrom),
+    );
   }
   const random = createRandom(seed);
   const F = backbone.featureChannels;
@@ -205,7 +213,9 @@ export function createGMStudent(backbone: Backbone, options: GMStudentOptions): 
         const means = tf.reshape(dense(features, meansLayer), [B, ...positions, K, C]);
         const logweights = tf.logSoftmax(dense(features, logweightsLayer));
         const logstdInput = tf.concat([detachTensor(embedding), detachTensor(poolPositions(features))], 1);
-        const logstd = tf.reshape(dense(silu(dense(silu(logstdInput), logstd1)), logstd2), [B]) as tf.Tensor1D;
+        const logstd = tf.reshape(dense(silu(dense(silu(logstdInput), logstd1)), logstd2), [
+          B,
+        ]) as tf.Tensor1D;
         return { space: 'u' as const, means, logweights, logstd };
       });
     },
@@ -269,7 +279,11 @@ export function createDXStudent(backbone: Backbone, options: DXStudentOptions): 
   const seed = options.seed ?? 3;
   assertNumber('options.seed', seed, { integer: true });
   if (options.initFrom !== undefined && !isFlowModel(options.initFrom)) {
-    throw new InvalidArgumentError('options.initFrom', 'a flow model (createFlowModel)', describeValue(options.initFrom));
+    throw new InvalidArgumentError(
+      'options.initFrom',
+      'a flow model (createFlowModel)',
+      describeValue(options.initFrom),
+    );
   }
   const F = backbone.featureChannels;
   const C = backbone.channels;

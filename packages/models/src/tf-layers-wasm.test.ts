@@ -13,7 +13,9 @@ const random = createRandom(5);
 
 function buildModel(weights?: tf.Tensor[]): tfl.LayersModel {
   const input = tfl.input({ shape: [6, 6, 2] });
-  const conv = tfl.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', activation: 'relu' }).apply(input);
+  const conv = tfl.layers
+    .conv2d({ filters: 4, kernelSize: 3, padding: 'same', activation: 'relu' })
+    .apply(input);
   const flat = tfl.layers.flatten().apply(conv);
   const output = tfl.layers.dense({ units: 3 }).apply(flat) as tfl.SymbolicTensor;
   const model = tfl.model({ inputs: input, outputs: output });
@@ -27,14 +29,18 @@ describe('tf.layers training on wasm', () => {
 
   function gradients(model: tfl.LayersModel): Float32Array[] {
     const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
-    const { value, grads } = tf.variableGrads(() =>
-      tf.tidy(
-        () =>
-          tf.mean(
-            tf.square(tf.sub(model.apply(tf.tensor4d(x, [5, 6, 6, 2])) as tf.Tensor, tf.tensor2d(y, [5, 3]))),
-          ) as tf.Scalar,
-      ),
-    vars);
+    const { value, grads } = tf.variableGrads(
+      () =>
+        tf.tidy(
+          () =>
+            tf.mean(
+              tf.square(
+                tf.sub(model.apply(tf.tensor4d(x, [5, 6, 6, 2])) as tf.Tensor, tf.tensor2d(y, [5, 3])),
+              ),
+            ) as tf.Scalar,
+        ),
+      vars,
+    );
     const out = vars.map((v) => Float32Array.from(grads[v.name]!.dataSync()));
     tf.dispose([value, ...Object.values(grads)]);
     return out;
@@ -43,7 +49,9 @@ describe('tf.layers training on wasm', () => {
   it('a Dense + Conv2D model has the cpu gradients on wasm, and model.fit trains', async () => {
     await useBackend('cpu');
     const reference = buildModel();
-    const initial = reference.getWeights().map((w) => ({ values: Float32Array.from(w.dataSync()), shape: w.shape }));
+    const initial = reference
+      .getWeights()
+      .map((w) => ({ values: Float32Array.from(w.dataSync()), shape: w.shape }));
     const cpuGrads = gradients(reference);
     reference.dispose();
 
@@ -74,7 +82,11 @@ describe('tf.layers training on wasm', () => {
     await useBackend('wasm');
     registerWasmTrainingKernels();
     const model = tfl.sequential({
-      layers: [tfl.layers.embedding({ inputDim: 10, outputDim: 4, inputLength: 3 }), tfl.layers.flatten(), tfl.layers.dense({ units: 1 })],
+      layers: [
+        tfl.layers.embedding({ inputDim: 10, outputDim: 4, inputLength: 3 }),
+        tfl.layers.flatten(),
+        tfl.layers.dense({ units: 1 }),
+      ],
     });
     model.compile({ optimizer: tf.train.sgd(0.1), loss: 'meanSquaredError' });
     const xs = tf.tensor2d([1, 2, 3, 4, 5, 6, 7, 8, 9], [3, 3]);

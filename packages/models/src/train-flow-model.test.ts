@@ -58,7 +58,14 @@ describe('trainFlowModel', () => {
   it('the loss goes down on 2-D checkerboard data (wasm, class-conditional, EMA, label dropout)', async () => {
     await useBackend('wasm');
     const model = createFlowModel(
-      createMLPBackbone({ inputDim: 2, width: 64, depth: 2, numClasses: 2, timeEmbedDim: 32, embeddingDim: 32 }),
+      createMLPBackbone({
+        inputDim: 2,
+        width: 64,
+        depth: 2,
+        numClasses: 2,
+        timeEmbedDim: 32,
+        embeddingDim: 32,
+      }),
     );
     const seen: number[] = [];
     // A fixed evaluation batch (same x0, σ, ε before and after): its loss is free of sampling noise.
@@ -114,7 +121,13 @@ describe('trainFlowModel', () => {
   it('trains a class-conditional U-Net for a few steps on wasm (conv gradients) and stops on request', async () => {
     await useBackend('wasm');
     const model = createFlowModel(
-      createUNetBackbone({ channels: [4, 8], inChannels: 1, numClasses: 3, embeddingDim: 16, timeEmbedDim: 16 }),
+      createUNetBackbone({
+        channels: [4, 8],
+        inChannels: 1,
+        numClasses: 3,
+        embeddingDim: 16,
+        timeEmbedDim: 16,
+      }),
     );
     const data = (batchSize: number, random: Random) => ({
       x: random.normalTensor([batchSize, 8, 8, 1]),
@@ -141,14 +154,18 @@ describe('trainFlowModel', () => {
     const data = (n: number, r: Random) => checkerboard(n, r).x;
     await expect(trainFlowModel({} as never, data, { steps: 1, batchSize: 2 })).rejects.toThrow(/`model`/);
     await expect(trainFlowModel(model, 3 as never, { steps: 1, batchSize: 2 })).rejects.toThrow(/`data`/);
-    await expect(trainFlowModel(model, data, { steps: 1, batchSize: 0 })).rejects.toThrow(/options.batchSize/);
+    await expect(trainFlowModel(model, data, { steps: 1, batchSize: 0 })).rejects.toThrow(
+      /options.batchSize/,
+    );
     await expect(trainFlowModel(model, data, { steps: 1, batchSize: 2, labelDropout: 0.1 })).rejects.toThrow(
       /options.labelDropout/,
     );
-    await expect(trainFlowModel(model, data, { steps: 1, batchSize: 2, shift: -1 })).rejects.toThrow(/options.shift/);
-    await expect(
-      trainFlowModel(model, () => tf.zeros([2, 3]), { steps: 1, batchSize: 2 }),
-    ).rejects.toThrow(/data\(\).x/);
+    await expect(trainFlowModel(model, data, { steps: 1, batchSize: 2, shift: -1 })).rejects.toThrow(
+      /options.shift/,
+    );
+    await expect(trainFlowModel(model, () => tf.zeros([2, 3]), { steps: 1, batchSize: 2 })).rejects.toThrow(
+      /data\(\).x/,
+    );
     model.dispose();
   });
 
@@ -183,9 +200,9 @@ describe('flow model as a teacher', () => {
     const expected = tf.tidy(() => tf.add(cond, tf.mul(tf.sub(cond, uncond), 1.5)).dataSync());
     const got = guided.dataSync();
     for (let i = 0; i < got.length; i++) expect(got[i]).toBeCloseTo(expected[i]!, 5);
-    expect(() => createFlowModel(createMLPBackbone({ inputDim: 2, width: 4, depth: 0 })).asTeacher({ guidanceScale: 2 })).toThrow(
-      /options.guidanceScale/,
-    );
+    expect(() =>
+      createFlowModel(createMLPBackbone({ inputDim: 2, width: 4, depth: 0 })).asTeacher({ guidanceScale: 2 }),
+    ).toThrow(/options.guidanceScale/);
     tf.dispose([x, labels, guided, cond, uncond]);
     model.dispose();
   });

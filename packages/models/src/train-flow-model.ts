@@ -131,7 +131,11 @@ export async function trainFlowModel(
     throw new InvalidArgumentError('data', 'a function (batchSize, random) => batch', describeValue(data));
   }
   if (typeof options !== 'object' || options === null) {
-    throw new InvalidArgumentError('options', 'an options object { steps, batchSize, … }', describeValue(options));
+    throw new InvalidArgumentError(
+      'options',
+      'an options object { steps, batchSize, … }',
+      describeValue(options),
+    );
   }
   const { steps, batchSize } = options;
   assertNumber('options.steps', steps, { min: 0, integer: true });
@@ -169,8 +173,7 @@ export async function trainFlowModel(
   };
   // Validate the σ options once, before any training.
   sampleTrainingSigmas(createRandom(0), 1, sigmaOptions);
-  const random =
-    options.random instanceof Random ? options.random : createRandom(options.random ?? 0);
+  const random = options.random instanceof Random ? options.random : createRandom(options.random ?? 0);
 
   ensureWasmTrainingKernels();
 
@@ -180,7 +183,11 @@ export async function trainFlowModel(
   if (typeof options.ema === 'number') ema = createExponentialMovingAverage(variables, options.ema);
   else if (options.ema !== undefined) {
     if (typeof options.ema !== 'object' || typeof options.ema.update !== 'function') {
-      throw new InvalidArgumentError('options.ema', 'a decay in [0, 1] or an EMA', describeValue(options.ema));
+      throw new InvalidArgumentError(
+        'options.ema',
+        'a decay in [0, 1] or an EMA',
+        describeValue(options.ema),
+      );
     }
     ema = options.ema;
   }
@@ -219,7 +226,8 @@ export async function trainFlowModel(
         const condLabels = dropped ? tf.tensor1d(dropped, 'int32') : labels;
         const condition = condLabels ? { labels: condLabels } : undefined;
         const { value, grads } = tf.variableGrads(
-          () => tf.mean(tf.square(tf.sub(model.velocity(xt, s as tf.Tensor1D, condition), target))) as tf.Scalar,
+          () =>
+            tf.mean(tf.square(tf.sub(model.velocity(xt, s as tf.Tensor1D, condition), target))) as tf.Scalar,
           variables,
         );
         let g = grads;

@@ -196,7 +196,12 @@ describe('wasm training kernels', () => {
     const grad = tf.tidy(() =>
       tf
         .grad((b: tf.Tensor) =>
-          tf.sum(tf.mul(tf.conv2d(tf.tensor4d(x, [...xs]), b as tf.Tensor4D, 1, 'same'), tf.tensor4d(r, [1, 5, 5, 2]))),
+          tf.sum(
+            tf.mul(
+              tf.conv2d(tf.tensor4d(x, [...xs]), b as tf.Tensor4D, 1, 'same'),
+              tf.tensor4d(r, [1, 5, 5, 2]),
+            ),
+          ),
         )(tf.tensor4d(w, [...ks]))
         .dataSync(),
     );
@@ -212,7 +217,8 @@ describe('wasm training kernels', () => {
                 const a = i + p - 1;
                 const b = j + q - 1;
                 if (a < 0 || a > 4 || b < 0 || b > 4) continue;
-                for (let c = 0; c < 2; c++) y += x[(a * 5 + b) * 2 + c]! * filter[((p * 3 + q) * 2 + c) * 2 + o]!;
+                for (let c = 0; c < 2; c++)
+                  y += x[(a * 5 + b) * 2 + c]! * filter[((p * 3 + q) * 2 + c) * 2 + o]!;
               }
             s += y * r[(i * 5 + j) * 2 + o]!;
           }

@@ -91,7 +91,11 @@ function batchMatMul(args: KernelArgs): TensorInfo {
   const transposeB = Boolean(attrs.transposeB);
   const matMul = stock('BatchMatMul');
   const plain = (a: TensorInfo, b: TensorInfo) =>
-    matMul({ inputs: { a, b }, backend: backend as never, attrs: { transposeA: false, transposeB: false } }) as TensorInfo;
+    matMul({
+      inputs: { a, b },
+      backend: backend as never,
+      attrs: { transposeA: false, transposeB: false },
+    }) as TensorInfo;
   const a = inputs.a!;
   const b = inputs.b!;
   if (!transposeA && !transposeB) return matMul(args as never) as TensorInfo;
@@ -137,7 +141,10 @@ function batchMatMul(args: KernelArgs): TensorInfo {
 // Transpose
 
 /** Drops size-1 axes and merges runs of axes that stay adjacent and in order under the permutation. */
-export function simplifyTranspose(shape: readonly number[], perm: readonly number[]): { shape: number[]; perm: number[] } {
+export function simplifyTranspose(
+  shape: readonly number[],
+  perm: readonly number[],
+): { shape: number[]; perm: number[] } {
   const kept = shape.map((_, i) => i).filter((i) => shape[i] !== 1);
   const keptPerm = perm.filter((p) => shape[p] !== 1);
   // Merge consecutive output axes whose input axes are consecutive too.
@@ -211,7 +218,11 @@ function transpose(args: KernelArgs): TensorInfo {
 // --------------------------------------------------------------------------------------------------------
 // Conv2D gradients
 
-type Pad = 'valid' | 'same' | number | [[number, number], [number, number], [number, number], [number, number]];
+type Pad =
+  | 'valid'
+  | 'same'
+  | number
+  | [[number, number], [number, number], [number, number], [number, number]];
 
 function convInfoOf(
   xShape: number[],

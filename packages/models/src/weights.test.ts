@@ -12,8 +12,12 @@ describe('weights and EMA', () => {
   });
 
   it('getWeights/setWeights round-trip a model exactly, with copies and no leaks', () => {
-    const a = createFlowModel(createUNetBackbone({ channels: [2, 4], inChannels: 1, numClasses: 2, seed: 1 }));
-    const b = createFlowModel(createUNetBackbone({ channels: [2, 4], inChannels: 1, numClasses: 2, seed: 2 }));
+    const a = createFlowModel(
+      createUNetBackbone({ channels: [2, 4], inChannels: 1, numClasses: 2, seed: 1 }),
+    );
+    const b = createFlowModel(
+      createUNetBackbone({ channels: [2, 4], inChannels: 1, numClasses: 2, seed: 2 }),
+    );
     expect(a.variableNames).toEqual(b.variableNames);
     const { result: weights, leaked } = countLeaks(() => getWeights(a.variables));
     expect(leaked).toBe(0);

@@ -23,7 +23,10 @@ export function getWeights(variables: readonly tf.Variable[]): Float32Array[] {
  * Assigns `arrays[i]` to `variables[i]`. Checks the count and each length against the variable's shape
  * first, so a mismatched checkpoint changes nothing; errors name the index, the variable and its shape.
  */
-export function setWeights(variables: readonly tf.Variable[], arrays: ReadonlyArray<ArrayLike<number>>): void {
+export function setWeights(
+  variables: readonly tf.Variable[],
+  arrays: ReadonlyArray<ArrayLike<number>>,
+): void {
   assertVariables('variables', variables);
   if (!Array.isArray(arrays)) {
     throw new InvalidArgumentError('arrays', 'an array of Float32Array', describeValue(arrays));
@@ -38,7 +41,11 @@ export function setWeights(variables: readonly tf.Variable[], arrays: ReadonlyAr
   variables.forEach((v, i) => {
     const a = arrays[i];
     if (!a || typeof a !== 'object' || typeof a.length !== 'number') {
-      throw new InvalidArgumentError(`arrays[${i}]`, `a Float32Array for variable ${v.name}`, describeValue(a));
+      throw new InvalidArgumentError(
+        `arrays[${i}]`,
+        `a Float32Array for variable ${v.name}`,
+        describeValue(a),
+      );
     }
     if (a.length !== v.size) {
       throw new InvalidArgumentError(

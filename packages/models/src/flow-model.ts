@@ -127,6 +127,7 @@ export function createFlowModel(backbone: Backbone, options: FlowModelOptions = 
         );
       }
       const metadata: TeacherMetadata = {
+        ...(backbone.inputRank === 2 ? { sampleShape: [backbone.channels] } : {}),
         layout: backbone.inputRank === 2 ? 'vector' : 'image',
         shift,
         guidance: g === 1 ? 'none' : 'cfg',

@@ -119,9 +119,10 @@ for (const backend of testBackends()) {
           it(`the initial DX policy (${mode}) equals the teacher velocity at (x_src, σ_src)`, () => {
             const teacher = createFlowModel(layout.backbone(7), { seed: 8 });
             const student = createDXStudent(teacher.backbone.clone(), { numPoints: 6, mode });
-            initStudentFromTeacher(student, teacher);
+            expect(countLeaks(() => initStudentFromTeacher(student, teacher)).leaked).toBe(0);
             const { x, sigma, labels, dispose } = inputs(layout.shape, 3);
-            const uTeacher = teacher.velocity(x, sigma, { labels });
+            const { result: uTeacher, leaked } = countLeaks(() => teacher.velocity(x, sigma, { labels }));
+            expect(leaked).toBe(0);
             const params = student.predict(x, sigma, { labels });
             const policy = dx.create(params, x, sigma, student.policyOptions);
             const uPolicy = policy.velocity(x, sigma);

@@ -65,6 +65,8 @@ describe('wasm training kernels', () => {
     [[3, 4, 6], [3, 4, 5], true, false],
     [[3, 6, 4], [3, 5, 4], false, true],
     [[2, 4, 6], [6, 5], false, false],
+    [[1, 2, 50], [40, 50], false, true], // (b·aᵀ)ᵀ with a broadcast batch axis
+    [[1, 300, 64], [300, 3], true, false], // (bᵀ·a)ᵀ with a broadcast batch axis
   ];
   for (const [aShape, bShape, tA, tB] of matMulCases) {
     it(`BatchMatMul ${JSON.stringify(aShape)}${tA ? 'ᵀ' : ''} · ${JSON.stringify(bShape)}${tB ? 'ᵀ' : ''} matches cpu`, async () => {

@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { createRandom } from '@piflow/core';
 import { useBackend } from '@piflow/core/testing';
 import { it } from 'vitest';
-import { fileSystemIO, TinyFluxTransformer, trainLatentTransformer } from '../src';
-import { createSyntheticLatentTask, tinyFluxFixtureConfig } from '../src/flux-style/synthetic-latents';
+import { fileSystemIO, TinyFluxTransformer } from '../src';
+import { createSyntheticLatentTask, tinyFluxFixtureConfig, trainLatentTransformer } from '../src/training';
 
 it('trains the tiny FLUX-shaped teacher', async () => {
   const steps = Number(process.env.STEPS ?? 1500);

@@ -21,17 +21,31 @@ export {
 export { flux1, type LatentTransformerPreset, qwenImage } from './flux-style/presets';
 export { TinyFluxTransformer, type TinyFluxTransformerConfig } from './flux-style/tiny-flux-transformer';
 export {
-  type LatentTrainingBatch,
-  type TrainLatentTransformerOptions,
-  trainLatentTransformer,
-} from './flux-style/train-latent-transformer';
-export {
   type ClassifierFreeGuidanceOptions,
   type ConditionDropoutOptions,
   dropCondition,
   withClassifierFreeGuidance,
 } from './guidance';
 export { type FileSystemIOOptions, fileSystemIO } from './node-file-system-io';
+export {
+  type DecodeLimits,
+  decodeFrame,
+  encodeFrame,
+  FrameError,
+  protocolVersion,
+  tensorContentType,
+  type WireDType,
+  type WireError,
+  type WireMetadata,
+  type WireTensor,
+} from './remote/protocol';
+export {
+  createRemoteTeacher,
+  type RemoteTeacher,
+  RemoteTeacherError,
+  type RemoteTeacherOptions,
+  type RemoteTeacherStats,
+} from './remote/remote-teacher';
 export { createSingleX0Student, type SingleX0Params } from './single-x0-student';
 export { assertCondition, assertTeacherCall, type LocalTeacher } from './teacher-inputs';
 export {

@@ -27,7 +27,8 @@ export function assertTeacherX(x: unknown, metadata: TeacherMetadata): asserts x
     assertTensor('x', x, { shape: [null, ...sampleShape] });
     return;
   }
-  const rank = metadata.layout === 'vector' ? 2 : metadata.layout === 'tokens' ? 3 : undefined;
+  // 'vector' teachers take [B, C] or, position by position, [B, …, C]
+  const rank = metadata.layout === 'tokens' ? 3 : undefined;
   if (metadata.layout === 'image') assertTensor('x', x, { rank: 4 });
   else if (rank !== undefined) assertTensor('x', x, { rank });
   else assertTensor('x', x, { minRank: 2 });

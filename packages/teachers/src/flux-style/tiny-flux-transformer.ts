@@ -119,14 +119,14 @@ export class TinyFluxTransformer implements LatentTransformerModel {
     for (let b = 0; b < depth; b++) {
       for (const stream of ['image', 'text']) {
         const p = `block${b}.${stream}.`;
-        this.linear(`${p}modulation`, D, 6 * D, random, 0.02);
+        this.linear(`${p}modulation`, D, 6 * D, random);
         this.linear(`${p}qkv`, D, 3 * D, random);
         this.linear(`${p}attentionOut`, D, D, random);
         this.linear(`${p}mlpIn`, D, 2 * D, random);
         this.linear(`${p}mlpOut`, 2 * D, D, random);
       }
     }
-    this.linear('normOut', D, 2 * D, random, 0.02);
+    this.linear('normOut', D, 2 * D, random);
     this.linear('projectionOut', D, tokenDim, random);
   }
 
@@ -134,8 +134,8 @@ export class TinyFluxTransformer implements LatentTransformerModel {
     const values = random.fillNormal(new Float32Array(inputs * outputs));
     const scale = std ?? 1 / Math.sqrt(inputs);
     for (let i = 0; i < values.length; i++) values[i]! *= scale;
-    const w = tf.variable(tf.tensor2d(values, [inputs, outputs]), true, `tinyflux.${name}.weight`);
-    const b = tf.variable(tf.zeros([outputs]), true, `tinyflux.${name}.bias`);
+    const w = tf.variable(tf.tensor2d(values, [inputs, outputs]), true);
+    const b = tf.variable(tf.zeros([outputs]), true);
     this.weights.set(`${name}.weight`, w);
     this.weights.set(`${name}.bias`, b);
     this.variables.push(w, b);

@@ -1,0 +1,185 @@
+// End to end in real headless Chromium: builds the app with Vite, serves dist/ from a local HTTP server on
+// 127.0.0.1, and drives the page with Playwright (Debian's /usr/bin/chromium; WebGPU on Mesa llvmpipe through
+// ANGLE/OpenGL ES, the fast configuration of the repository's ENVIRONMENT notes).
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { build } from 'vite';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DemoRun } from '../src/main';
+
+const appDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const chromiumPath = process.env.PIFLOW_CHROMIUM ?? '/usr/bin/chromium';
+const screenshotPath = path.join(appDir, 'screenshots', 'demo.png');
+const COUNT = 1024;
+
+const baseArgs = [
+  '--no-sandbox',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-angle=gl-egl',
+  '--ignore-gpu-blocklist',
+];
+const webgpuArgs = ['--enable-unsafe-webgpu', '--use-webgpu-adapter=opengles'];
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript',
+  '.css': 'text/css',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.bin': 'application/octet-stream',
+};
+
+let outDir = '';
+let server: Server | undefined;
+let origin = '';
+const cleanups: (() => Promise<void> | void)[] = [];
+
+beforeAll(async () => {
+  if (!existsSync(chromiumPath)) {
+    throw new Error(
+      `Chromium is not installed at ${chromiumPath}: run scripts/ensure-system-deps.sh from the repository root ` +
+        "(it installs Debian's chromium and Mesa drivers), or set PIFLOW_CHROMIUM to a Chromium binary.",
+    );
+  }
+  outDir = mkdtempSync(path.join(tmpdir(), 'piflow-web-dist-'));
+  await build({ root: appDir, logLevel: 'error', build: { outDir, emptyOutDir: true } });
+  server = createServer((request, response) => {
+    const urlPath = decodeURIComponent((request.url ?? '/').split('?')[0]!);
+    const file = path.join(outDir, urlPath === '/' ? 'index.html' : urlPath);
+    if (!file.startsWith(outDir) || !existsSync(file) || !statSync(file).isFile()) {
+      response.writeHead(404).end('not found');
+      return;
+    }
+    response.writeHead(200, {
+      'content-type': CONTENT_TYPES[path.extname(file)] ?? 'application/octet-stream',
+    });
+    response.end(readFileSync(file));
+  });
+  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}, 120_000);
+
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup();
+  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  if (outDir) rmSync(outDir, { recursive: true, force: true });
+});
+
+async function openDemo(args: string[], query = ''): Promise<{ page: Page; errors: string[] }> {
+  const userDataDir = mkdtempSync(path.join(tmpdir(), 'piflow-web-chromium-'));
+  const context: BrowserContext = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: chromiumPath,
+    headless: true,
+    args,
+    viewport: { width: 1100, height: 900 },
+  });
+  cleanups.push(async () => {
+    await context.close();
+    rmSync(userDataDir, { recursive: true, force: true });
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const errors: string[] = [];
+  page.on('pageerror', (error) => errors.push(error.message));
+  await page.goto(`${origin}/${query}`);
+  return { page, errors };
+}
+
+/** Waits for the page to finish run number `runs` (or fail), and returns that run's report. */
+async function waitForRun(page: Page, runs: number): Promise<DemoRun> {
+  await page.waitForFunction(
+    (n) => Number(document.body.dataset.runs) >= n || document.body.dataset.state === 'error',
+    runs,
+    { timeout: 90_000 },
+  );
+  const error = await page.evaluate(() => window.piflowDemo?.error);
+  expect(error, 'the page reported an error').toBeUndefined();
+  return page.evaluate((n) => window.piflowDemo!.runs[n - 1]!, runs);
+}
+
+async function generateAt(page: Page, steps: number, runs: number): Promise<DemoRun> {
+  await page.check(`input[name="steps"][value="${steps}"]`);
+  await page.selectOption('#count', String(COUNT));
+  await page.click('#generate');
+  return waitForRun(page, runs);
+}
+
+/** Pixels of a canvas with exactly the given colour, and pixels that differ from white and the shading. */
+function canvasPixels(page: Page, id: string, rgb: [number, number, number]) {
+  return page.evaluate(
+    ({ id, rgb }) => {
+      const canvas = document.getElementById(id) as HTMLCanvasElement;
+      const data = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+      let exact = 0;
+      let ink = 0;
+      for (let i = 0; i < data.length; i += 4) {
+        const [r, g, b] = [data[i]!, data[i + 1]!, data[i + 2]!];
+        if (r === rgb[0] && g === rgb[1] && b === rgb[2]) exact++;
+        // Not white (background) and not the pale data-square shading (#eef2f7) nor the axes (#cbd5e1).
+        if (r < 190 || g < 190 || b < 190) ink++;
+      }
+      return { exact, ink, total: data.length / 4 };
+    },
+    { id, rgb },
+  );
+}
+
+const SAMPLE_RGB: [number, number, number] = [0x1d, 0x4e, 0xd8];
+
+describe('browser demo (headless Chromium)', () => {
+  it('generates on WebGPU at 1 and 4 steps, draws every sample and the trajectories, and saves a screenshot', async () => {
+    const { page, errors } = await openDemo([...baseArgs, ...webgpuArgs]);
+    // The page generates once on load (4 steps, 1024 samples); then the test clicks at 1 and at 4 steps.
+    await waitForRun(page, 1);
+    for (const [steps, run] of [
+      [1, 2],
+      [4, 3],
+    ] as const) {
+      const report = await generateAt(page, steps, run);
+      expect(report).toMatchObject({ backend: 'webgpu', steps, count: COUNT, samplesDrawn: COUNT });
+      expect(await page.textContent('#backend')).toBe('webgpu');
+      expect(await page.textContent('#samples-drawn')).toBe(String(COUNT));
+      expect(await page.isHidden('#note'), 'no fallback note on WebGPU').toBe(true);
+      expect(report.milliseconds).toBeGreaterThan(0);
+      expect(await page.textContent('#time')).toMatch(/^\d+\.\d ms \(1024 samples, [14] steps?\)$/);
+      // The samples are mostly in the checkerboard's data squares (a trained student; random weights give
+      // about half inside the board at best), and the policy's paths end near the teacher's.
+      expect(report.inSquares).toBeGreaterThan(0.75);
+      expect(report.endpointGap).toBeLessThan(0.5);
+      expect(report.trajectoriesDrawn).toBe(48);
+
+      const samples = await canvasPixels(page, 'samples', SAMPLE_RGB);
+      // 2 × 2-pixel dots: at least one visible pixel per sample on average, overlaps allowed.
+      expect(samples.exact).toBeGreaterThanOrEqual(COUNT);
+      const paths = await canvasPixels(page, 'trajectories', SAMPLE_RGB);
+      expect(paths.ink).toBeGreaterThan(2000);
+      expect(paths.exact).toBeGreaterThan(0);
+    }
+    mkdirSync(path.dirname(screenshotPath), { recursive: true });
+    await page.screenshot({ path: screenshotPath, fullPage: true });
+    expect(statSync(screenshotPath).size).toBeGreaterThan(10_000);
+    expect(errors).toEqual([]);
+  }, 150_000);
+
+  it('falls back to WebGL with a visible note when the browser has no WebGPU', async () => {
+    // A small first batch (the controls preset from the URL) keeps the software-WebGL run short.
+    const { page, errors } = await openDemo(baseArgs, '?steps=2&count=256&seed=5');
+    const report = await waitForRun(page, 1);
+    expect(report).toMatchObject({ backend: 'webgl', steps: 2, count: 256, seed: 5, samplesDrawn: 256 });
+    expect(await page.isVisible('#note')).toBe(true);
+    expect(await page.textContent('#note')).toMatch(/WebGPU is not available here .* runs on WebGL instead/);
+    expect(await page.textContent('#backend')).toBe('webgl');
+    expect(report.inSquares).toBeGreaterThan(0.75);
+    expect(await page.textContent('#samples-drawn')).toBe('256');
+    expect((await canvasPixels(page, 'samples', SAMPLE_RGB)).exact).toBeGreaterThanOrEqual(256);
+    expect(errors).toEqual([]);
+  }, 150_000);
+});

@@ -1,0 +1,29 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { defaultClientConditions, defineConfig } from 'vite';
+import { piflowModels } from './vite/models-plugin.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/**
+ * Where the models come from: the repository's models/ folder, or PIFLOW_MODELS_DIR (relative to apps/web),
+ * e.g. `PIFLOW_MODELS_DIR=.dev-models` for the stand-ins of scripts/train-dev-models.ts.
+ */
+const modelsDirectory = path.resolve(here, process.env.PIFLOW_MODELS_DIR ?? '../../models');
+
+export default defineConfig({
+  base: './',
+  resolve: {
+    // Sibling packages resolve to their TypeScript sources: no build of the workspace is needed first.
+    conditions: ['@piflow/source', ...defaultClientConditions],
+  },
+  plugins: [
+    piflowModels({
+      directory: modelsDirectory,
+      models: ['checkerboard/teacher', 'checkerboard/gm-1', 'checkerboard/gm-2', 'checkerboard/gm-4'],
+    }),
+  ],
+  build: { target: 'es2022', chunkSizeWarningLimit: 4096 },
+  server: { host: '127.0.0.1' },
+  preview: { host: '127.0.0.1' },
+});

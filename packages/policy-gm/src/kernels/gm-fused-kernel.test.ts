@@ -1,4 +1,4 @@
-import { createRandom, type Random, type RolloutSegment, rollout } from '@piflow/core';
+import { createRandom, InvalidArgumentError, type Random, type RolloutSegment, rollout } from '@piflow/core';
 import { countLeaks, relativeError, testBackends, useBackend } from '@piflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -112,6 +112,11 @@ const cases: {
 ];
 
 describe('fused GM kernels on flat arrays', () => {
+  it('rejects an unknown implementation choice, naming the argument', () => {
+    expect(() => setGMFusedImplementation('gpu' as GMFusedImplementation)).toThrow(InvalidArgumentError);
+    expect(() => setGMFusedImplementation('gpu' as GMFusedImplementation)).toThrow(/choice/);
+  });
+
   it('the generated SIMD module is valid WebAssembly for several (K, C)', () => {
     expect(wasmSimdSupported()).toBe(true); // Node 20 runs WebAssembly SIMD
     for (const [K, C] of [

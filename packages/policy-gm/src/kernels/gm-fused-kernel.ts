@@ -1,4 +1,4 @@
-import type { RolloutSegment } from '@piflow/core';
+import { assertOneOf, type RolloutSegment } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { GMPolicyState } from '../gm-policy';
 import { gmRolloutJS } from './gm-rollout-js';
@@ -20,6 +20,7 @@ let implementation: GMFusedImplementation = 'auto';
  * 'simd' (SIMD or nothing: the rollout falls back to op by op) or 'js'. Returns the previous choice.
  */
 export function setGMFusedImplementation(choice: GMFusedImplementation): GMFusedImplementation {
+  assertOneOf('choice', choice, ['auto', 'simd', 'js']);
   const previous = implementation;
   implementation = choice;
   return previous;

@@ -17,7 +17,7 @@ import { assembleModule, F32, FunctionBody, I32, Op, Simd, V128 } from './wasm-m
 /** Largest unrolled instruction count (per function) we generate; bigger problems use the JS kernel. */
 const MAX_UNROLLED = 20_000;
 
-interface Layout {
+export interface Layout {
   K: number;
   C: number;
   MU: number;
@@ -33,7 +33,7 @@ interface Layout {
   bytes: number;
 }
 
-function layout(K: number, C: number): Layout {
+export function layout(K: number, C: number): Layout {
   let at = 0;
   const take = (n: number) => {
     const start = at;
@@ -398,11 +398,10 @@ export function simdKernelFits(K: number, C: number): boolean {
   return prepareOps <= MAX_UNROLLED && stepOps <= MAX_UNROLLED && K * C <= MAX_UNROLLED;
 }
 
-function instantiate(K: number, C: number, bytes: Uint8Array, module: WebAssembly.Module): Kernel {
+function instantiate(K: number, C: number, module: WebAssembly.Module): Kernel {
   const memory = new WebAssembly.Memory({ initial: 1 });
   const instance = new WebAssembly.Instance(module, { env: { memory } });
   const ex = instance.exports as Record<string, (...args: number[]) => void>;
-  void bytes;
   return {
     L: layout(K, C),
     memory,
@@ -429,14 +428,14 @@ function kernelFor(K: number, C: number): Kernel | undefined {
   }
   const bytes = generateGMRolloutModule(K, C);
   try {
-    const kernel = instantiate(K, C, bytes, new WebAssembly.Module(bytes));
+    const kernel = instantiate(K, C, new WebAssembly.Module(bytes));
     kernels.set(key, kernel);
     return kernel;
   } catch {
     kernels.set(
       key,
       WebAssembly.compile(bytes).then(
-        (module) => void kernels.set(key, instantiate(K, C, bytes, module)),
+        (module) => void kernels.set(key, instantiate(K, C, module)),
         () => void kernels.set(key, null),
       ),
     );

@@ -19,9 +19,9 @@ import { gaussianFusedRollout } from './gaussian-rollout-kernel';
 /** x0-space parameters: one Gaussian N(mean, variance) over x0 per element of x. */
 export interface GaussianX0Params {
   space: 'x0';
-  /** [B, …positions, C]: E[x0 | x_src]. */
+  /** `[B, …positions, C]`: `E[x0 | x_src]`. */
   mean: tf.Tensor;
-  /** [B, …positions, C]: Var[x0 | x_src], > 0. */
+  /** `[B, …positions, C]`: `Var[x0 | x_src]`, > 0. */
   variance: tf.Tensor;
 }
 

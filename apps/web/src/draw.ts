@@ -13,7 +13,7 @@ export const SAMPLE_COLOR = '#1d4ed8';
 const BACKGROUND = '#ffffff';
 const TARGET_FILL = '#eef2f7';
 const AXIS = '#cbd5e1';
-const TEACHER_COLOR = 'rgba(100, 116, 139, 0.55)';
+const TEACHER_COLOR = 'rgba(100, 116, 139, 0.45)';
 const STEP_COLORS = ['#dc2626', '#ea580c', '#16a34a', '#7c3aed'];
 
 function toCanvas(view: View, size: number) {
@@ -92,7 +92,7 @@ export function drawTrajectories(
   context.lineCap = 'round';
   context.lineJoin = 'round';
   context.strokeStyle = TEACHER_COLOR;
-  context.lineWidth = 2.5;
+  context.lineWidth = 5;
   for (let i = 0; i < teacher.count; i++) {
     context.beginPath();
     for (let t = 0; t < teacher.length; t++) {

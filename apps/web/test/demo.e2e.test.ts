@@ -150,10 +150,11 @@ describe('browser demo (headless Chromium)', () => {
       expect(await page.isHidden('#note'), 'no fallback note on WebGPU').toBe(true);
       expect(report.milliseconds).toBeGreaterThan(0);
       expect(await page.textContent('#time')).toMatch(/^\d+\.\d ms \(1024 samples, [14] steps?\)$/);
-      // The samples are mostly in the checkerboard's data squares (a trained student; random weights give
-      // about half inside the board at best), and the policy's paths end near the teacher's.
-      expect(report.inSquares).toBeGreaterThan(0.75);
-      expect(report.endpointGap).toBeLessThan(0.5);
+      // Trained models: most samples land in the checkerboard's data squares (the noise itself puts about
+      // 45 % there), and the policy's paths end near the teacher's ODE ends from the same noise (π-ID's aim;
+      // the data squares are 1 wide).
+      expect(report.inSquares).toBeGreaterThan(0.6);
+      expect(report.endpointGap).toBeLessThan(0.2);
       expect(report.trajectoriesDrawn).toBe(48);
 
       const samples = await canvasPixels(page, 'samples', SAMPLE_RGB);
@@ -177,7 +178,8 @@ describe('browser demo (headless Chromium)', () => {
     expect(await page.isVisible('#note')).toBe(true);
     expect(await page.textContent('#note')).toMatch(/WebGPU is not available here .* runs on WebGL instead/);
     expect(await page.textContent('#backend')).toBe('webgl');
-    expect(report.inSquares).toBeGreaterThan(0.75);
+    expect(report.inSquares).toBeGreaterThan(0.6);
+    expect(report.endpointGap).toBeLessThan(0.2);
     expect(await page.textContent('#samples-drawn')).toBe('256');
     expect((await canvasPixels(page, 'samples', SAMPLE_RGB)).exact).toBeGreaterThanOrEqual(256);
     expect(errors).toEqual([]);

@@ -1,0 +1,198 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PNG } from 'pngjs';
+import { describe, expect, it } from 'vitest';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const main = path.join(here, 'main.ts');
+const fixture = path.join(here, '__fixtures__', 'two-modes.json');
+const tsx = createRequire(import.meta.url).resolve('tsx');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real `piflow` command (from source) as a child process. */
+function piflow(
+  args: string[],
+  options: { cwd?: string; interruptAfter?: RegExp; interruptDelayMs?: number } = {},
+): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--import', tsx, '--conditions=@piflow/source', main, '--backend', 'cpu', ...args],
+      {
+        cwd: options.cwd,
+        env: { ...process.env, CI: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stdout = '';
+    let stderr = '';
+    let interrupted = false;
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (options.interruptAfter && !interrupted && options.interruptAfter.test(stdout)) {
+        interrupted = true;
+        setTimeout(() => child.kill('SIGINT'), options.interruptDelayMs ?? 0);
+      }
+    });
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('piflow CLI', () => {
+  it('has --help with examples on every command', async () => {
+    const top = await piflow(['--help']);
+    expect(top.code).toBe(0);
+    for (const command of ['train-teacher', 'distill', 'sample', 'eval', 'bench', 'serve-teacher', 'demo']) {
+      expect(top.stdout).toContain(command);
+    }
+    const help = await piflow(['distill', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('Examples:');
+    expect(help.stdout).toContain('--config <file>');
+  });
+
+  it('explains bad input in one sentence with the fix, without a stack trace', async () => {
+    const badNumber = await piflow(['distill', '--nfe', '0']);
+    expect(badNumber.code).toBe(1);
+    expect(badNumber.stderr).toContain('--nfe must be an integer in [1, 64], got "0"');
+    const badTeacher = await piflow(['distill', '--teacher', 'no-such-teacher', '--steps', '1']);
+    expect(badTeacher.code).toBe(1);
+    expect(badTeacher.stderr).toMatch(
+      /^piflow: Unknown teacher "no-such-teacher"\.\n {2}fix: use checkerboard/,
+    );
+    expect(badTeacher.stderr).not.toMatch(/\n\s+at /);
+    const verbose = await piflow(['--verbose', 'sample', '--model', '/nonexistent-dir']);
+    expect(verbose.code).toBe(1);
+    expect(verbose.stderr).toMatch(/\n\s+at /);
+  }, 120_000);
+
+  it('distils, checkpoints, logs, plots, exports, then samples PNG + .npy reproducibly; config files fill options', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-cli-'));
+    const config = path.join(dir, 'distill.yaml');
+    await writeFile(config, 'steps: 6\nbatch-size: 16\nwidth: 16\ndepth: 1\ncheckpointEvery: 3\n');
+    const out = path.join(dir, 'student');
+    const run = await piflow([
+      'distill',
+      '--teacher',
+      `analytic-gm:${fixture}`,
+      '--nfe',
+      '2',
+      '--config',
+      config,
+      '--steps',
+      '8',
+      '--out',
+      out,
+    ]);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('done: 8 iterations'); // --steps on the command line wins over the file
+    for (const file of [
+      'model/model.json',
+      'model/weights.bin',
+      'loss.png',
+      'distill-log.jsonl',
+      'checkpoints/ckpt-00000006.piflow',
+    ]) {
+      expect(existsSync(path.join(out, file)), file).toBe(true);
+    }
+    const log = (await readFile(path.join(out, 'distill-log.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(log.map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    const manifest = JSON.parse(await readFile(path.join(out, 'model', 'model.json'), 'utf8'));
+    expect(manifest.kind).toBe('gm-student');
+    expect(manifest.sampling.numInferenceSteps).toBe(2);
+
+    const png = path.join(dir, 'a.png');
+    const npy = path.join(dir, 'a.npy');
+    const sampled = await piflow([
+      'sample',
+      '--model',
+      path.join(out, 'model'),
+      '-n',
+      '50',
+      '--seed',
+      '3',
+      '--out',
+      png,
+      '--npy',
+      npy,
+    ]);
+    expect(sampled.code).toBe(0);
+    expect(sampled.stdout).toContain('50 samples with 2 network evaluations');
+    expect(PNG.sync.read(await readFile(png)).width).toBeGreaterThan(100);
+    const again = await piflow([
+      'sample',
+      '--model',
+      path.join(out, 'model'),
+      '-n',
+      '50',
+      '--seed',
+      '3',
+      '--out',
+      png,
+      '--npy',
+      `${npy}.2`,
+    ]);
+    expect(again.code).toBe(0);
+    expect(Buffer.compare(await readFile(npy), await readFile(`${npy}.2`))).toBe(0);
+    expect((await readFile(npy)).length).toBe(128 + 50 * 2 * 4);
+  }, 180_000);
+
+  it('Ctrl-C during distill saves a checkpoint and exits 130', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-sigint-'));
+    const out = path.join(dir, 'student');
+    const run = await piflow(
+      [
+        'distill',
+        '--teacher',
+        `analytic-gm:${fixture}`,
+        '--steps',
+        '100000',
+        '--batch-size',
+        '8',
+        '--width',
+        '8',
+        '--depth',
+        '1',
+        '--out',
+        out,
+      ],
+      { interruptAfter: /backend: cpu/, interruptDelayMs: 6000 },
+    );
+    expect(run.code).toBe(130);
+    expect(run.stdout).toContain('stopped early (Ctrl-C); checkpoint saved');
+    const resumed = await piflow([
+      'distill',
+      '--teacher',
+      `analytic-gm:${fixture}`,
+      '--steps',
+      '1',
+      '--batch-size',
+      '8',
+      '--width',
+      '8',
+      '--depth',
+      '1',
+      '--resume',
+      '--out',
+      out,
+    ]);
+    expect(resumed.code).toBe(0);
+    expect(resumed.stdout).toMatch(/resumed at step [1-9]\d*/);
+  }, 180_000);
+});

@@ -1,0 +1,76 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { createRandom } from '@piflow/core';
+import * as tf from '@tensorflow/tfjs-core';
+import { Command } from 'commander';
+import { loadAnyModel, selectBackend } from '../context';
+import { UsageError } from '../errors';
+import { writeDensityPanels, writeImageGrid } from '../images';
+import { writeNpy } from '../npy';
+import { applyConfigFile, integer, labelList, number } from '../options';
+import { sampleModel } from '../sampling';
+
+export function sampleCommand(): Command {
+  return new Command('sample')
+    .description(
+      'Generate samples from a student (few-step) or a teacher (Euler ODE) and write PNG / .npy / JSON.',
+    )
+    .option('--model <spec>', 'a model folder (student or teacher) or checkerboard', 'checkerboard')
+    .option('--nfe <n>', 'student steps (default: what it was trained for)', integer('--nfe', 1, 1024))
+    .option('--steps <n>', 'Euler steps when the model is a teacher', integer('--steps', 1, 4096), 32)
+    .option('-n, --count <n>', 'number of samples', integer('--count', 1), 2000)
+    .option('--seed <n>', 'noise seed (same seed, same samples)', integer('--seed', 0), 0)
+    .option(
+      '--temperature <x>',
+      'GM temperature for all but the last step',
+      number('--temperature', 0, 1, true),
+      1,
+    )
+    .option('--labels <list>', 'class labels cycled over the samples (class-conditional models)', labelList)
+    .option(
+      '--guidance-scale <x>',
+      'classifier-free guidance for class-conditional teachers',
+      number('--guidance-scale', 1),
+      1,
+    )
+    .option('--out <file.png>', 'image: a density plot (2-D) or an image grid', 'samples.png')
+    .option('--npy <file>', 'also write the raw samples as float32 .npy')
+    .option('--json <file>', 'also write the raw samples as JSON')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  piflow sample --model runs/gm4/model --seed 1 --out gm4.png --npy gm4.npy\n  piflow sample --model checkerboard --steps 64 --out teacher.png\n',
+    )
+    .action(async (_options, command: Command) => {
+      applyConfigFile(command);
+      const o = command.opts();
+      await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
+      const { model, manifest } = await loadAnyModel(o.model);
+      if (o.labels && manifest.backbone.config.numClasses === undefined) {
+        throw new UsageError('--labels was given but this model is not class-conditional.', 'drop --labels.');
+      }
+      const shape = [o.count, ...manifest.sampleShape];
+      const noise = createRandom(o.seed).normalTensor(shape);
+      const { x, nfe, seconds } = await sampleModel(model, manifest, noise, {
+        nfe: o.nfe,
+        teacherSteps: o.steps,
+        temperature: o.temperature,
+        guidanceScale: o.guidanceScale,
+      });
+      const values = Float32Array.from(x.dataSync());
+      if (manifest.sampleShape.length === 1 && manifest.sampleShape[0] === 2) {
+        await writeDensityPanels(o.out, [{ title: o.model, points: values }]);
+      } else if (manifest.sampleShape.length === 3) {
+        await writeImageGrid(o.out, values, shape);
+      }
+      if (o.npy) await writeNpy(o.npy, values, shape);
+      if (o.json) {
+        await mkdir(path.dirname(path.resolve(o.json)), { recursive: true });
+        await writeFile(o.json, JSON.stringify({ shape, nfe, values: Array.from(values) }));
+      }
+      console.log(
+        `${o.count} samples with ${nfe} network evaluations in ${seconds.toFixed(2)} s → ${o.out}${o.npy ? `, ${o.npy}` : ''}${o.json ? `, ${o.json}` : ''}`,
+      );
+      tf.dispose([x, noise]);
+      model.dispose();
+    });
+}

@@ -1,0 +1,28 @@
+import path from 'node:path';
+import { isFlowModel, loadModelDirectory } from '@piflow/models';
+import { createTeacherSpecRegistry, serveTeacherCommand } from '@piflow/teacher-server';
+import type { Command } from 'commander';
+import { shippedModelsDir } from '../context';
+
+async function modelTeacher(dir: string) {
+  const { model, manifest } = await loadModelDirectory(dir);
+  if (!isFlowModel(model)) throw new Error(`${dir} holds a ${manifest.kind}, not a teacher.`);
+  const teacher = model.asTeacher({ shift: manifest.sampling?.shift ?? 1 });
+  return {
+    ...teacher,
+    metadata: { ...teacher.metadata, sampleShape: manifest.sampleShape, description: dir },
+    dispose: () => model.dispose(),
+  };
+}
+
+/** `piflow serve-teacher`: the teacher server app, with the CLI's model folders and shipped teachers as specs. */
+export function serveCommand(): Command {
+  const registry = createTeacherSpecRegistry({
+    checkerboard: () => modelTeacher(path.join(shippedModelsDir(), 'checkerboard', 'teacher')),
+    model: (argument, context) => modelTeacher(path.resolve(context.cwd, argument)),
+  });
+  return serveTeacherCommand(registry).addHelpText(
+    'after',
+    '\nExamples:\n  piflow serve-teacher --teacher checkerboard --host 127.0.0.1 --port 8400\n  piflow serve-teacher --teacher model:runs/teacher/model --token secret\n',
+  );
+}

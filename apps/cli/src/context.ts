@@ -1,0 +1,147 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { resolveBackend } from '@piflow/backend-node';
+import type { Random, Teacher } from '@piflow/core';
+import { checkerboard, type Dataset2D, rings } from '@piflow/datasets';
+import {
+  type FlowModel,
+  isFlowModel,
+  loadModelDirectory,
+  type ModelManifest,
+  type StoredModel,
+} from '@piflow/models';
+import { createAnalyticGMTeacher } from '@piflow/teachers';
+import * as tf from '@tensorflow/tfjs-core';
+import { UsageError } from './errors';
+
+/** Makes the requested backend active ('auto' = the best available) and says which one runs. */
+export async function selectBackend(name: string, log: (line: string) => void): Promise<string> {
+  // tfjs's cpu backend prints a multi-line "install tfjs-node" banner on first use; the CLI says which backend
+  // runs and why the others were skipped, so create the cpu backend now and mark the banner as shown.
+  await import('@tensorflow/tfjs-backend-cpu');
+  const cpu = tf.findBackend('cpu') as unknown as { firstUse?: boolean } | null;
+  if (cpu) cpu.firstUse = false;
+  const resolved = await resolveBackend(name === 'auto' ? {} : { prefer: name, fallback: false }).catch(
+    (error: Error) => {
+      throw new UsageError(error.message, `choose another --backend (auto picks the best available)`);
+    },
+  );
+  log(`backend: ${resolved.backendName}`);
+  return resolved.backendName;
+}
+
+/** The repository's shipped models folder (models/ at the workspace root). */
+export function shippedModelsDir(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = path.join(dir, 'models');
+    if (existsSync(path.join(candidate, 'checkerboard'))) return candidate;
+    dir = path.dirname(dir);
+  }
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../models');
+}
+
+export const datasets2D: Record<string, () => Dataset2D> = {
+  checkerboard: () => checkerboard(),
+  rings: () => rings(),
+};
+
+/** What a teacher spec resolves to. */
+export interface ResolvedTeacher {
+  label: string;
+  teacher: Teacher;
+  /** The trainable flow model behind it, when it is one (students start from its weights). */
+  flowModel?: FlowModel;
+  manifest?: ModelManifest;
+  /** Clean data for data-dependent distillation and for evaluation, when known. */
+  data?: (n: number, random: Random) => tf.Tensor;
+  sampleShape: number[];
+  shift: number;
+  dispose(): void;
+}
+
+async function fromModelDirectory(dir: string, label: string, guidanceScale = 1): Promise<ResolvedTeacher> {
+  if (!existsSync(path.join(dir, 'model.json'))) {
+    throw new UsageError(
+      `No model.json in ${dir}.`,
+      'give a folder written by `piflow train-teacher` or `piflow distill`.',
+    );
+  }
+  const { model, manifest } = await loadModelDirectory(dir);
+  if (!isFlowModel(model)) {
+    model.dispose();
+    throw new UsageError(
+      `${dir} holds a ${manifest.kind}, not a teacher (flow model).`,
+      'pass a teacher folder or spec.',
+    );
+  }
+  const shift = manifest.sampling?.shift ?? 1;
+  const dataset = typeof manifest.metadata?.dataset === 'string' ? manifest.metadata.dataset : undefined;
+  const maker = dataset ? datasets2D[dataset] : undefined;
+  const set = maker?.();
+  return {
+    label,
+    teacher: model.asTeacher({ shift, guidanceScale }),
+    flowModel: model,
+    manifest,
+    data: set ? (n, random) => set.sample(n, random) : undefined,
+    sampleShape: manifest.sampleShape,
+    shift,
+    dispose: () => model.dispose(),
+  };
+}
+
+/**
+ * Teacher specs: `checkerboard` (the shipped 2-D teacher), `model:<dir>` or a folder path (a flow model
+ * written by train-teacher), `analytic-gm:<file.json>` ({ means, std, weights }).
+ */
+export async function resolveTeacher(
+  spec: string,
+  options: { guidanceScale?: number } = {},
+): Promise<ResolvedTeacher> {
+  if (spec === 'checkerboard') {
+    return fromModelDirectory(
+      path.join(shippedModelsDir(), 'checkerboard', 'teacher'),
+      'checkerboard teacher',
+      options.guidanceScale,
+    );
+  }
+  if (spec.startsWith('analytic-gm:')) {
+    const file = spec.slice('analytic-gm:'.length);
+    const definition = JSON.parse(await readFile(file, 'utf8'));
+    const teacher = createAnalyticGMTeacher(definition);
+    return {
+      label: `analytic GM (${file})`,
+      teacher,
+      data: (n, random) => teacher.flow.sample(n, random).x0,
+      sampleShape: [teacher.flow.dimension],
+      shift: 1,
+      dispose: () => teacher.dispose?.(),
+    };
+  }
+  const dir = spec.startsWith('model:') ? spec.slice('model:'.length) : spec;
+  if (existsSync(dir)) return fromModelDirectory(dir, dir, options.guidanceScale);
+  throw new UsageError(
+    `Unknown teacher "${spec}".`,
+    'use checkerboard, analytic-gm:<file.json>, model:<dir> or a folder written by `piflow train-teacher`.',
+  );
+}
+
+/** Loads a model folder (student or teacher) or the shipped teacher. */
+export async function loadAnyModel(spec: string): Promise<{ model: StoredModel; manifest: ModelManifest }> {
+  const dir =
+    spec === 'checkerboard'
+      ? path.join(shippedModelsDir(), 'checkerboard', 'teacher')
+      : spec.startsWith('model:')
+        ? spec.slice('model:'.length)
+        : spec;
+  if (!existsSync(path.join(dir, 'model.json'))) {
+    throw new UsageError(
+      `No model.json in ${dir}.`,
+      'give a folder written by `piflow train-teacher` or `piflow distill`.',
+    );
+  }
+  return loadModelDirectory(dir);
+}

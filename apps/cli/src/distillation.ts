@@ -1,0 +1,152 @@
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { PolicyFamily, TrainableStudent } from '@piflow/core';
+import {
+  createDXStudent,
+  createGMStudent,
+  createMLPBackbone,
+  type DXStudent,
+  type GMStudent,
+  initStudentFromTeacher,
+  saveModelDirectory,
+} from '@piflow/models';
+import { createDXFamily } from '@piflow/policy-dx';
+import { gm } from '@piflow/policy-gm';
+import { createPiIDTrainer, type StepMetrics } from '@piflow/trainer';
+import type { ResolvedTeacher } from './context';
+import { writeLossPlot } from './images';
+import { createProgress } from './progress';
+
+export interface DistillOptions {
+  family: 'gm' | 'dx';
+  nfe: number;
+  steps: number;
+  batchSize: number;
+  components: number;
+  points: number;
+  width?: number;
+  depth?: number;
+  lr: number;
+  intermediateStates: number;
+  windowSubsteps: number;
+  decayIters: number;
+  gmDropout: number;
+  finalStepSizeScale: number;
+  checkpointEvery: number;
+  seed: number;
+  resume: boolean;
+  dataFree: boolean;
+  out: string;
+  /** Prefix of progress lines. */
+  label?: string;
+  quiet?: boolean;
+}
+
+export interface DistillResult {
+  student: GMStudent | DXStudent;
+  family: PolicyFamily<any, any>;
+  losses: number[];
+  steps: number;
+  seconds: number;
+  aborted: boolean;
+}
+
+/**
+ * Builds a student (from the teacher's weights when the teacher is a flow model, as the paper does), runs
+ * π-ID with progress, a JSONL log, checkpoints and Ctrl-C handling, and exports the EMA student to
+ * `<out>/model` plus `<out>/loss.png`.
+ */
+export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Promise<DistillResult> {
+  const teacherBackbone = resolved.flowModel?.backbone;
+  const reuse =
+    teacherBackbone && teacherBackbone.kind === 'mlp' && o.width === undefined && o.depth === undefined;
+  const backbone = reuse
+    ? teacherBackbone.clone()
+    : createMLPBackbone({
+        inputDim: resolved.sampleShape[0]!,
+        width: o.width ?? 256,
+        depth: o.depth ?? 3,
+        seed: o.seed,
+      });
+  const segmentSize = 1 / (o.nfe - 1 + o.finalStepSizeScale);
+  const student: GMStudent | DXStudent =
+    o.family === 'gm'
+      ? createGMStudent(backbone, { numComponents: o.components, seed: o.seed })
+      : createDXStudent(backbone, { numPoints: o.points, shift: resolved.shift, segmentSize, seed: o.seed });
+  if (reuse && resolved.flowModel) initStudentFromTeacher(student, resolved.flowModel, { seed: o.seed });
+  const family = o.family === 'gm' ? gm : createDXFamily({ shift: resolved.shift, segmentSize });
+  await mkdir(o.out, { recursive: true });
+  const logFile = path.join(o.out, 'distill-log.jsonl');
+  if (!o.resume) await writeFile(logFile, '');
+  const losses: number[] = [];
+  const progress = o.quiet ? undefined : createProgress(o.label ?? `distill ${o.family}-${o.nfe}`, o.steps);
+  let pending = '';
+  const trainer = createPiIDTrainer({
+    student: student as TrainableStudent<unknown>,
+    family,
+    teacher: resolved.teacher,
+    ...(resolved.data && !o.dataFree
+      ? { data: (n, random) => ({ x0: resolved.data!(n, random) }) }
+      : { sampleShape: resolved.sampleShape }),
+    batchSize: o.batchSize,
+    numInferenceSteps: o.nfe,
+    finalStepSizeScale: o.finalStepSizeScale,
+    shift: resolved.shift,
+    numIntermediateStates: o.intermediateStates,
+    windowSubsteps: o.windowSubsteps,
+    numDecayIters: o.decayIters,
+    gmDropout: o.family === 'gm' ? o.gmDropout : 0,
+    optimizer: { learningRate: o.lr, warmupSteps: Math.min(100, Math.floor(o.steps / 10)), gradientClip: 1 },
+    ema: { gamma: 7, start: Math.min(100, Math.floor(o.steps / 10)) },
+    seed: o.seed,
+    checkpoint: { dir: path.join(o.out, 'checkpoints'), every: o.checkpointEvery, keep: 2 },
+    onWarning: (message) => console.warn(`warning: ${message}`),
+    onStep: (m: StepMetrics) => {
+      losses.push(m.loss);
+      pending += `${JSON.stringify(m)}\n`;
+      progress?.update(m.step, { loss: m.loss, ...(m.skipped ? { skipped: 'non-finite' } : {}) });
+    },
+    metadata: { teacher: resolved.label, family: o.family, nfe: o.nfe },
+  });
+  if (o.resume) {
+    const step = await trainer.resume();
+    if (step !== undefined && !o.quiet) console.log(`resumed at step ${step}`);
+  }
+  const abort = new AbortController();
+  const onSigint = () => {
+    abort.abort();
+    if (!o.quiet) console.log('\nCtrl-C: finishing the current step and saving a checkpoint…');
+  };
+  process.once('SIGINT', onSigint);
+  const flush = setInterval(() => {
+    if (pending) {
+      void appendFile(logFile, pending);
+      pending = '';
+    }
+  }, 2000);
+  const started = performance.now();
+  let result: { step: number; aborted: boolean };
+  try {
+    result = await trainer.train(o.steps, { signal: abort.signal });
+  } finally {
+    clearInterval(flush);
+    process.removeListener('SIGINT', onSigint);
+    progress?.stop();
+    await appendFile(logFile, pending);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  trainer.ema?.copyToVariables();
+  await saveModelDirectory(path.join(o.out, 'model'), student, {
+    sampleShape: resolved.sampleShape,
+    sampling: { shift: resolved.shift, numInferenceSteps: o.nfe, finalStepSizeScale: o.finalStepSizeScale },
+    metadata: {
+      teacher: resolved.label,
+      ...(resolved.manifest?.metadata?.dataset ? { dataset: resolved.manifest.metadata.dataset } : {}),
+      distillationSteps: result.step,
+      command: `piflow distill ${process.argv.slice(3).join(' ')}`.trim(),
+    },
+  });
+  await writeLossPlot(path.join(o.out, 'loss.png'), losses);
+  trainer.dispose();
+  return { student, family, losses, steps: result.step, seconds, aborted: result.aborted };
+}

@@ -1,0 +1,78 @@
+import { readFileSync } from 'node:fs';
+import { type Command, InvalidArgumentError as CommanderError } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import { UsageError } from './errors';
+
+export function integer(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new CommanderError(
+        `${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(value)}.`,
+      );
+    }
+    return n;
+  };
+}
+
+export function number(name: string, min: number, max = Number.POSITIVE_INFINITY, minExclusive = false) {
+  return (value: string) => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || (minExclusive ? n <= min : n < min) || n > max) {
+      throw new CommanderError(
+        `${name} must be a number in ${minExclusive ? '(' : '['}${min}, ${max}], got ${JSON.stringify(value)}.`,
+      );
+    }
+    return n;
+  };
+}
+
+export function labelList(value: string): number[] {
+  const labels = value.split(',').map((s) => Number(s.trim()));
+  if (labels.some((l) => !Number.isInteger(l) || l < 0)) {
+    throw new CommanderError(
+      `--labels must be comma-separated class indices like 0,3,7, got ${JSON.stringify(value)}.`,
+    );
+  }
+  return labels;
+}
+
+/**
+ * Options from `--config <file.json|yaml>` fill every option not given on the command line (flags win).
+ * Keys are the options' camelCase names (e.g. `batchSize`) or their flag names (`batch-size`).
+ */
+export function applyConfigFile(command: Command): void {
+  const file = command.getOptionValue('config') as string | undefined;
+  if (!file) return;
+  let config: Record<string, unknown>;
+  try {
+    const text = readFileSync(file, 'utf8');
+    config = (file.endsWith('.json') ? JSON.parse(text) : parseYaml(text)) ?? {};
+  } catch (error) {
+    throw new UsageError(
+      `Cannot read the config file ${file}: ${(error as Error).message}`,
+      'pass a JSON or YAML file of option names and values.',
+    );
+  }
+  if (typeof config !== 'object' || Array.isArray(config)) {
+    throw new UsageError(
+      `The config file ${file} must hold an object of options.`,
+      'write e.g. `steps: 2000` per line (YAML).',
+    );
+  }
+  const known = new Map(command.options.map((o) => [o.attributeName(), o]));
+  for (const [rawKey, value] of Object.entries(config)) {
+    const key = rawKey.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+    const option = known.get(key);
+    if (!option) {
+      throw new UsageError(
+        `The config file sets "${rawKey}", which \`${command.name()}\` does not take.`,
+        `run \`piflow ${command.name()} --help\` for its options.`,
+      );
+    }
+    const source = command.getOptionValueSource(key);
+    if (source === 'cli' || source === 'env') continue;
+    const parsed = option.parseArg && typeof value === 'string' ? option.parseArg(value, undefined) : value;
+    command.setOptionValueWithSource(key, parsed, 'config');
+  }
+}

@@ -1,0 +1,3 @@
+import { createVitestConfig } from '@piflow/vitest-config';
+
+export default createVitestConfig();

@@ -130,7 +130,10 @@ export async function writeLossPlot(file: string, losses: ArrayLike<number>): Pr
     const hi = Math.max(...logs);
     const smooth: number[] = [];
     let acc = logs[0]!;
-    for (const l of logs) smooth.push((acc = 0.95 * acc + 0.05 * l));
+    for (const l of logs) {
+      acc = 0.95 * acc + 0.05 * l;
+      smooth.push(acc);
+    }
     const plot = (series: number[], rgb: [number, number, number]) => {
       let prev: [number, number] | undefined;
       series.forEach((l, i) => {

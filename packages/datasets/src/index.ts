@@ -1,3 +1,4 @@
+export { loadMnist, type Mnist, type MnistOptions, type MnistSplit } from './mnist';
 export {
   checkerboard,
   type Dataset2D,

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createRandom } from '@piflow/core';
@@ -138,6 +138,9 @@ describe('two teacher servers behind nginx', () => {
     const survivor = (await health(servers[1]!)).served;
     expect(survivor).toBeGreaterThan(servedBeforeKill[1]!);
     expect(servers[0]!.child.signalCode).toBe('SIGKILL');
+    // nginx did meet the dead server and passed those requests on
+    const errorLog = await readFile(path.join(workDir, 'logs', 'error.log'), 'utf8');
+    expect(errorLog).toMatch(/connect\(\) failed|upstream prematurely closed|reset by peer/);
   });
 
   it('answers through the balancer once only one server is left', async () => {

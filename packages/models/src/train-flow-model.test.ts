@@ -148,6 +148,45 @@ describe('trainFlowModel', () => {
     model.dispose();
   });
 
+  it("keeps a given optimizer's learning rate, or warms it up when asked (SGD's cached rate included)", async () => {
+    await useBackend('cpu');
+    const model = createFlowModel(createMLPBackbone({ inputDim: 2, width: 8, depth: 1 }));
+    const data = (n: number, r: Random) => {
+      const batch = checkerboard(n, r);
+      batch.labels.dispose();
+      return batch.x;
+    };
+    const rates: number[] = [];
+    const sgd = tf.train.sgd(0.05);
+    await trainFlowModel(model, data, {
+      steps: 2,
+      batchSize: 8,
+      optimizer: sgd,
+      onStep: ({ learningRate }) => {
+        rates.push(learningRate);
+        return undefined;
+      },
+    });
+    await trainFlowModel(model, data, {
+      steps: 2,
+      batchSize: 8,
+      optimizer: sgd,
+      learningRate: 0.2,
+      warmupSteps: 4,
+      onStep: ({ learningRate }) => {
+        rates.push(learningRate);
+        return undefined;
+      },
+    });
+    expect(rates).toEqual([0.05, 0.05, 0.05, 0.1]);
+    // The SGD step really uses the new rate: one more step of rate 0 changes nothing.
+    const before = model.variables.map((v) => Float32Array.from(v.dataSync()));
+    await trainFlowModel(model, data, { steps: 1, batchSize: 8, optimizer: sgd, learningRate: 1e-30 });
+    model.variables.forEach((v, i) => expect(Array.from(v.dataSync())).toEqual(Array.from(before[i]!)));
+    sgd.dispose();
+    model.dispose();
+  });
+
   it('rejects bad arguments', async () => {
     await useBackend('cpu');
     const model = createFlowModel(createMLPBackbone({ inputDim: 2, width: 8, depth: 1 }));

@@ -76,7 +76,7 @@ export interface FlowStepInfo {
 export interface TrainFlowModelOptions extends Omit<SigmaSamplingOptions, 'sampling'> {
   steps: number;
   batchSize: number;
-  /** Adam learning rate. Default 1e-3. */
+  /** Learning rate (peak, after warm-up). Default 1e-3; a given `optimizer` keeps its own unless set. */
   learningRate?: number;
   /** Linear warm-up from 0 over this many steps. Default 0. */
   warmupSteps?: number;
@@ -179,6 +179,9 @@ export async function trainFlowModel(
 
   const variables = model.variables as tf.Variable[];
   const optimizer = options.optimizer ?? tf.train.adam(learningRate, beta1, beta2);
+  // A caller's own optimizer keeps its learning rate unless a rate or a warm-up is asked for.
+  const manageLearningRate =
+    options.optimizer === undefined || options.learningRate !== undefined || warmupSteps > 0;
   let ema: ExponentialMovingAverage | undefined;
   if (typeof options.ema === 'number') ema = createExponentialMovingAverage(variables, options.ema);
   else if (options.ema !== undefined) {
@@ -199,7 +202,7 @@ export async function trainFlowModel(
     if (options.signal?.aborted) break;
     const step = startStep + i + 1;
     const lr = warmupSteps > 0 ? learningRate * Math.min(1, step / warmupSteps) : learningRate;
-    (optimizer as unknown as { learningRate: number }).learningRate = lr;
+    if (manageLearningRate) setLearningRate(optimizer, lr);
 
     const batch = data(batchSize, random);
     const x0 = batch instanceof tf.Tensor ? batch : batch?.x;
@@ -250,7 +253,9 @@ export async function trainFlowModel(
       const verdict = await options.onStep({
         step,
         loss: losses[i]!,
-        learningRate: lr,
+        learningRate: manageLearningRate
+          ? lr
+          : (optimizer as unknown as { learningRate: number }).learningRate,
         stepsPerSecond: done / Math.max(elapsed, 1e-9),
       });
       if (verdict === false) break;
@@ -264,6 +269,14 @@ export async function trainFlowModel(
     optimizer,
     ema,
   };
+}
+
+function setLearningRate(optimizer: tf.Optimizer, lr: number): void {
+  const o = optimizer as unknown as { learningRate: number; setLearningRate?: (lr: number) => void };
+  if (o.learningRate === lr) return;
+  // SGD/momentum cache the rate in a tensor: use their setter; Adam & co. read the field on every step.
+  if (typeof o.setLearningRate === 'function') o.setLearningRate(lr);
+  else o.learningRate = lr;
 }
 
 /** Scales all gradients by min(1, maxNorm / ‖g‖₂) (global norm over every tensor). */

@@ -35,9 +35,8 @@ export default createVitestConfig({
           conditions: ['@piflow/source', 'browser', 'import', 'module', 'default'],
           alias: { 'node:module': shim('node-module'), 'node:path': shim('node-path') },
         },
-        optimizeDeps: {
-          include: ['@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-webgpu', 'vitest > @vitest/expect'],
-        },
+        // Pre-bundled up front so the page never reloads mid-run for a late dependency discovery.
+        optimizeDeps: { include: ['@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-webgpu'] },
         test: {
           name: 'chromium',
           include: ['src/**/*.test.ts'],

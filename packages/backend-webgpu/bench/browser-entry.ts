@@ -3,7 +3,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { setupWebGPU } from '../src/index';
 import { runBench } from './cases';
 
-const report = (globalThis as unknown as { piflowBench: (line: string) => void }).piflowBench;
+// Installed by chromium.bench.ts (page.exposeFunction) before the page loads.
+const report = (line: string) =>
+  (globalThis as unknown as { piflowBench: (line: string) => Promise<void> }).piflowBench(line);
 try {
   await setupWebGPU();
   const info = (tf.backend() as unknown as { adapterInfo?: { description?: string; architecture?: string } })

@@ -55,16 +55,19 @@ const context = await chromium.launchPersistentContext(userDataDir, {
 let failed = false;
 try {
   const page = context.pages()[0] ?? (await context.newPage());
+  let finish: () => void = () => {};
   const done = new Promise<void>((resolve) => {
-    void page.exposeFunction('piflowBench', (line: string) => {
-      console.log(line);
-      if (line.startsWith('error')) failed = true;
-      if (line === 'done' || line.startsWith('error')) resolve();
-    });
+    finish = resolve;
+  });
+  await page.exposeFunction('piflowBench', (line: string) => {
+    console.log(line);
+    if (line.startsWith('error')) failed = true;
+    if (line === 'done' || line.startsWith('error')) finish();
   });
   page.on('pageerror', (error) => {
     console.error(`page error: ${error.message}`);
     failed = true;
+    finish();
   });
   await page.goto(`http://127.0.0.1:${port}/`);
   await done;

@@ -70,7 +70,14 @@ try {
     finish();
   });
   await page.goto(`http://127.0.0.1:${port}/`);
+  // Never hold the shared benchmark lock forever: give up after 15 minutes.
+  const timer = setTimeout(() => {
+    console.error('chromium bench: no result after 15 minutes');
+    failed = true;
+    finish();
+  }, 15 * 60_000);
   await done;
+  clearTimeout(timer);
 } finally {
   await context.close();
   server.close();

@@ -129,6 +129,8 @@ export function dxFusedRollout(
   segment: RolloutSegment,
 ): tf.Tensor | undefined {
   if (tf.getBackend() !== 'webgpu' || tf.engine().isTapeOn() || x.dtype !== 'float32') return undefined;
+  // A mismatched x goes op by op, where the policy's velocity reports it as an InvalidArgumentError.
+  if (!tf.util.arraysEqual(x.shape, policy.xSrc.shape)) return undefined;
   const C = x.shape[x.rank - 1]!;
   const N = policy.x0Grid.shape[1]!;
   if (N * C > DX_MAX_UNROLLED || x.size === 0) return undefined;

@@ -1,7 +1,13 @@
 // The fused WGSL rollout kernels against the op-by-op rollout on the same backend and against float64 Euler
 // rollouts in plain JS. Runs in Node (Dawn) and in headless Chromium. Reads are asynchronous (`data()`):
 // tfjs's synchronous WebGPU readback needs OffscreenCanvas, which Node lacks.
-import { createRandom, type RolloutSegment, rollout, rolloutSigmaGrid } from '@piflow/core';
+import {
+  createRandom,
+  InvalidArgumentError,
+  type RolloutSegment,
+  rollout,
+  rolloutSigmaGrid,
+} from '@piflow/core';
 import { countLeaks, relativeError, useBackend } from '@piflow/core/testing';
 import { dx } from '@piflow/policy-dx';
 import { type GMPolicy, gm } from '@piflow/policy-gm';
@@ -214,6 +220,14 @@ describe('fused WGSL rollout kernels on webgpu', () => {
     expect(Array.from(g).every(Number.isFinite)).toBe(true);
     expect(Array.from(g).some((v) => v !== 0)).toBe(true);
     tf.dispose([grad, xSrc]);
+    policy.dispose();
+  });
+
+  it('an x of the wrong shape is reported by the policy, not by the kernel', () => {
+    const { policy, xSrc } = makeGM([2, 3, 4], 2, [0.5, 0.5], 12);
+    const wrong = tf.zeros([2, 4, 4]);
+    expect(() => rollout(policy, wrong, { sigmaSrc: 0.5, sigmaDst: 0 })).toThrow(InvalidArgumentError);
+    tf.dispose([wrong, xSrc]);
     policy.dispose();
   });
 

@@ -53,9 +53,18 @@ it('benchmarks the teacher adapters', async () => {
   // alternate the two in rounds so machine load hits both alike; report medians
   const bareRounds: number[] = [];
   const adaptedRounds: number[] = [];
-  for (let round = 0; round < 7; round++) {
-    bareRounds.push(await time(() => tf.dispose(model.predict(inputs)), 5));
+  const measureBare = async () => bareRounds.push(await time(() => tf.dispose(model.predict(inputs)), 5));
+  const measureAdapted = async () =>
     adaptedRounds.push(await time(async () => tf.dispose(await teacher.velocity(noise, 0.5, condition)), 5));
+  for (let round = 0; round < 8; round++) {
+    // swap the order every round so neither side always runs first
+    if (round % 2 === 0) {
+      await measureBare();
+      await measureAdapted();
+    } else {
+      await measureAdapted();
+      await measureBare();
+    }
   }
   const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)]!;
   const bare = median(bareRounds);

@@ -135,16 +135,22 @@ function timeMs(fn: () => void, reps: number): number {
 const micro: string[] = [];
 {
   const x = tf.randomNormal([64, 49, 3, 4, 32]);
-  const run = () => {
-    const y = tf.transpose(x, [0, 2, 3, 1, 4]);
-    y.dataSync(); // read outside tidy: tidy scans a returned typed array element by element
-    y.dispose();
-  };
-  const stock = withKernels('none', () => timeMs(run, 5));
-  const fixed = withKernels(all, () => timeMs(run, 5));
-  micro.push(
-    `| transpose [64,49,3,4,32] by [0,2,3,1,4] | ${stock.toFixed(1)} ms | ${fixed.toFixed(1)} ms | ${ratio(stock, fixed)} |`,
-  );
+  // [B, L, 3, heads, D] → [3, B, heads, L, D] (attention-style, stays rank 5), and one that merges to rank 4.
+  for (const perm of [
+    [2, 0, 3, 1, 4],
+    [0, 2, 3, 1, 4],
+  ]) {
+    const run = () => {
+      const y = tf.transpose(x, perm);
+      y.dataSync(); // read outside tidy: tidy scans a returned typed array element by element
+      y.dispose();
+    };
+    const stock = withKernels('none', () => timeMs(run, 5));
+    const fixed = withKernels(all, () => timeMs(run, 5));
+    micro.push(
+      `| transpose [64,49,3,4,32] by [${perm.join(',')}] | ${stock.toFixed(1)} ms | ${fixed.toFixed(1)} ms | ${ratio(stock, fixed)} |`,
+    );
+  }
   x.dispose();
 }
 {

@@ -17,6 +17,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import autocannon from 'autocannon';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTeacherSpecRegistry, serveTeacherCommand } from '../src';
 import {
   freePort,
   mixture,
@@ -387,14 +388,21 @@ describe('teacher server options', () => {
   });
 
   it('refuses unknown teacher kinds and unreadable files with a clear message', async () => {
+    // as a process: exit code 1 and the reason on stderr
     await expect(startServer(['--teacher', 'nope:x', '--port', '0'])).rejects.toThrow(
       /kind one of "analytic-gm", "tfjs"/,
     );
-    await expect(
-      startServer(['--teacher', 'analytic-gm:/does/not/exist.json', '--port', '0']),
-    ).rejects.toThrow(/exist\.json \(ENOENT\)/);
-    await expect(startServer(['--teacher', `analytic-gm:${mixtureFile}`, '--port', '70000'])).rejects.toThrow(
-      /--port must be an integer in \[0, 65535\]/,
+    // the same parser and command in-process
+    const registry = createTeacherSpecRegistry();
+    await expect(registry.load('analytic-gm:/does/not/exist.json')).rejects.toThrow(/exist\.json \(ENOENT\)/);
+    expect(() => registry.register('analytic-gm', async () => createAnalyticGMTeacher(mixture))).toThrow(
+      /not registered yet/,
     );
+    const command = serveTeacherCommand(registry)
+      .exitOverride()
+      .configureOutput({ writeErr: () => {}, writeOut: () => {} });
+    await expect(
+      command.parseAsync(['--teacher', 'analytic-gm:x.json', '--port', '70000'], { from: 'user' }),
+    ).rejects.toThrow(/--port must be an integer in \[0, 65535\]/);
   });
 });

@@ -7,5 +7,6 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: 'es2022',
-  external: ['vitest'],
+  // tfjs packages are peers (the backends only for the testing entry): never bundle them
+  external: ['vitest', /^@tensorflow\//],
 });

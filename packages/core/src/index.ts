@@ -31,6 +31,7 @@ export {
 } from './flow-map-schedule';
 export { createPolicyRegistry, type PolicyRegistry, UnknownPolicyFamilyError } from './policy-registry';
 export { createRandom, Random, type RandomState } from './random';
+export { registerGradients } from './register-gradients';
 export {
   type RolloutOptions,
   rollout,

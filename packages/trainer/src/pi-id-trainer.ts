@@ -1,5 +1,3 @@
-import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import {
   addNoise,
   assertNumber,
@@ -11,6 +9,7 @@ import {
   type Policy,
   type PolicyFamily,
   Random,
+  registerGradients,
   rollout,
   rolloutOpByOp,
   roundHalfEven,
@@ -19,6 +18,7 @@ import {
   type TrainableStudent,
   warp,
 } from '@piflow/core';
+import * as tf from '@tensorflow/tfjs-core';
 import { AdamW, type AdamWOptions } from './adamw';
 import { readLatestCheckpoint, type TrainingCheckpoint, writeCheckpointFile } from './checkpoint';
 import { EMA, type EMAOptions } from './ema';
@@ -227,6 +227,7 @@ export class PiIDTrainer<P = unknown> {
 
   /** One π-ID iteration (one optimiser update, or a skipped one for a non-finite loss). */
   async trainStep(): Promise<StepMetrics> {
+    await registerGradients();
     const started = performance.now();
     const teacherRatio = teacherRatioAt(this.stepCount, this.o.numDecayIters);
     const { loss, grads } = this.options.data

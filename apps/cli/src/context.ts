@@ -23,11 +23,15 @@ export async function selectBackend(name: string, log: (line: string) => void): 
   await import('@tensorflow/tfjs-backend-cpu');
   const cpu = tf.findBackend('cpu') as unknown as { firstUse?: boolean } | null;
   if (cpu) cpu.firstUse = false;
-  const resolved = await resolveBackend(name === 'auto' ? {} : { prefer: name, fallback: false }).catch(
-    (error: Error) => {
-      throw new UsageError(error.message, `choose another --backend (auto picks the best available)`);
-    },
-  );
+  // 'auto': native TensorFlow (CUDA or CPU) when installed, else wasm, else cpu. WebGPU in Node (Dawn) only on
+  // request: tfjs's WebGPU backend cannot read tensors synchronously in Node, which training and eval do.
+  const request =
+    name === 'auto'
+      ? { prefer: ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'], fallback: false }
+      : { prefer: name === 'tensorflow' ? ['tfjs-node-gpu', 'tfjs-node'] : name, fallback: false };
+  const resolved = await resolveBackend(request).catch((error: Error) => {
+    throw new UsageError(error.message, `choose another --backend (auto picks the best available)`);
+  });
   log(`backend: ${resolved.backendName}`);
   return resolved.backendName;
 }

@@ -5,7 +5,10 @@
  * (default <out>: apps/web/.dev-models, git-ignored). Serve them with
  *   PIFLOW_MODELS_DIR=.dev-models pnpm dev
  *
- *   pnpm --filter @piflow/web train-dev-models [-- --teacher-steps 3000 --student-steps 600 --out .dev-models]
+ *   pnpm --filter @piflow/web train-dev-models [-- --teacher-steps 3000 --student-steps 800 --out .dev-models]
+ *
+ * `--teacher <dir>` distils the students from an existing flow model (e.g. ../../models/checkerboard/teacher)
+ * instead of training one; it is copied to <out>/checkerboard/teacher.
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +18,9 @@ import {
   createFlowModel,
   createGMStudent,
   createMLPBackbone,
+  type FlowModel,
+  isFlowModel,
+  loadModelDirectory,
   saveModelDirectory,
   trainFlowModel,
 } from '@piflow/models';
@@ -30,10 +36,10 @@ const option = (name: string, fallback: string): string => {
 const here = path.dirname(fileURLToPath(import.meta.url));
 const out = path.resolve(path.join(here, '..'), option('out', '.dev-models'));
 const teacherSteps = Number(option('teacher-steps', '3000'));
-const studentSteps = Number(option('student-steps', '600'));
+const studentSteps = Number(option('student-steps', '800'));
+const teacherDirectory = option('teacher', '');
 const width = 128;
 const depth = 3;
-const shift = 1;
 
 await setupWasm();
 await tf.setBackend('wasm');
@@ -41,29 +47,45 @@ const data = checkerboard();
 const backbone = (seed: number) => createMLPBackbone({ inputDim: 2, width, depth, seed });
 
 let started = performance.now();
-const teacher = createFlowModel(backbone(1));
-await trainFlowModel(teacher, (n, random) => data.sample(n, random), {
-  steps: teacherSteps,
-  batchSize: 512,
-  learningRate: 2e-3,
-  warmupSteps: 100,
-  gradientClip: 1,
-  random: 1,
-  onStep: ({ step, loss }) => {
-    if (step % 500 === 0) console.log(`teacher step ${step} loss ${loss.toFixed(4)}`);
-    return undefined;
-  },
-});
-await saveModelDirectory(path.join(out, 'checkerboard', 'teacher'), teacher, {
-  sampleShape: [2],
-  sampling: { shift },
-  metadata: {
-    dataset: 'checkerboard',
-    trainingSteps: teacherSteps,
-    producedBy: 'apps/web/scripts/train-dev-models.ts',
-  },
-});
-console.log(`teacher: ${teacherSteps} steps in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+let teacher: FlowModel;
+let shift = 1;
+if (teacherDirectory) {
+  const loaded = await loadModelDirectory(path.resolve(teacherDirectory));
+  if (!isFlowModel(loaded.model))
+    throw new Error(`${teacherDirectory} holds a ${loaded.manifest.kind}, not a flow model`);
+  teacher = loaded.model;
+  shift = loaded.manifest.sampling?.shift ?? 1;
+  await saveModelDirectory(path.join(out, 'checkerboard', 'teacher'), teacher, {
+    sampleShape: loaded.manifest.sampleShape,
+    ...(loaded.manifest.sampling ? { sampling: loaded.manifest.sampling } : {}),
+    ...(loaded.manifest.metadata ? { metadata: loaded.manifest.metadata } : {}),
+  });
+  console.log(`teacher: loaded from ${teacherDirectory}`);
+} else {
+  teacher = createFlowModel(backbone(1));
+  await trainFlowModel(teacher, (n, random) => data.sample(n, random), {
+    steps: teacherSteps,
+    batchSize: 512,
+    learningRate: 2e-3,
+    warmupSteps: 100,
+    gradientClip: 1,
+    random: 1,
+    onStep: ({ step, loss }) => {
+      if (step % 500 === 0) console.log(`teacher step ${step} loss ${loss.toFixed(4)}`);
+      return undefined;
+    },
+  });
+  await saveModelDirectory(path.join(out, 'checkerboard', 'teacher'), teacher, {
+    sampleShape: [2],
+    sampling: { shift },
+    metadata: {
+      dataset: 'checkerboard',
+      trainingSteps: teacherSteps,
+      producedBy: 'apps/web/scripts/train-dev-models.ts',
+    },
+  });
+  console.log(`teacher: ${teacherSteps} steps in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+}
 
 const teacherView = teacher.asTeacher({ shift });
 for (const steps of [1, 2, 4]) {

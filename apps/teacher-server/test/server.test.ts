@@ -364,7 +364,13 @@ describe('teacher server options', () => {
       const metadata = await (await fetch(`${busy.url}/v1/metadata`)).json();
       expect(metadata.metadata).toMatchObject({ layout: 'vector', sampleShape: [C], conditionNames: [] });
       const body = velocityFrame(new Float32Array(128 * C).fill(0.1), [128, C], new Array(128).fill(0.5));
-      const answers = await Promise.all(Array.from({ length: 12 }, () => post(busy.url, body)));
+      // A burst of 12 requests against one computation slot and no queue: some must be refused. Whether one
+      // burst overlaps depends on scheduling on a loaded machine, so up to 5 bursts are sent.
+      let answers: Awaited<ReturnType<typeof post>>[] = [];
+      for (let burst = 0; burst < 5; burst++) {
+        answers = await Promise.all(Array.from({ length: 12 }, () => post(busy.url, body)));
+        if (answers.some((a) => a.status === 503)) break;
+      }
       const statuses = answers.map((a) => a.status);
       expect(statuses.every((s) => s === 200 || s === 503)).toBe(true);
       expect(statuses.filter((s) => s === 503).length).toBeGreaterThan(0);

@@ -4,20 +4,28 @@ import {
   describeDXConformance,
   describeGMOracleConformance,
   describePolicyConformance,
+  dxUParams,
+  dxUSpaceReference,
+  gmUParams,
+  gmUSpaceReference,
+  gmX0Params,
 } from '@piflow/core/testing';
 import { dx } from '@piflow/policy-dx';
 import { gm } from '@piflow/policy-gm';
 import { describe } from 'vitest';
-import { dxParams, dxReference, gmReferenceU, gmUParams, gmX0Params } from './__fixtures__/policies';
 import { WEBGPU } from './__fixtures__/webgpu-test-backend';
 
 describePolicyConformance({
   family: gm,
-  makeParams: gmUParams,
-  referenceVelocity: gmReferenceU,
+  makeParams: (shape, random) => gmUParams(shape, random),
+  referenceVelocity: gmUSpaceReference(),
   backends: WEBGPU,
 });
-describePolicyConformance({ family: gm, makeParams: gmX0Params, backends: WEBGPU });
+describePolicyConformance({
+  family: gm,
+  makeParams: (shape, random) => gmX0Params(shape, random),
+  backends: WEBGPU,
+});
 describeGMOracleConformance({ family: gm, backends: WEBGPU });
 
 for (const mode of ['grid', 'polynomial'] as const) {
@@ -25,9 +33,9 @@ for (const mode of ['grid', 'polynomial'] as const) {
   describe(`DX ${mode}`, () => {
     describePolicyConformance({
       family: dx,
-      makeParams: dxParams,
+      makeParams: (shape, random) => dxUParams(shape, random),
       createOptions: options,
-      referenceVelocity: dxReference(options),
+      referenceVelocity: dxUSpaceReference(options),
       backends: WEBGPU,
     });
   });

@@ -2,8 +2,8 @@ import type { Random } from '@piflow/core';
 import {
   describeDXConformance,
   describePolicyConformance,
-  dxVelocityReference,
-  type ReferenceInputs,
+  dxUParams,
+  dxUSpaceReference,
 } from '@piflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
@@ -11,32 +11,11 @@ import { createDXFamily, dx } from './index';
 
 const N = 4;
 
-function makeParams(shape: number[], random: Random) {
-  return { space: 'u' as const, uGrid: random.normalTensor([shape[0]!, N, ...shape.slice(1)]) };
-}
+const makeParams = (shape: number[], random: Random) => dxUParams(shape, random, N);
 
 for (const mode of ['grid', 'polynomial'] as const) {
   const options = { shift: 3.2, segmentSize: 0.4, mode };
-  const reference = (params: Record<string, Float64Array>, inputs: ReferenceInputs) => {
-    const B = inputs.shape[0]!;
-    const D = inputs.x.length / B;
-    const x0Grid = new Float64Array(B * N * D);
-    for (let b = 0; b < B; b++)
-      for (let n = 0; n < N; n++)
-        for (let i = 0; i < D; i++)
-          x0Grid[(b * N + n) * D + i] =
-            inputs.xSrc[b * D + i]! - inputs.sigmaSrc[b]! * params.uGrid![(b * N + n) * D + i]!;
-    return dxVelocityReference({
-      x0Grid,
-      x: inputs.x,
-      sigmaSrc: inputs.sigmaSrc,
-      sigma: inputs.sigma,
-      B,
-      N,
-      eps: 1e-4,
-      ...options,
-    });
-  };
+  const reference = dxUSpaceReference(options, N);
   describe(`DX ${mode}`, () => {
     describePolicyConformance({
       family: dx,

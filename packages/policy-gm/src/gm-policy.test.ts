@@ -2,8 +2,9 @@ import { createRandom, InvalidArgumentError, type Random } from '@piflow/core';
 import {
   describeGMOracleConformance,
   describePolicyConformance,
-  gmVelocityReference,
-  type ReferenceInputs,
+  gmUParams,
+  gmUSpaceReference,
+  gmX0Params,
   relativeError,
   testBackends,
   useBackend,
@@ -14,62 +15,11 @@ import { componentDropMask, createGMFamily, gm, gmMean, sampleGaussianMixture } 
 
 const K = 3;
 
-function randomUParams(shape: number[], random: Random) {
-  const positions = shape.slice(0, -1);
-  const C = shape[shape.length - 1]!;
-  return {
-    space: 'u' as const,
-    means: random.normalTensor([...positions, K, C]),
-    logweights: tf.tidy(() => tf.mul(random.normalTensor([...positions, K]), 0.7)),
-    logstd: tf.tidy(() => tf.sub(tf.mul(random.normalTensor([shape[0]!]), 0.2), 0.8)) as tf.Tensor1D,
-  };
-}
+const randomUParams = (shape: number[], random: Random) => gmUParams(shape, random, K);
 
-/** Float64 reference for u-space params: converts to x0-space per position, then the paper's formula. */
-function referenceU(params: Record<string, Float64Array>, inputs: ReferenceInputs): Float64Array {
-  const { shape } = inputs;
-  const B = shape[0]!;
-  const C = shape[shape.length - 1]!;
-  const P = inputs.x.length / C;
-  const perSample = P / B;
-  const means = new Float64Array(P * K * C);
-  const variance = new Float64Array(P);
-  const sigmaSrc = new Float64Array(P);
-  const sigma = new Float64Array(P);
-  for (let p = 0; p < P; p++) {
-    const b = Math.floor(p / perSample);
-    const ss = inputs.sigmaSrc[b]!;
-    sigmaSrc[p] = ss;
-    sigma[p] = inputs.sigma[b]!;
-    variance[p] = Math.exp(2 * params.logstd![b]!) * ss * ss;
-    for (let k = 0; k < K; k++)
-      for (let c = 0; c < C; c++)
-        means[(p * K + k) * C + c] = inputs.xSrc[p * C + c]! - ss * params.means![(p * K + k) * C + c]!;
-  }
-  return gmVelocityReference({
-    means,
-    logweights: params.logweights!,
-    variance,
-    xSrc: inputs.xSrc,
-    x: inputs.x,
-    sigmaSrc,
-    sigma,
-    K,
-    C,
-  });
-}
+describePolicyConformance({ family: gm, makeParams: randomUParams, referenceVelocity: gmUSpaceReference(K) });
 
-describePolicyConformance({ family: gm, makeParams: randomUParams, referenceVelocity: referenceU });
-
-describePolicyConformance({
-  family: gm,
-  makeParams: (shape, random) => {
-    const u = randomUParams(shape, random);
-    const variance = tf.tidy(() => tf.exp(tf.mul(u.logstd, 2))) as tf.Tensor1D;
-    u.logstd.dispose();
-    return { space: 'x0', means: u.means, logweights: u.logweights, variance };
-  },
-});
+describePolicyConformance({ family: gm, makeParams: (shape, random) => gmX0Params(shape, random, K) });
 
 describeGMOracleConformance({ family: gm });
 

@@ -9,6 +9,7 @@ export {
   type ReferenceInputs,
 } from './conformance';
 export { collectTensors, countLeaks, maxAbsDifference, relativeError } from './numerics';
+export { dxUParams, dxUSpaceReference, gmUParams, gmUSpaceReference, gmX0Params } from './policy-fixtures';
 export {
   type DXReferenceInput,
   dxVelocityReference,

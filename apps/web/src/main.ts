@@ -193,7 +193,7 @@ async function start(): Promise<void> {
   const describe = (label: string, metadata: Record<string, unknown> | undefined, params: number) =>
     `${label}: ${params.toLocaleString('en')} parameters${
       typeof metadata?.trainingSteps === 'number' ? `, ${metadata.trainingSteps} training steps` : ''
-    }`;
+    }${typeof metadata?.distillationSteps === 'number' ? `, ${metadata.distillationSteps} π-ID iterations` : ''}`;
   const count = (variables: readonly tf.Variable[]) => variables.reduce((a, v) => a + v.size, 0);
   element('model-info').textContent = [
     describe('Teacher (flow model)', models.teacher.manifest.metadata, count(models.teacher.model.variables)),

@@ -14,7 +14,11 @@ import type { DemoRun } from '../src/main';
 
 const appDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const chromiumPath = process.env.PIFLOW_CHROMIUM ?? '/usr/bin/chromium';
-const screenshotPath = path.join(appDir, 'screenshots', 'demo.png');
+// Each run saves test-results/demo.png (git-ignored); PIFLOW_UPDATE_SCREENSHOT=1 refreshes the README's
+// committed screenshots/demo.png instead.
+const screenshotPath = process.env.PIFLOW_UPDATE_SCREENSHOT
+  ? path.join(appDir, 'screenshots', 'demo.png')
+  : path.join(appDir, 'test-results', 'demo.png');
 const COUNT = 1024;
 
 const baseArgs = [

@@ -126,57 +126,68 @@ async function distil(
 }
 
 // As in the paper, students start from a pretrained flow network's weights: train one by flow matching on
-// the mixture's samples (the π-ID targets still come from the exact analytic teacher).
+// the mixture's samples (the π-ID targets still come from the exact analytic teacher). --pretrain 0: students
+// start from random weights instead.
 const pretrainSteps = option('pretrain', 3000);
 const architecture = { inputDim: C, width: 256, depth: 3, seed: 1 };
-const pretrained = createFlowModel(createMLPBackbone(architecture));
-const pretrainStarted = performance.now();
-const fm = await trainFlowModel(pretrained, (n, random) => ({ x: flow.sample(n, random).x0 }), {
-  steps: pretrainSteps,
-  batchSize: 512,
-  learningRate: 2e-3,
-  warmupSteps: 100,
-  ema: 0.999,
-  random: 3,
-});
-fm.ema?.copyTo();
-fm.ema?.dispose();
-console.log(
-  `flow-matching pretraining: ${pretrainSteps} steps in ${((performance.now() - pretrainStarted) / 1000).toFixed(0)} s`,
-);
-const pretrainedRow = await sampleTeacher(pretrained.asTeacher(), noise, { numSteps: 128 });
-measure('pretrained flow network, Euler', 128, pretrainedRow);
-pretrainedRow.dispose();
+const pretrained = pretrainSteps > 0 ? createFlowModel(createMLPBackbone(architecture)) : undefined;
+if (pretrained) {
+  const pretrainStarted = performance.now();
+  const fm = await trainFlowModel(pretrained, (n, random) => ({ x: flow.sample(n, random).x0 }), {
+    steps: pretrainSteps,
+    batchSize: 512,
+    learningRate: 2e-3,
+    warmupSteps: 100,
+    ema: 0.999,
+    random: 3,
+  });
+  fm.ema?.copyTo();
+  fm.ema?.dispose();
+  console.log(
+    `flow-matching pretraining: ${pretrainSteps} steps in ${((performance.now() - pretrainStarted) / 1000).toFixed(0)} s`,
+  );
+  const pretrainedRow = await sampleTeacher(pretrained.asTeacher(), noise, { numSteps: 128 });
+  measure('pretrained flow network, Euler', 128, pretrainedRow);
+  pretrainedRow.dispose();
+}
 const backbone = () => createMLPBackbone(architecture);
 await distil(
   'π-Flow GM student (K=16)',
   1,
-  createGMStudent(backbone(), { numComponents: 16, initFrom: pretrained }),
+  createGMStudent(backbone(), { numComponents: 16, ...(pretrained ? { initFrom: pretrained } : {}) }),
   gm,
 );
 await distil(
   'π-Flow GM student (K=16)',
   4,
-  createGMStudent(backbone(), { numComponents: 16, initFrom: pretrained }),
+  createGMStudent(backbone(), { numComponents: 16, ...(pretrained ? { initFrom: pretrained } : {}) }),
   gm,
 );
 const dx4 = createDXFamily({ segmentSize: 1 / 4 });
 await distil(
   'π-Flow DX student (N=10)',
   4,
-  createDXStudent(backbone(), { numPoints: 10, segmentSize: 1 / 4, initFrom: pretrained }),
+  createDXStudent(backbone(), {
+    numPoints: 10,
+    segmentSize: 1 / 4,
+    ...(pretrained ? { initFrom: pretrained } : {}),
+  }),
   dx4,
 );
 await distil(
   'single-x0 student (DX N=1)',
   4,
-  createDXStudent(backbone(), { numPoints: 1, segmentSize: 1 / 4, initFrom: pretrained }),
+  createDXStudent(backbone(), {
+    numPoints: 1,
+    segmentSize: 1 / 4,
+    ...(pretrained ? { initFrom: pretrained } : {}),
+  }),
   dx4,
 );
 
 const f = (v: number, d = 3) => (Number.isNaN(v) ? '—' : v.toFixed(d));
 console.log(
-  `\n6-D mixture of 10 Gaussians (std 0.3), ${evalCount} samples from one noise batch; students initialised from a flow network pretrained ${pretrainSteps} steps, then π-ID ${trainSteps} steps against the exact teacher; backend ${tf.getBackend()}\n`,
+  `\n6-D mixture of 10 Gaussians (std 0.3), ${evalCount} samples from one noise batch; students initialised ${pretrainSteps > 0 ? `from a flow network pretrained ${pretrainSteps} steps` : 'from random weights'}, then π-ID ${trainSteps} steps against the exact teacher; backend ${tf.getBackend()}\n`,
 );
 console.log(
   '| sampler | NFE | coverage TV | spread | log-density − data (nats) | alignment (RMS to teacher-128) | train s |',

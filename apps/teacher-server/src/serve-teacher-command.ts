@@ -1,6 +1,4 @@
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
+import { resolveBackend } from '@piflow/backend-node';
 import { Command, InvalidArgumentError as CommanderArgumentError, Option } from 'commander';
 import { createTeacherServer } from './server';
 import { createTeacherSpecRegistry, type TeacherSpecRegistry } from './teacher-specs';
@@ -17,19 +15,12 @@ function integer(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   };
 }
 
-/** Makes `name` ('cpu' or 'wasm') the tfjs backend. */
+/**
+ * Makes `name` ('cpu' or 'wasm') the tfjs backend through @piflow/backend-node (wasm files located, its matMul
+ * fix installed); fails with the backend's reason and install hint.
+ */
 export async function useTfjsBackend(name: string): Promise<void> {
-  if (name === 'wasm') {
-    const wasm = await import('@tensorflow/tfjs-backend-wasm');
-    const require = createRequire(import.meta.url);
-    let dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
-    while (!dir.endsWith(`${path.sep}dist`) && dir !== path.dirname(dir)) dir = path.dirname(dir);
-    wasm.setWasmPaths(`${dir}${path.sep}`);
-  } else {
-    await import('@tensorflow/tfjs-backend-cpu');
-  }
-  if (!(await tf.setBackend(name))) throw new Error(`The tfjs backend "${name}" could not be initialised.`);
-  await tf.ready();
+  await resolveBackend({ prefer: name, fallback: false });
 }
 
 /**

@@ -1,4 +1,4 @@
-import { type RolloutSegment, rolloutSigmaGrid } from '@piflow/core';
+import { canFuseRollout, ensureKernel, type RolloutSegment, rolloutSigmaGrid } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { GaussianPolicy } from './gaussian-policy';
 
@@ -62,20 +62,6 @@ function gaussianRolloutKernelFunc({ inputs, backend, attrs }: Parameters<tf.Ker
   return b.makeOutput!(x.shape, 'float32', undefined, out);
 }
 
-const registered = new Set<string>();
-
-function ensureRegistered(backendName: string): void {
-  if (registered.has(backendName)) return;
-  if (!tf.getKernel(GaussianRolloutKernel, backendName)) {
-    tf.registerKernel({
-      kernelName: GaussianRolloutKernel,
-      backendName,
-      kernelFunc: gaussianRolloutKernelFunc,
-    });
-  }
-  registered.add(backendName);
-}
-
 /**
  * The fused rollout of a Gaussian policy on the current backend, or undefined when this backend has no
  * kernel (core's `rollout` then goes op by op) or a gradient tape is recording (the kernel has no gradient).
@@ -85,17 +71,8 @@ export function gaussianFusedRollout(
   x: tf.Tensor,
   segment: RolloutSegment,
 ): tf.Tensor | undefined {
-  const backendName = tf.getBackend();
-  if (!(gaussianFusedBackends as readonly string[]).includes(backendName)) return undefined;
-  if (tf.engine().isTapeOn()) return undefined;
-  if (
-    x.dtype !== 'float32' ||
-    x.shape.some((d, i) => d !== policy.xSrc.shape[i]) ||
-    x.rank !== policy.xSrc.rank
-  ) {
-    return undefined;
-  }
-  ensureRegistered(backendName);
+  if (!canFuseRollout(x, policy.xSrc, gaussianFusedBackends)) return undefined;
+  ensureKernel(GaussianRolloutKernel, tf.getBackend(), gaussianRolloutKernelFunc);
   const attrs: Attrs = {
     grids: rolloutSigmaGrid(segment).map((g) => Array.from(g)),
     policySigmaSrc: Array.from(policy.sigmaSrc),

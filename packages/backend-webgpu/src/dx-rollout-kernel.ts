@@ -1,4 +1,4 @@
-import { type RolloutSegment, rolloutSigmaGrid } from '@piflow/core';
+import { canFuseRollout, type RolloutSegment, rolloutSigmaGrid } from '@piflow/core';
 import type { DXPolicyState } from '@piflow/policy-dx';
 import * as tf from '@tensorflow/tfjs-core';
 import { makeProgram, runProgram, unroll } from './webgpu-program';
@@ -128,9 +128,7 @@ export function dxFusedRollout(
   x: tf.Tensor,
   segment: RolloutSegment,
 ): tf.Tensor | undefined {
-  if (tf.getBackend() !== 'webgpu' || tf.engine().isTapeOn() || x.dtype !== 'float32') return undefined;
-  // A mismatched x goes op by op, where the policy's velocity reports it as an InvalidArgumentError.
-  if (!tf.util.arraysEqual(x.shape, policy.xSrc.shape)) return undefined;
+  if (!canFuseRollout(x, policy.xSrc, ['webgpu'])) return undefined;
   const C = x.shape[x.rank - 1]!;
   const N = policy.x0Grid.shape[1]!;
   if (N * C > DX_MAX_UNROLLED || x.size === 0) return undefined;

@@ -1,4 +1,4 @@
-import { type RolloutSegment, rolloutSigmaGrid } from '@piflow/core';
+import { canFuseRollout, type RolloutSegment, rolloutSigmaGrid } from '@piflow/core';
 import type { GMPolicyState } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { makeProgram, nestedMax, runProgram, unroll } from './webgpu-program';
@@ -129,9 +129,7 @@ export function gmFusedRollout(
   x: tf.Tensor,
   segment: RolloutSegment,
 ): tf.Tensor | undefined {
-  if (tf.getBackend() !== 'webgpu' || tf.engine().isTapeOn() || x.dtype !== 'float32') return undefined;
-  // A mismatched x goes op by op, where the policy's velocity reports it as an InvalidArgumentError.
-  if (!tf.util.arraysEqual(x.shape, policy.xSrc.shape)) return undefined;
+  if (!canFuseRollout(x, policy.xSrc, ['webgpu'])) return undefined;
   const C = x.shape[x.rank - 1]!;
   const K = policy.means.shape[policy.means.rank - 2]!;
   if (K * C > GM_MAX_UNROLLED || x.size === 0) return undefined;

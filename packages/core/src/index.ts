@@ -29,6 +29,7 @@ export {
   rawTimeOf,
   type StochasticityH,
 } from './flow-map-schedule';
+export { canFuseRollout, ensureKernel } from './fused-rollout';
 export { createPolicyRegistry, type PolicyRegistry, UnknownPolicyFamilyError } from './policy-registry';
 export { createRandom, Random, type RandomState } from './random';
 export { registerGradients } from './register-gradients';

@@ -1,4 +1,4 @@
-import { type RolloutSegment, rolloutSigmaGrid } from '@piflow/core';
+import { canFuseRollout, ensureKernel, type RolloutSegment, rolloutSigmaGrid } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { DXPolicyState } from '../dx-policy';
 
@@ -125,12 +125,6 @@ function kernelFunc({
   return be.makeTensorInfo!(x.shape, 'float32', values);
 }
 
-function ensureRegistered(backendName: string): void {
-  if (!tf.getKernel(DXFusedRolloutKernel, backendName)) {
-    tf.registerKernel({ kernelName: DXFusedRolloutKernel, backendName, kernelFunc });
-  }
-}
-
 /**
  * The built-in fused DX rollout for the cpu and wasm backends (one kernel call). Returns undefined (the
  * caller then goes op by op) on other backends or while a gradient tape is recording.
@@ -140,15 +134,9 @@ export function builtinDXFusedRollout(
   x: tf.Tensor,
   segment: RolloutSegment,
 ): tf.Tensor | undefined {
-  const backendName = tf.getBackend();
-  if (!dxFusedBackends.includes(backendName)) return undefined;
-  if (tf.engine().isTapeOn()) return undefined;
-  const shape = policy.xSrc.shape;
-  if (x.dtype !== 'float32' || x.rank !== shape.length || x.shape.some((d, i) => d !== shape[i])) {
-    return undefined;
-  }
+  if (!canFuseRollout(x, policy.xSrc, dxFusedBackends)) return undefined;
   const plan = planDXRollout(policy, segment);
-  ensureRegistered(backendName);
+  ensureKernel(DXFusedRolloutKernel, tf.getBackend(), kernelFunc);
   return tf
     .engine()
     .runKernel(DXFusedRolloutKernel, { x, x0Grid: policy.x0Grid }, { plan } as unknown as tf.NamedAttrMap);

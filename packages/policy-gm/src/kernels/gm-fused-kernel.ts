@@ -1,4 +1,4 @@
-import { assertOneOf, type RolloutSegment } from '@piflow/core';
+import { assertOneOf, canFuseRollout, ensureKernel, type RolloutSegment } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { GMPolicyState } from '../gm-policy';
 import { gmRolloutJS } from './gm-rollout-js';
@@ -89,12 +89,6 @@ function kernelFunc({
   return be.makeTensorInfo!(x.shape, 'float32', values);
 }
 
-function ensureRegistered(backendName: string): void {
-  if (!tf.getKernel(GMFusedRolloutKernel, backendName)) {
-    tf.registerKernel({ kernelName: GMFusedRolloutKernel, backendName, kernelFunc });
-  }
-}
-
 /**
  * The built-in fused GM rollout for the cpu and wasm backends: one kernel call for all substeps of all
  * positions. Returns undefined (the caller then goes op by op) on other backends, while a gradient tape is
@@ -105,19 +99,14 @@ export function builtinGMFusedRollout(
   x: tf.Tensor,
   segment: RolloutSegment,
 ): tf.Tensor | undefined {
-  const backendName = tf.getBackend();
-  if (!gmFusedBackends.includes(backendName)) return undefined;
-  if (tf.engine().isTapeOn()) return undefined;
+  if (!canFuseRollout(x, policy.xSrc, gmFusedBackends)) return undefined;
   const shape = policy.xSrc.shape;
-  if (x.dtype !== 'float32' || x.rank !== shape.length || x.shape.some((d, i) => d !== shape[i])) {
-    return undefined;
-  }
   const K = policy.means.shape[policy.means.rank - 2]!;
   const C = shape[shape.length - 1]!;
   const B = shape[0]!;
   const positions = x.size / (B * C);
   const plan = planGMRollout(policy.sigmaSrc, policy.variance.dataSync(), segment);
-  ensureRegistered(backendName);
+  ensureKernel(GMFusedRolloutKernel, tf.getBackend(), kernelFunc);
   const attrs: Attrs = { plan, positions, components: K, channels: C };
   try {
     return tf

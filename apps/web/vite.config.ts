@@ -7,9 +7,11 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 
 /**
  * Where the models come from: the repository's models/ folder, or PIFLOW_MODELS_DIR (relative to apps/web),
- * e.g. `PIFLOW_MODELS_DIR=.dev-models` for the stand-ins of scripts/train-dev-models.ts.
+ * e.g. `PIFLOW_MODELS_DIR=.dev-models` for the 2-D stand-ins of scripts/train-dev-models.ts.
  */
 const modelsDirectory = path.resolve(here, process.env.PIFLOW_MODELS_DIR ?? '../../models');
+/** The MNIST view's student: required from the repository's models/, optional in a development folder. */
+const mnistModels = ['mnist/gm-4'];
 
 export default defineConfig({
   base: './',
@@ -20,7 +22,14 @@ export default defineConfig({
   plugins: [
     piflowModels({
       directory: modelsDirectory,
-      models: ['checkerboard/teacher', 'checkerboard/gm-1', 'checkerboard/gm-2', 'checkerboard/gm-4'],
+      models: [
+        'checkerboard/teacher',
+        'checkerboard/gm-1',
+        'checkerboard/gm-2',
+        'checkerboard/gm-4',
+        ...(process.env.PIFLOW_MODELS_DIR ? [] : mnistModels),
+      ],
+      optionalModels: process.env.PIFLOW_MODELS_DIR ? mnistModels : [],
     }),
   ],
   build: { target: 'es2022', chunkSizeWarningLimit: 4096 },

@@ -13,6 +13,7 @@ import {
   teacherTrajectories,
 } from './generate';
 import { fractionInSquares, meanEndpointGap } from './metrics';
+import { createMnistView, type MnistRun } from './mnist-view';
 
 /** What the page reports about its last run (read by the end-to-end test and handy in the console). */
 export interface DemoRun {
@@ -33,7 +34,7 @@ export interface DemoRun {
 
 declare global {
   interface Window {
-    piflowDemo?: { backend?: BackendChoice; runs: DemoRun[]; error?: string };
+    piflowDemo?: { backend?: BackendChoice; runs: DemoRun[]; mnistRuns: MnistRun[]; error?: string };
   }
 }
 
@@ -50,7 +51,7 @@ const samplesCanvas = element<HTMLCanvasElement>('samples');
 const trajectoriesCanvas = element<HTMLCanvasElement>('trajectories');
 const samplesContext = samplesCanvas.getContext('2d')!;
 const trajectoriesContext = trajectoriesCanvas.getContext('2d')!;
-const report: NonNullable<Window['piflowDemo']> = { runs: [] };
+const report: NonNullable<Window['piflowDemo']> = { runs: [], mnistRuns: [] };
 window.piflowDemo = report;
 
 function setState(state: 'loading' | 'ready' | 'generating' | 'done' | 'error', text: string = state) {
@@ -71,6 +72,10 @@ function selectedSteps(): StudentSteps {
 
 let models: DemoModels | undefined;
 let backend = '';
+let backendReady: () => void = () => {};
+const ready = new Promise<void>((resolve) => {
+  backendReady = resolve;
+});
 const warmed = new Set<string>();
 const teacherCache = new Map<string, Trajectories>();
 
@@ -163,31 +168,9 @@ function applyQuery(search: string): void {
   }
 }
 
-async function start(): Promise<void> {
-  applyQuery(window.location.search);
-  drawBackground(samplesContext, VIEW);
-  drawBackground(trajectoriesContext, VIEW);
-  const { order, requested } = backendOrderFromQuery(window.location.search);
-  setState('loading', 'setting up the backend…');
-  const choice = await initBackend(order);
-  report.backend = choice;
-  backend = choice.backend;
-  element('backend').textContent = backend;
-  const webgpuSkip = choice.skipped.find((s) => s.backend === 'webgpu');
-  if (requested && requested !== 'webgpu' && choice.backend === requested) {
-    showNote(`Running on ${requested} because the page was opened with ?backend=${requested}.`);
-  } else if (choice.backend !== 'webgpu') {
-    showNote(
-      `WebGPU is not available here (${webgpuSkip?.reason ?? 'not tried'}), so the demo runs on ` +
-        `${choice.backend === 'webgl' ? 'WebGL' : 'WebAssembly'} instead: the same samples, more slowly.` +
-        (choice.skipped.length > 1
-          ? ` Also skipped: ${choice.skipped
-              .filter((s) => s.backend !== 'webgpu')
-              .map((s) => `${s.backend} (${s.reason})`)
-              .join(', ')}.`
-          : ''),
-    );
-  }
+/** Loads the 2-D models and generates once, the first time the 2-D view is shown. */
+async function load2d(): Promise<void> {
+  await ready;
   setState('loading', 'loading models…');
   models = await loadDemoModels(MODELS_BASE_URL);
   const describe = (label: string, metadata: Record<string, unknown> | undefined, params: number) =>
@@ -214,10 +197,85 @@ async function start(): Promise<void> {
   await generate();
 }
 
-function fail(error: unknown): void {
+const mnistView = createMnistView({
+  modelsUrl: MODELS_BASE_URL,
+  backend: () => backend,
+  ready,
+  runs: report.mnistRuns,
+  fail: reportError,
+});
+
+type ViewName = '2d' | 'mnist';
+let activation2d: Promise<void> | undefined;
+const activate: Record<ViewName, () => Promise<void>> = {
+  '2d': () => {
+    activation2d ??= load2d().catch(fail);
+    return activation2d;
+  },
+  mnist: () => mnistView.activate(),
+};
+
+/** Shows one view (tabs; `?view=mnist` in the URL) and loads its models the first time. */
+function showView(name: ViewName): Promise<void> {
+  for (const view of ['2d', 'mnist'] as const) {
+    element(`view-${view}`).hidden = view !== name;
+    element(`tab-${view}`).setAttribute('aria-selected', String(view === name));
+  }
+  document.body.dataset.view = name;
+  const url = new URL(window.location.href);
+  if (name === 'mnist') url.searchParams.set('view', 'mnist');
+  else url.searchParams.delete('view');
+  window.history.replaceState(null, '', url);
+  return activate[name]();
+}
+
+async function start(): Promise<void> {
+  const initialView: ViewName =
+    new URLSearchParams(window.location.search).get('view') === 'mnist' ? 'mnist' : '2d';
+  if (initialView === 'mnist') mnistView.applyQuery(window.location.search);
+  else applyQuery(window.location.search);
+  for (const tab of document.querySelectorAll<HTMLButtonElement>('#tabs [role="tab"]')) {
+    tab.addEventListener('click', () => {
+      showView(tab.dataset.view === 'mnist' ? 'mnist' : '2d');
+    });
+  }
+  drawBackground(samplesContext, VIEW);
+  drawBackground(trajectoriesContext, VIEW);
+  const { order, requested } = backendOrderFromQuery(window.location.search);
+  setState('loading', 'setting up the backend…');
+  const choice = await initBackend(order);
+  report.backend = choice;
+  backend = choice.backend;
+  element('backend').textContent = backend;
+  const webgpuSkip = choice.skipped.find((s) => s.backend === 'webgpu');
+  if (requested && requested !== 'webgpu' && choice.backend === requested) {
+    showNote(`Running on ${requested} because the page was opened with ?backend=${requested}.`);
+  } else if (choice.backend !== 'webgpu') {
+    showNote(
+      `WebGPU is not available here (${webgpuSkip?.reason ?? 'not tried'}), so the demo runs on ` +
+        `${choice.backend === 'webgl' ? 'WebGL' : 'WebAssembly'} instead: the same samples, more slowly.` +
+        (choice.skipped.length > 1
+          ? ` Also skipped: ${choice.skipped
+              .filter((s) => s.backend !== 'webgpu')
+              .map((s) => `${s.backend} (${s.reason})`)
+              .join(', ')}.`
+          : ''),
+    );
+  }
+  backendReady();
+  await showView(initialView);
+}
+
+/** Shows an error in the note and the report; `data-state="error"` on the body tells tests to stop waiting. */
+function reportError(error: unknown): void {
   const message = (error as Error)?.message ?? String(error);
   report.error = message;
   showNote(`Error: ${message}`, 'error');
+  document.body.dataset.state = 'error';
+}
+
+function fail(error: unknown): void {
+  reportError(error);
   setState('error', 'error');
   button.disabled = !models;
 }

@@ -11,14 +11,16 @@ import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { build } from 'vite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DemoRun } from '../src/main';
+import type { MnistRun } from '../src/mnist-view';
 
 const appDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const chromiumPath = process.env.PIFLOW_CHROMIUM ?? '/usr/bin/chromium';
-// Each run saves test-results/demo.png (git-ignored); PIFLOW_UPDATE_SCREENSHOT=1 refreshes the README's
-// committed screenshots/demo.png instead.
-const screenshotPath = process.env.PIFLOW_UPDATE_SCREENSHOT
-  ? path.join(appDir, 'screenshots', 'demo.png')
-  : path.join(appDir, 'test-results', 'demo.png');
+// Each run saves test-results/demo.png and mnist.png (git-ignored); PIFLOW_UPDATE_SCREENSHOT=1 refreshes the
+// README's committed screenshots/ instead.
+const screenshotPath = (name: string) =>
+  process.env.PIFLOW_UPDATE_SCREENSHOT
+    ? path.join(appDir, 'screenshots', name)
+    : path.join(appDir, 'test-results', name);
 const COUNT = 1024;
 
 const baseArgs = [
@@ -109,6 +111,58 @@ async function waitForRun(page: Page, runs: number): Promise<DemoRun> {
   return page.evaluate((n) => window.piflowDemo!.runs[n - 1]!, runs);
 }
 
+/** Waits for the MNIST view to finish run number `runs` (or the page to fail), and returns that run. */
+async function waitForMnistRun(page: Page, runs: number): Promise<MnistRun> {
+  await page.waitForFunction(
+    (n) => Number(document.body.dataset.mnistRuns) >= n || document.body.dataset.state === 'error',
+    runs,
+    { timeout: 90_000 },
+  );
+  const error = await page.evaluate(() => window.piflowDemo?.error);
+  expect(error, 'the page reported an error').toBeUndefined();
+  return page.evaluate((n) => window.piflowDemo!.mnistRuns[n - 1]!, runs);
+}
+
+/**
+ * Reads the digit canvas cell by cell (where the run's layout puts them): every one of the `count` cells holds
+ * a non-blank image (its grey levels vary), and the canvas is exactly the grid, nothing else drawn on it.
+ */
+async function expectDigitCells(page: Page, run: MnistRun): Promise<void> {
+  const cells = await page.evaluate((layout) => {
+    const canvas = document.getElementById('digits') as HTMLCanvasElement;
+    const data = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+    const stats = [];
+    for (let n = 0; n < layout.count; n++) {
+      const left = layout.gap + (n % layout.columns) * (layout.cellWidth + layout.gap);
+      const top = layout.gap + Math.floor(n / layout.columns) * (layout.cellHeight + layout.gap);
+      let sum = 0;
+      let squares = 0;
+      let grey = true;
+      for (let y = top; y < top + layout.cellHeight; y++) {
+        for (let x = left; x < left + layout.cellWidth; x++) {
+          const k = 4 * (y * canvas.width + x);
+          if (data[k] !== data[k + 1] || data[k] !== data[k + 2]) grey = false;
+          sum += data[k]!;
+          squares += data[k]! * data[k]!;
+        }
+      }
+      const size = layout.cellWidth * layout.cellHeight;
+      const mean = sum / size;
+      stats.push({ mean, std: Math.sqrt(Math.max(squares / size - mean * mean, 0)), grey });
+    }
+    // The gap left of the first cell has the grid's background colour (slate-200).
+    const corner = Array.from(data.subarray(0, 3));
+    return { stats, width: canvas.width, height: canvas.height, corner };
+  }, run.layout);
+  expect(cells.width).toBe(run.layout.width);
+  expect(cells.height).toBe(run.layout.height);
+  expect(run.layout.rows).toBe(Math.ceil(run.count / 10));
+  expect(cells.corner).toEqual([0xe2, 0xe8, 0xf0]);
+  expect(cells.stats).toHaveLength(run.count);
+  const nonBlank = cells.stats.filter((c) => c.grey && c.std > 10);
+  expect(nonBlank.length, JSON.stringify(cells.stats.slice(0, 3))).toBe(run.count);
+}
+
 async function generateAt(page: Page, steps: number, runs: number): Promise<DemoRun> {
   await page.check(`input[name="steps"][value="${steps}"]`);
   await page.selectOption('#count', String(COUNT));
@@ -168,9 +222,51 @@ describe('browser demo (headless Chromium)', () => {
       expect(paths.ink).toBeGreaterThan(2000);
       expect(paths.exact).toBeGreaterThan(0);
     }
-    mkdirSync(path.dirname(screenshotPath), { recursive: true });
-    await page.screenshot({ path: screenshotPath, fullPage: true });
-    expect(statSync(screenshotPath).size).toBeGreaterThan(10_000);
+    expect(await page.isHidden('#view-mnist'), 'the MNIST view is hidden').toBe(true);
+    const screenshot = screenshotPath('demo.png');
+    mkdirSync(path.dirname(screenshot), { recursive: true });
+    await page.screenshot({ path: screenshot, fullPage: true });
+    expect(statSync(screenshot).size).toBeGreaterThan(10_000);
+    expect(errors).toEqual([]);
+  }, 150_000);
+
+  it('generates MNIST digits on WebGPU for all and for chosen classes, one non-blank cell per digit', async () => {
+    const { page, errors } = await openDemo([...baseArgs, ...webgpuArgs], '?view=mnist&count=20');
+    // The view opened from the URL generates once on load: all ten digits in turn, 4 steps, 20 images.
+    const first = await waitForMnistRun(page, 1);
+    expect(first).toMatchObject({ backend: 'webgpu', steps: 4, count: 20, digits: [], digitsDrawn: 20 });
+    expect(first.labels).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(await page.isVisible('#view-mnist')).toBe(true);
+    expect(await page.isHidden('#view-2d')).toBe(true);
+    expect(await page.getAttribute('#tab-mnist', 'aria-selected')).toBe('true');
+    expect(await page.isHidden('#note'), 'no fallback note on WebGPU').toBe(true);
+    await expectDigitCells(page, first);
+
+    // Digits 3 and 7 at 1 step, 30 images.
+    await page.click('label.digit:has(input[value="3"])');
+    await page.click('label.digit:has(input[value="7"])');
+    expect(await page.getAttribute('#all-digits', 'aria-pressed')).toBe('false');
+    await page.check('input[name="mnist-steps"][value="1"]');
+    await page.selectOption('#mnist-count', '30');
+    await page.click('#mnist-generate');
+    const chosen = await waitForMnistRun(page, 2);
+    expect(chosen).toMatchObject({ backend: 'webgpu', steps: 1, count: 30, digits: [3, 7], digitsDrawn: 30 });
+    expect(chosen.labels).toEqual(Array.from({ length: 30 }, (_, i) => (i % 2 === 0 ? 3 : 7)));
+    expect(chosen.milliseconds).toBeGreaterThan(0);
+    expect(await page.textContent('#mnist-backend')).toBe('webgpu');
+    expect(await page.textContent('#digits-drawn')).toBe('30');
+    expect(await page.textContent('#mnist-time')).toMatch(/^\d+\.\d ms \(30 images, 1 step\)$/);
+    await expectDigitCells(page, chosen);
+    const screenshot = screenshotPath('mnist.png');
+    mkdirSync(path.dirname(screenshot), { recursive: true });
+    await page.screenshot({ path: screenshot, fullPage: true });
+    expect(statSync(screenshot).size).toBeGreaterThan(10_000);
+
+    // The 2-D tab shows the 2-D view, which loads its models and generates then.
+    await page.click('#tab-2d');
+    expect(await page.isHidden('#view-mnist')).toBe(true);
+    const twoD = await waitForRun(page, 1);
+    expect(twoD).toMatchObject({ backend: 'webgpu', samplesDrawn: COUNT });
     expect(errors).toEqual([]);
   }, 150_000);
 

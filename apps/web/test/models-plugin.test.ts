@@ -71,6 +71,31 @@ describe('piflowModels', () => {
     expect(existsSync(path.join(outDir, 'models/toy/secret'))).toBe(false);
   });
 
+  it('copies optional models that are there and leaves out, with a warning, those that are not', async () => {
+    const outDir = path.join(work, 'dist-optional');
+    const warnings: string[] = [];
+    await build({
+      root: app,
+      configFile: false,
+      logLevel: 'silent',
+      build: {
+        outDir,
+        emptyOutDir: true,
+        rollupOptions: { onwarn: (warning) => void warnings.push(String(warning.message)) },
+      },
+      plugins: [
+        piflowModels({
+          directory: models,
+          models: ['toy/teacher'],
+          optionalModels: ['toy/secret', 'toy/absent'],
+        }),
+      ],
+    });
+    expect(new Uint8Array(readFileSync(path.join(outDir, 'models/toy/secret/weights.bin')))).toEqual(weights);
+    expect(existsSync(path.join(outDir, 'models/toy/absent'))).toBe(false);
+    expect(warnings.join('\n')).toMatch(/toy\/absent.*missing: left out/);
+  });
+
   it('stops the build with a message saying where models come from when one is missing', async () => {
     await expect(
       build({

@@ -7,35 +7,52 @@ export interface PiflowModelsOptions {
   directory: string;
   /** Model folders inside it that the app loads, each with `model.json` and `weights.bin`. */
   models: readonly string[];
+  /**
+   * Model folders that are served and copied when they are there, and only warned about when they are not
+   * (a development folder without them: the page then fails only in the view that needs them).
+   */
+  optionalModels?: readonly string[];
   /** URL path under which they are served and copied into the build (default 'models'). */
   urlPath?: string;
 }
 
 const FILES = ['model.json', 'weights.bin'] as const;
 
-function missingFiles(options: PiflowModelsOptions): string[] {
-  return options.models.flatMap((model) =>
-    FILES.map((file) => path.join(options.directory, model, file)).filter((file) => !existsSync(file)),
+function missingFiles(directory: string, models: readonly string[]): string[] {
+  return models.flatMap((model) =>
+    FILES.map((file) => path.join(directory, model, file)).filter((file) => !existsSync(file)),
   );
 }
 
 /**
  * Serves the demo's models from a folder outside the app (`vite` dev server) and copies them into the build
  * (`vite build`, hence `vite preview` and any static host) under `/<urlPath>/`. Only the listed model folders
- * are served or copied; a missing file stops the build with a message saying where models come from.
+ * are served or copied; a missing file stops the build with a message saying where models come from (an
+ * optional model that is missing is left out with a warning).
  */
 export function piflowModels(options: PiflowModelsOptions): Plugin {
   const urlPath = (options.urlPath ?? 'models').replace(/^\/+|\/+$/g, '');
-  const allowed = new Set(options.models.flatMap((model) => FILES.map((file) => `${model}/${file}`)));
+  const optional = options.optionalModels ?? [];
+  const present = optional.filter((model) => missingFiles(options.directory, [model]).length === 0);
+  const allowed = new Set(
+    [...options.models, ...present].flatMap((model) => FILES.map((file) => `${model}/${file}`)),
+  );
   return {
     name: 'piflow-models',
     buildStart() {
-      const missing = missingFiles(options);
+      const missing = missingFiles(options.directory, options.models);
       if (missing.length > 0) {
         this.error(
-          `piflow-models: missing ${missing.join(', ')}. The demo loads the 2-D models shipped in the ` +
+          `piflow-models: missing ${missing.join(', ')}. The demo loads the models shipped in the ` +
             "repository's models/ folder; for development without them, run `pnpm train-dev-models` in " +
             'apps/web and start Vite with PIFLOW_MODELS_DIR=.dev-models.',
+        );
+      }
+      const absent = optional.filter((model) => !present.includes(model));
+      if (absent.length > 0) {
+        this.warn(
+          `piflow-models: ${absent.map((m) => path.join(options.directory, m))} missing: left out, so the ` +
+            'view that loads it will show an error.',
         );
       }
     },

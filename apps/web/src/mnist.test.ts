@@ -1,0 +1,158 @@
+import '@tensorflow/tfjs-backend-cpu';
+import { createRandom, InvalidArgumentError, PiflowError, sample } from '@piflow/core';
+import { maxAbsDifference } from '@piflow/core/testing';
+import {
+  createGMStudent,
+  createMLPBackbone,
+  createUNetBackbone,
+  describeModel,
+  encodeWeights,
+  type ModelManifest,
+  type StoredModel,
+} from '@piflow/models';
+import { gm } from '@piflow/policy-gm';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateImages, loadMnistStudent, studentSamplingSettings } from './mnist';
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+});
+
+// A tiny class-conditional U-Net GM student on 8 × 8 grey images (the shipped one is 28 × 28, K = 8).
+const student = createGMStudent(
+  createUNetBackbone({ channels: [4, 8], inChannels: 1, timeEmbedDim: 8, embeddingDim: 8, numClasses: 10 }),
+  { numComponents: 2, logstdHiddenDim: 8, initialLogstd: Math.log(0.3) },
+);
+afterAll(() => student.dispose());
+
+describe('studentSamplingSettings', () => {
+  const manifest = {
+    sampling: { shift: 3, numInferenceSteps: 4, finalStepSizeScale: 0.5, temperature: 0.3 },
+  };
+
+  it("uses the manifest's shift always, its final step scale and temperature at the trained step count", () => {
+    expect(studentSamplingSettings(manifest, 4)).toEqual({
+      numInferenceSteps: 4,
+      shift: 3,
+      finalStepSizeScale: 0.5,
+      temperature: 0.3,
+      substeps: 128,
+    });
+    for (const steps of [1, 2]) {
+      expect(studentSamplingSettings(manifest, steps, 32)).toEqual({
+        numInferenceSteps: steps,
+        shift: 3,
+        finalStepSizeScale: 1,
+        temperature: 1,
+        substeps: 32,
+      });
+    }
+    expect(studentSamplingSettings({}, 2)).toMatchObject({ shift: 1, finalStepSizeScale: 1, temperature: 1 });
+  });
+
+  it('rejects bad step counts and sampling blocks', () => {
+    expect(() => studentSamplingSettings(manifest, 0)).toThrow(InvalidArgumentError);
+    expect(() => studentSamplingSettings({ sampling: { shift: -1 } }, 1)).toThrow(/shift/);
+  });
+});
+
+describe('generateImages', () => {
+  it('is sample() with the GM family and the labels as condition, and leaks no tensor', async () => {
+    const settings = studentSamplingSettings({ sampling: { numInferenceSteps: 2, shift: 2 } }, 2, 16);
+    const noise = createRandom(1).normalTensor([4, 8, 8, 1]);
+    const labels = Int32Array.of(3, 7, 3, 7);
+    const labelTensor = tf.tensor1d(labels, 'int32');
+    const expected = sample(student, gm, noise, { ...settings, condition: { labels: labelTensor } });
+    const before = tf.memory().numTensors;
+    const images = await generateImages(student, noise, labels, settings);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(images).toHaveLength(4 * 64);
+    expect(maxAbsDifference(images, await expected.data())).toBeLessThan(1e-5);
+    // The labels reach the network: other labels, other images from the same noise.
+    const others = await generateImages(student, noise, Int32Array.of(0, 1, 2, 5), settings);
+    expect(maxAbsDifference(images, others)).toBeGreaterThan(1e-4);
+    tf.dispose([noise, labelTensor, expected]);
+  });
+
+  it('validates the student, the noise and the labels', async () => {
+    const settings = studentSamplingSettings({}, 1, 4);
+    const noise = tf.zeros([2, 8, 8, 1]);
+    await expect(generateImages({} as never, noise, Int32Array.of(1, 2), settings)).rejects.toThrow(
+      /student/,
+    );
+    await expect(generateImages(student, tf.zeros([2, 64]), Int32Array.of(1, 2), settings)).rejects.toThrow(
+      /noise/,
+    );
+    await expect(generateImages(student, noise, Int32Array.of(1), settings)).rejects.toThrow(
+      /labels.*one label per image \(2\)/,
+    );
+    await expect(generateImages(student, noise, [1, 2] as never, settings)).rejects.toThrow(/labels/);
+    noise.dispose();
+  });
+});
+
+/** A fetch that serves stored models from memory, as the Vite plugin serves model.json and weights.bin. */
+function serve(files: Record<string, ModelManifest | Uint8Array>): typeof fetch {
+  return (async (url: string) => {
+    const body = files[url];
+    if (!body) return new Response('not found', { status: 404, statusText: 'Not Found' });
+    return new Response(
+      body instanceof Uint8Array ? new Blob([body as Uint8Array<ArrayBuffer>]) : JSON.stringify(body),
+    );
+  }) as typeof fetch;
+}
+
+function stored(model: StoredModel, sampleShape: number[]) {
+  return {
+    manifest: describeModel(model, { sampleShape, sampling: { numInferenceSteps: 4 } }),
+    weights: encodeWeights(model.variables),
+  };
+}
+
+describe('loadMnistStudent', () => {
+  it('loads the class-conditional GM student from <base>mnist/gm-4/ with its weights', async () => {
+    const { manifest, weights } = stored(student, [8, 8, 1]);
+    const loaded = await loadMnistStudent(
+      'https://example.test/models',
+      serve({
+        'https://example.test/models/mnist/gm-4/model.json': manifest,
+        'https://example.test/models/mnist/gm-4/weights.bin': weights,
+      }),
+    );
+    expect(loaded.imageShape).toEqual([8, 8, 1]);
+    expect(loaded.numClasses).toBe(10);
+    expect(loaded.model.family).toBe('gm');
+    expect(loaded.manifest.sampling?.numInferenceSteps).toBe(4);
+    expect(encodeWeights(loaded.model.variables)).toEqual(weights);
+    loaded.model.dispose();
+  });
+
+  it('refuses models that are not class-conditional image GM students, and says which URL failed', async () => {
+    const base = 'https://example.test/m/';
+    const files = (model: StoredModel, shape: number[]) => {
+      const { manifest, weights } = stored(model, shape);
+      return serve({
+        [`${base}mnist/gm-4/model.json`]: manifest,
+        [`${base}mnist/gm-4/weights.bin`]: weights,
+      });
+    };
+    const flat = createGMStudent(createMLPBackbone({ inputDim: 2, width: 8, depth: 1 }), {
+      numComponents: 2,
+    });
+    const unconditional = createGMStudent(createUNetBackbone({ channels: [4], inChannels: 1 }), {
+      numComponents: 2,
+    });
+    const before = tf.memory().numTensors;
+    await expect(loadMnistStudent(base, files(flat, [2]))).rejects.toThrow(/mnist\/gm-4\/ makes samples/);
+    await expect(loadMnistStudent(base, files(unconditional, [8, 8, 1]))).rejects.toThrow(
+      /not class-conditional/,
+    );
+    await expect(loadMnistStudent(base, serve({}))).rejects.toThrow(PiflowError);
+    await expect(loadMnistStudent('', serve({}))).rejects.toThrow(/baseUrl/);
+    // Refused models are disposed.
+    expect(tf.memory().numTensors).toBe(before);
+    flat.dispose();
+    unconditional.dispose();
+  });
+});

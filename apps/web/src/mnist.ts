@@ -1,0 +1,119 @@
+import { assertTensor, InvalidArgumentError, PiflowError, sample } from '@piflow/core';
+import {
+  type GMStudent,
+  loadModelFromUrl,
+  type ModelManifest,
+  type UNetBackboneOptions,
+} from '@piflow/models';
+import { gm } from '@piflow/policy-gm';
+import * as tf from '@tensorflow/tfjs-core';
+import { type SamplingSettings, samplingSettings } from './generate';
+
+/** Step counts the MNIST view offers (the shipped student was trained for 4; fewer steps still work). */
+export const mnistSteps = [1, 2, 4] as const;
+export type MnistSteps = (typeof mnistSteps)[number];
+
+/** The folder of the class-conditional MNIST GM student under the models URL. */
+export const MNIST_STUDENT_PATH = 'mnist/gm-4/';
+
+export interface MnistStudent {
+  model: GMStudent;
+  manifest: ModelManifest;
+  /** One image without the batch axis, [H, W, C]. */
+  imageShape: [number, number, number];
+  numClasses: number;
+}
+
+/**
+ * Loads the class-conditional MNIST GM student from `<baseUrl>mnist/gm-4/` (`model.json` + `weights.bin`)
+ * onto the active tfjs backend, and checks that it is one: a GM student of images with class labels.
+ */
+export async function loadMnistStudent(
+  baseUrl: string,
+  fetchImpl: typeof fetch = fetch,
+): Promise<MnistStudent> {
+  if (typeof baseUrl !== 'string' || baseUrl.length === 0) {
+    throw new InvalidArgumentError('baseUrl', 'a URL string such as "./models/"', String(baseUrl));
+  }
+  const url = `${baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`}${MNIST_STUDENT_PATH}`;
+  const { model, manifest } = await loadModelFromUrl(url, fetchImpl);
+  const numClasses = (manifest.backbone?.config as UNetBackboneOptions | undefined)?.numClasses;
+  const shape = manifest.sampleShape;
+  const problem =
+    manifest.kind !== 'gm-student'
+      ? `holds a ${manifest.kind}, not a GM student`
+      : !Array.isArray(shape) || shape.length !== 3
+        ? `makes samples of shape [${shape}], not images [H, W, C]`
+        : typeof numClasses !== 'number'
+          ? 'is not class-conditional (its backbone has no numClasses)'
+          : undefined;
+  if (problem) {
+    model.dispose();
+    throw new PiflowError(`${url} ${problem}.`);
+  }
+  return {
+    model: model as GMStudent,
+    manifest,
+    imageShape: shape as [number, number, number],
+    numClasses: numClasses as number,
+  };
+}
+
+/**
+ * How a student is sampled at `steps` steps, as `piflow sample` does: the manifest's shift always; its final
+ * step size scale (and temperature) only at the step count it was trained for (elastic inference at other
+ * counts uses uniform steps and no temperature).
+ */
+export function studentSamplingSettings(
+  manifest: Pick<ModelManifest, 'sampling'>,
+  steps: number,
+  substeps = 128,
+): SamplingSettings {
+  const sampling = manifest?.sampling ?? {};
+  const trained = sampling.numInferenceSteps;
+  return samplingSettings(
+    {
+      sampling: {
+        shift: sampling.shift ?? 1,
+        ...(steps === trained
+          ? { finalStepSizeScale: sampling.finalStepSizeScale ?? 1, temperature: sampling.temperature ?? 1 }
+          : {}),
+      },
+    },
+    steps,
+    substeps,
+  );
+}
+
+/**
+ * Class-conditional few-step generation: `sample()` from @piflow/core with the GM family and
+ * `condition: { labels }` (int32, one label per image). Returns the images [B, H, W, C] flattened; `noise` is
+ * not disposed.
+ */
+export async function generateImages(
+  student: GMStudent,
+  noise: tf.Tensor,
+  labels: Int32Array,
+  settings: SamplingSettings,
+): Promise<Float32Array> {
+  if (student?.family !== 'gm' || typeof student.predict !== 'function') {
+    throw new InvalidArgumentError('student', 'a GM student (loadMnistStudent)', typeof student);
+  }
+  assertTensor('noise', noise, { rank: 4 });
+  if (!(labels instanceof Int32Array) || labels.length !== noise.shape[0]) {
+    throw new InvalidArgumentError(
+      'labels',
+      `an Int32Array with one label per image (${noise.shape[0]})`,
+      labels instanceof Int32Array ? `${labels.length} labels` : typeof labels,
+    );
+  }
+  const condition = { labels: tf.tensor1d(labels, 'int32') };
+  let x: tf.Tensor | undefined;
+  try {
+    x = sample(student, gm, noise, { ...settings, condition });
+    return (await x.data()) as Float32Array;
+  } finally {
+    condition.labels.dispose();
+    x?.dispose();
+  }
+}

@@ -41,8 +41,8 @@ export interface SigmaRange {
 }
 
 /**
- * Validates σ (a number, or a float32 `[batch]` tensor whose values are read back) at an API boundary:
- * finite and within [0, max] (or (0, max] when `allowZero` is false).
+ * Validates σ (a number, or a float32 `[batch]` tensor whose values are read back, synchronously and once
+ * per tensor) at an API boundary: finite and within [0, max] (or (0, max] when `allowZero` is false).
  */
 export function assertSigma(argument: string, sigma: unknown, batch: number, range: SigmaRange = {}): void {
   const { allowZero = true, max = 1 } = range;
@@ -59,8 +59,45 @@ export function assertSigma(argument: string, sigma: unknown, batch: number, ran
     );
   }
   assertTensor(argument, sigma, { shape: [batch] });
-  const values = sigma.dataSync();
+  const values = readSigmaValues(argument, sigma);
   for (let i = 0; i < values.length; i++) assertNumber(`${argument}[${i}]`, values[i], expectation);
+}
+
+/**
+ * Values of σ tensors read so far, by the tensor's data id (a tensor's values never change, and reshapes
+ * share the id). Backends that drop a tensor's CPU copy once a GPU op has used it (tfjs's WebGPU backend
+ * does) would otherwise make a σ tensor unreadable after its first use, where synchronous readback is
+ * impossible (WebGPU in Node) or slow (browsers).
+ */
+const sigmaValueCache = new WeakMap<object, Float32Array>();
+
+/**
+ * σ's values, read synchronously once per tensor. Where that cannot be done (WebGPU in Node cannot read
+ * GPU-resident values synchronously), throws an InvalidArgumentError naming `argument` and the ways out.
+ */
+function readSigmaValues(argument: string, sigma: tf.Tensor): Float32Array {
+  const dataId = (sigma as { dataId?: unknown }).dataId;
+  const key = typeof dataId === 'object' && dataId !== null ? dataId : undefined;
+  const cached = key && !sigma.isDisposed ? sigmaValueCache.get(key) : undefined;
+  if (cached) return cached;
+  let values: Float32Array;
+  try {
+    values = Float32Array.from(sigma.dataSync() as ArrayLike<number>);
+  } catch (cause) {
+    if (sigma.isDisposed) throw cause; // tfjs's own "Tensor is disposed"
+    const error = new InvalidArgumentError(
+      argument,
+      'a number or a σ tensor whose values can be read synchronously',
+      `a tensor whose values could not be read (${(cause as Error)?.message ?? String(cause)}); on the ` +
+        'WebGPU backend in Node, values computed on the GPU (or moved there by an op) have no synchronous ' +
+        'readback: pass σ as a number, as a tensor made from JS values (tf.tensor1d) that no op has used ' +
+        'yet, or `await sigma.data()` once before the call',
+    );
+    (error as { cause?: unknown }).cause = cause;
+    throw error;
+  }
+  if (key) sigmaValueCache.set(key, values);
+  return values;
 }
 
 /** σ as a tensor of shape [B, 1, …, 1] (rank `rank`) that broadcasts against x. */
@@ -77,10 +114,10 @@ export function sigmaVector(sigma: Sigma, batch: number): tf.Tensor1D {
   return sigma.clone();
 }
 
-/** σ as plain numbers, one per batch item. */
+/** σ as plain numbers, one per batch item (a tensor's values are read as `assertSigma` reads them). */
 export function sigmaValues(sigma: Sigma, batch: number): Float32Array {
   if (typeof sigma === 'number') return new Float32Array(batch).fill(sigma);
-  return Float32Array.from(sigma.dataSync());
+  return Float32Array.from(readSigmaValues('sigma', sigma));
 }
 
 /** x_σ = (1 − σ)·x0 + σ·ε. */

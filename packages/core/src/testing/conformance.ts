@@ -48,10 +48,22 @@ function tensorKeys(params: Record<string, unknown>): string[] {
   );
 }
 
-function valuesOf(params: Record<string, unknown>): Record<string, Float64Array> {
+async function valuesOf(params: Record<string, unknown>): Promise<Record<string, Float64Array>> {
   const out: Record<string, Float64Array> = {};
-  for (const k of tensorKeys(params)) out[k] = Float64Array.from((params[k] as tf.Tensor).dataSync());
+  for (const k of tensorKeys(params)) out[k] = await float64Of(params[k] as tf.Tensor);
   return out;
+}
+
+/**
+ * A tensor's values, read asynchronously: the suites also run on tfjs's WebGPU backend in Node (Dawn),
+ * which cannot read GPU-resident values synchronously.
+ */
+async function float64Of(t: tf.Tensor): Promise<Float64Array> {
+  return Float64Array.from(await t.data());
+}
+
+async function valuesOfTensor(t: tf.Tensor): Promise<Float32Array> {
+  return (await t.data()) as Float32Array;
 }
 
 function randomSigmas(random: Random, batch: number, low: number, high: number): number[] {
@@ -89,28 +101,28 @@ export function describePolicyConformance(options: PolicyConformanceOptions): vo
           return { random, params, sigmaSrc, sigma, xSrc, x, dispose };
         };
 
-        it(`velocity has x's shape and dtype and is finite, shape [${shape}]`, () => {
+        it(`velocity has x's shape and dtype and is finite, shape [${shape}]`, async () => {
           const s = setup(1);
           const policy = family.create(s.params, s.xSrc, tf.tensor1d(s.sigmaSrc), createOptions);
           const u = policy.velocity(s.x, tf.tensor1d(s.sigma));
           expect(u.shape).toEqual(shape);
           expect(u.dtype).toBe('float32');
-          expect(Array.from(u.dataSync()).every(Number.isFinite)).toBe(true);
+          expect(Array.from(await u.data()).every(Number.isFinite)).toBe(true);
           tf.dispose(u);
           policy.dispose();
           s.dispose();
         });
 
-        it(`per-sample σ equals per-sample scalar evaluation, shape [${shape}]`, () => {
+        it(`per-sample σ equals per-sample scalar evaluation, shape [${shape}]`, async () => {
           const s = setup(2);
           const policy = family.create(s.params, s.xSrc, tf.tensor1d(s.sigmaSrc), createOptions);
-          const all = policy.velocity(s.x, tf.tensor1d(s.sigma)).dataSync();
+          const all = await valuesOfTensor(policy.velocity(s.x, tf.tensor1d(s.sigma)));
           const per = shape.slice(1).reduce((a, b) => a * b, 1);
           for (let b = 0; b < B; b++) {
-            const one = policy
-              .velocity(s.x, s.sigma[b]!)
-              .dataSync()
-              .slice(b * per, (b + 1) * per);
+            const one = (await valuesOfTensor(policy.velocity(s.x, s.sigma[b]!))).slice(
+              b * per,
+              (b + 1) * per,
+            );
             expect(relativeError(all.slice(b * per, (b + 1) * per), one)).toBeLessThan(1e-6);
           }
           policy.dispose();
@@ -137,10 +149,12 @@ export function describePolicyConformance(options: PolicyConformanceOptions): vo
           s.dispose();
         });
 
-        it(`detach gives the same velocity and no gradient, shape [${shape}]`, () => {
+        it(`detach gives the same velocity and no gradient, shape [${shape}]`, async () => {
           const s = setup(4);
           const key = tensorKeys(s.params)[0]!;
           const original = s.params[key] as tf.Tensor;
+          // Both velocities are kept and compared after the gradient (reads inside it would be synchronous).
+          const compared: tf.Tensor[] = [];
           const grads = tf.grad((p: tf.Tensor) => {
             const policy = family.create(
               { ...s.params, [key]: p },
@@ -151,16 +165,18 @@ export function describePolicyConformance(options: PolicyConformanceOptions): vo
             const detached = policy.detach();
             const a = policy.velocity(s.x, tf.tensor1d(s.sigma));
             const b = detached.velocity(s.x, tf.tensor1d(s.sigma));
-            expect(relativeError(a.dataSync(), b.dataSync())).toBe(0);
+            compared.push(tf.keep(a), tf.keep(b));
             // keep y connected to p (the tape needs a path) while the detached branch adds nothing
             return tf.add(tf.sum(b), tf.mul(tf.sum(p), 0));
           })(original);
-          expect(tf.max(tf.abs(grads)).dataSync()[0]).toBe(0);
+          expect(relativeError(await compared[0]!.data(), await compared[1]!.data())).toBe(0);
+          expect((await tf.max(tf.abs(grads)).data())[0]).toBe(0);
+          tf.dispose(compared);
           grads.dispose();
           s.dispose();
         });
 
-        it(`gradients match finite differences, shape [${shape}]`, () => {
+        it(`gradients match finite differences, shape [${shape}]`, async () => {
           const s = setup(5);
           const weights = s.random.normalTensor(shape);
           const sigmaSrcT = tf.tensor1d(s.sigmaSrc);
@@ -173,70 +189,74 @@ export function describePolicyConformance(options: PolicyConformanceOptions): vo
             return tf.sum(tf.mul(policy.velocity(s.x, sigmaT), weights));
           });
           const grads = gradientFn(keys.map((k) => s.params[k] as tf.Tensor));
-          const w = weights.dataSync();
+          const w = await valuesOfTensor(weights);
           const inputs: ReferenceInputs = {
             shape,
-            xSrc: Float64Array.from(s.xSrc.dataSync()),
-            x: Float64Array.from(s.x.dataSync()),
+            xSrc: await float64Of(s.xSrc),
+            x: await float64Of(s.x),
             sigmaSrc: s.sigmaSrc,
             sigma: s.sigma,
           };
-          const base = valuesOf(s.params);
+          const base = await valuesOf(s.params);
           const objective64 = (vals: Record<string, Float64Array>) => {
             const u = referenceVelocity!(vals, inputs);
             let acc = 0;
             for (let i = 0; i < u.length; i++) acc += u[i]! * w[i]!;
             return acc;
           };
-          const objective32 = (vals: Record<string, Float64Array>) =>
-            tf.tidy(() => {
+          const objective32 = async (vals: Record<string, Float64Array>) => {
+            const total = tf.tidy(() => {
               const p = { ...s.params };
               for (const k of keys)
                 p[k] = tf.tensor(Float32Array.from(vals[k]!), (s.params[k] as tf.Tensor).shape);
               const policy = family.create(p, s.xSrc, sigmaSrcT, createOptions);
-              return tf.sum(tf.mul(policy.velocity(s.x, sigmaT), weights)).dataSync()[0]!;
+              return tf.sum(tf.mul(policy.velocity(s.x, sigmaT), weights));
             });
-          keys.forEach((key, i) => {
-            const g = grads[i]!.dataSync();
+            const value = (await total.data())[0]!;
+            total.dispose();
+            return value;
+          };
+          for (const [i, key] of keys.entries()) {
+            const g = await valuesOfTensor(grads[i]!);
             const direction = s.random.fillNormal(new Float64Array(g.length));
             let analytic = 0;
             for (let j = 0; j < g.length; j++) analytic += g[j]! * direction[j]!;
             const h = referenceVelocity ? 1e-5 : 1e-2;
-            const shifted = (sign: number) => {
+            const shifted = async (sign: number) => {
               const vals = { ...base, [key]: base[key]!.map((v, j) => v + sign * h * direction[j]!) };
               return referenceVelocity ? objective64(vals) : objective32(vals);
             };
-            const numeric = (shifted(1) - shifted(-1)) / (2 * h);
+            const numeric = ((await shifted(1)) - (await shifted(-1))) / (2 * h);
             const tolerance = referenceVelocity ? 2e-3 : 3e-2;
             expect(
               Math.abs(analytic - numeric),
               `∂/∂${key}: analytic ${analytic} vs numeric ${numeric}`,
             ).toBeLessThanOrEqual(tolerance * Math.max(Math.abs(numeric), 1e-3));
-          });
+          }
           tf.dispose([...grads, weights, sigmaSrcT, sigmaT]);
           s.dispose();
         });
 
         if (referenceVelocity) {
-          it(`velocity matches the float64 reference (≤ 1e-4 relative), shape [${shape}]`, () => {
+          it(`velocity matches the float64 reference (≤ 1e-4 relative), shape [${shape}]`, async () => {
             const s = setup(6);
             const policy = family.create(s.params, s.xSrc, tf.tensor1d(s.sigmaSrc), createOptions);
             const u = policy.velocity(s.x, tf.tensor1d(s.sigma));
-            const ref = referenceVelocity(valuesOf(s.params), {
+            const ref = referenceVelocity(await valuesOf(s.params), {
               shape,
-              xSrc: Float64Array.from(s.xSrc.dataSync()),
-              x: Float64Array.from(s.x.dataSync()),
+              xSrc: await float64Of(s.xSrc),
+              x: await float64Of(s.x),
               sigmaSrc: s.sigmaSrc,
               sigma: s.sigma,
             });
-            expect(relativeError(u.dataSync(), ref)).toBeLessThan(1e-4);
+            expect(relativeError(await u.data(), ref)).toBeLessThan(1e-4);
             u.dispose();
             policy.dispose();
             s.dispose();
           });
         }
 
-        it(`fused rollout (where the backend has one) matches op by op (≤ 1e-4), shape [${shape}]`, () => {
+        it(`fused rollout (where the backend has one) matches op by op (≤ 1e-4), shape [${shape}]`, async () => {
           const s = setup(7);
           const policy = family.create(s.params, s.xSrc, tf.tensor1d(s.sigmaSrc), createOptions);
           const sigmaDst = s.sigmaSrc.map((v, b) => (b === 0 ? 0 : v * 0.4));
@@ -254,7 +274,7 @@ export function describePolicyConformance(options: PolicyConformanceOptions): vo
             fused: false,
           });
           expect(fused.shape).toEqual(shape);
-          expect(relativeError(fused.dataSync(), reference.dataSync())).toBeLessThan(
+          expect(relativeError(await fused.data(), await reference.data())).toBeLessThan(
             options.fusedTolerance ?? 1e-4,
           );
           tf.dispose([fused, reference]);
@@ -340,7 +360,7 @@ export function describeGMOracleConformance(options: GMOracleOptions): void {
         await useBackend(backend);
       });
       for (const { label, C, K, std } of oracleMixtures) {
-        it(`policy from the exact posterior gives the exact velocity below σ_src (${label})`, () => {
+        it(`policy from the exact posterior gives the exact velocity below σ_src (${label})`, async () => {
           const random = createRandom(11 + C);
           const flow = makeMixture(C, K, std, random);
           const B = 64;
@@ -356,12 +376,14 @@ export function describeGMOracleConformance(options: GMOracleOptions): void {
               (_, b) => sigmaSrcValue * (b === 0 ? 1 : b === 1 ? 0 : random.uniform()),
             );
             const sigmaT = tf.tensor1d(sigma);
-            const onPath = addNoise(x0, random.normalTensor([B, C]), sigmaT);
+            // Its own σ tensor: tfjs's WebGPU backend drops a tensor's JS values once an op has used it, and
+            // velocity() reads σ synchronously to validate it (which Node's WebGPU cannot do from the GPU).
+            const onPath = tf.tidy(() => addNoise(x0, random.normalTensor([B, C]), tf.tensor1d(sigma)));
             const offPath = tf.add(onPath, random.normalTensor([B, C]));
             for (const x of [onPath, offPath]) {
               const u = policy.velocity(x, sigmaT);
-              const exact = flow.velocityFloat64(x.dataSync(), sigma);
-              expect(relativeError(u.dataSync(), exact)).toBeLessThan(tolerance);
+              const exact = flow.velocityFloat64(await x.data(), sigma);
+              expect(relativeError(await u.data(), exact)).toBeLessThan(tolerance);
               u.dispose();
             }
             policy.dispose();
@@ -379,7 +401,7 @@ export function describeGMOracleConformance(options: GMOracleOptions): void {
           }
         });
 
-        it(`1-step rollout from σ = 1 to 0 equals the teacher's rollout with the same substeps (${label})`, () => {
+        it(`1-step rollout from σ = 1 to 0 equals the teacher's rollout with the same substeps (${label})`, async () => {
           const random = createRandom(21 + C);
           const flow = makeMixture(C, K, std, random);
           const noise = random.normalTensor([128, C]);
@@ -393,7 +415,7 @@ export function describeGMOracleConformance(options: GMOracleOptions): void {
               substeps: 128,
               shift,
             });
-            expect(relativeError(student.dataSync(), teacher.dataSync())).toBeLessThan(tolerance);
+            expect(relativeError(await student.data(), await teacher.data())).toBeLessThan(tolerance);
             tf.dispose([student, teacher]);
           }
           policy.dispose();
@@ -430,7 +452,7 @@ export function describeDXConformance(options: DXConformanceOptions): void {
       };
       const D = 6;
 
-      it('is exact at grid nodes and linear between them', () => {
+      it('is exact at grid nodes and linear between them', async () => {
         const { x0Grid, xSrc } = make(1);
         const sigmaSrc = [0.9, 0.2]; // the second segment is clipped at raw time 0
         const policy = family.create({ space: 'x0', x0Grid }, xSrc, tf.tensor1d(sigmaSrc), {
@@ -438,9 +460,9 @@ export function describeDXConformance(options: DXConformanceOptions): void {
           segmentSize,
           mode: 'grid',
         });
-        const grid = x0Grid.dataSync();
+        const grid = await x0Grid.data();
         const x = xSrc;
-        const xv = x.dataSync();
+        const xv = await x.data();
         for (let n = 0; n < N; n++) {
           for (const half of [0, 0.5]) {
             if (n + half > N - 1) continue;
@@ -449,7 +471,7 @@ export function describeDXConformance(options: DXConformanceOptions): void {
               const rDst = Math.max(rSrc - segmentSize, 0);
               return warp(rDst + ((n + half) / (N - 1)) * (rSrc - rDst), shift);
             });
-            const u = policy.velocity(x, tf.tensor1d(sigma)).dataSync();
+            const u = await valuesOfTensor(policy.velocity(x, tf.tensor1d(sigma)));
             for (let b = 0; b < B; b++) {
               for (let i = 0; i < D; i++) {
                 const at = (m: number) => grid[(b * N + m) * D + i]!;
@@ -465,7 +487,7 @@ export function describeDXConformance(options: DXConformanceOptions): void {
         tf.dispose([x0Grid, xSrc]);
       });
 
-      it('clamps to the end values outside the segment and matches the float64 reference', () => {
+      it('clamps to the end values outside the segment and matches the float64 reference', async () => {
         const { x0Grid, xSrc, random } = make(2);
         const sigmaSrc = [0.95, 0.6];
         for (const mode of ['grid', 'polynomial'] as const) {
@@ -476,10 +498,10 @@ export function describeDXConformance(options: DXConformanceOptions): void {
           });
           for (const sigma of [[0.01, 0.005], sigmaSrc, [random.uniform() * 0.9, random.uniform() * 0.6]]) {
             const x = tf.tidy(() => tf.add(xSrc, random.normalTensor(shape)));
-            const u = policy.velocity(x, tf.tensor1d(sigma)).dataSync();
+            const u = await valuesOfTensor(policy.velocity(x, tf.tensor1d(sigma)));
             const ref = dxVelocityReference({
-              x0Grid: x0Grid.dataSync(),
-              x: x.dataSync(),
+              x0Grid: await x0Grid.data(),
+              x: await x.data(),
               sigmaSrc,
               sigma,
               B,
@@ -497,7 +519,7 @@ export function describeDXConformance(options: DXConformanceOptions): void {
         tf.dispose([x0Grid, xSrc]);
       });
 
-      it('u-space parameters convert with x0 = x_src − σ_src·u for every entry', () => {
+      it('u-space parameters convert with x0 = x_src − σ_src·u for every entry', async () => {
         const { x0Grid: uGrid, xSrc } = make(3);
         const sigmaSrc = 0.7;
         const fromU = family.create({ space: 'u', uGrid }, xSrc, sigmaSrc, {
@@ -513,7 +535,7 @@ export function describeDXConformance(options: DXConformanceOptions): void {
         });
         const a = fromU.velocity(xSrc, 0.3);
         const b = fromX0.velocity(xSrc, 0.3);
-        expect(relativeError(a.dataSync(), b.dataSync())).toBeLessThan(1e-6);
+        expect(relativeError(await a.data(), await b.data())).toBeLessThan(1e-6);
         tf.dispose([a, b, uGrid, xSrc, x0Grid]);
         fromU.dispose();
         fromX0.dispose();

@@ -22,12 +22,12 @@ interface Run {
 /** Runs the real `piflow` command (from source) as a child process. */
 function piflow(
   args: string[],
-  options: { cwd?: string; interruptAfter?: RegExp; interruptDelayMs?: number } = {},
+  options: { cwd?: string; interruptAfter?: RegExp; interruptDelayMs?: number; backend?: string } = {},
 ): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
-      ['--import', tsx, '--conditions=@piflow/source', main, '--backend', 'cpu', ...args],
+      ['--import', tsx, '--conditions=@piflow/source', main, '--backend', options.backend ?? 'cpu', ...args],
       {
         cwd: options.cwd,
         env: { ...process.env, CI: '1' },
@@ -195,4 +195,146 @@ describe('piflow CLI', () => {
     expect(resumed.code).toBe(0);
     expect(resumed.stdout).toMatch(/resumed at step [1-9]\d*/);
   }, 180_000);
+
+  it('MNIST in miniature: class-conditional teacher, classifier, distillation, labelled sampling and the results table', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-mnist-'));
+    const wasm = { backend: 'wasm' }; // convolutions are slow on tfjs's cpu backend
+    const teacher = await piflow(
+      [
+        'train-teacher',
+        '--data',
+        'mnist',
+        '--steps',
+        '3',
+        '--batch-size',
+        '4',
+        '--channels',
+        '4,8',
+        '--out',
+        path.join(dir, 'teacher'),
+      ],
+      wasm,
+    );
+    expect(teacher.stderr).toBe('');
+    expect(teacher.code).toBe(0);
+    const teacherManifest = JSON.parse(
+      await readFile(path.join(dir, 'teacher', 'model', 'model.json'), 'utf8'),
+    );
+    expect(teacherManifest.sampleShape).toEqual([28, 28, 1]);
+    expect(teacherManifest.backbone).toMatchObject({
+      kind: 'unet',
+      config: { channels: [4, 8], numClasses: 10 },
+    });
+    expect(teacherManifest.sampling.guidanceScale).toBe(2.5);
+
+    const classifier = await piflow(
+      ['train-classifier', '--steps', '3', '--batch-size', '8', '--out', path.join(dir, 'classifier')],
+      wasm,
+    );
+    expect(classifier.code).toBe(0);
+    expect(classifier.stdout).toMatch(/accuracy [\d.]+ % train, [\d.]+ % held out/);
+    expect(existsSync(path.join(dir, 'classifier', 'classifier.json'))).toBe(true);
+
+    const student = await piflow(
+      [
+        'distill',
+        '--teacher',
+        path.join(dir, 'teacher', 'model'),
+        '--components',
+        '2',
+        '--nfe',
+        '2',
+        '--steps',
+        '2',
+        '--batch-size',
+        '4',
+        '--out',
+        path.join(dir, 'gm-2'),
+      ],
+      wasm,
+    );
+    expect(student.stderr).toBe('');
+    expect(student.code).toBe(0);
+    const studentManifest = JSON.parse(await readFile(path.join(dir, 'gm-2', 'model', 'model.json'), 'utf8'));
+    expect(studentManifest).toMatchObject({
+      kind: 'gm-student',
+      backbone: { kind: 'unet' },
+      sampling: { numInferenceSteps: 2, guidanceScale: 2.5 },
+      metadata: { dataset: 'mnist' },
+    });
+
+    const png = path.join(dir, 'digits.png');
+    const sampled = await piflow(
+      ['sample', '--model', path.join(dir, 'gm-2', 'model'), '--labels', '0,3,7', '-n', '6', '--out', png],
+      wasm,
+    );
+    expect(sampled.code).toBe(0);
+    expect(sampled.stdout).toContain('6 samples with 2 network evaluations');
+    const image = PNG.sync.read(await readFile(png));
+    expect([image.width, image.height]).toEqual([3 * 30 + 2, 2 * 30 + 2]);
+    const guided = await piflow(
+      [
+        'sample',
+        '--model',
+        path.join(dir, 'teacher', 'model'),
+        '--labels',
+        '1',
+        '--steps',
+        '3',
+        '-n',
+        '2',
+        '--out',
+        png,
+      ],
+      wasm,
+    );
+    expect(guided.stdout).toContain('2 samples with 6 network evaluations'); // CFG: two per step
+    const wrongLabels = await piflow(
+      ['sample', '--model', 'checkerboard', '--labels', '1', '--out', png],
+      wasm,
+    );
+    expect(wrongLabels.code).toBe(1);
+    expect(wrongLabels.stderr).toContain('not class-conditional');
+
+    const report = await piflow(
+      [
+        'eval-mnist',
+        '--teacher',
+        path.join(dir, 'teacher', 'model'),
+        '--students',
+        path.join(dir, 'gm-2', 'model'),
+        '--classifier',
+        path.join(dir, 'classifier'),
+        '--teacher-steps',
+        '1,2',
+        '--reference-steps',
+        '2',
+        '-n',
+        '20',
+        '--grid',
+        '10',
+        '--out',
+        path.join(dir, 'eval'),
+      ],
+      wasm,
+    );
+    expect(report.stderr).toBe('');
+    expect(report.code).toBe(0);
+    const results = JSON.parse(await readFile(path.join(dir, 'eval', 'results.json'), 'utf8'));
+    expect(
+      results.rows.map((r: { sampler: string; steps: number; nfe: number }) => [r.sampler, r.steps, r.nfe]),
+    ).toEqual([
+      ['real training digits (20)', 0, 0],
+      ['teacher Euler, CFG 2.5', 1, 2],
+      ['teacher Euler, CFG 2.5', 2, 4],
+      ['π-Flow GM K=2 (2 steps)', 2, 2],
+    ]);
+    expect(results.rows[2].alignment).toBe(0); // the reference itself
+    for (const row of results.rows) expect(Number.isFinite(row.frechetDistance)).toBe(true);
+    const grids = PNG.sync.read(await readFile(path.join(dir, 'eval', 'grids.png')));
+    expect(grids.width).toBe(2 * (10 * 30 + 2) + 8); // teacher-2 and the student side by side
+    expect(await readFile(path.join(dir, 'eval', 'results.md'), 'utf8')).toContain(
+      '| π-Flow GM K=2 (2 steps) | 2 | 2 |',
+    );
+  }, 300_000);
 });

@@ -3,8 +3,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveBackend } from '@piflow/backend-node';
-import type { Random, Teacher } from '@piflow/core';
-import { checkerboard, type Dataset2D, rings } from '@piflow/datasets';
+import type { Condition, Random, Teacher } from '@piflow/core';
+import { checkerboard, type Dataset2D, loadMnist, rings } from '@piflow/datasets';
 import {
   type FlowModel,
   isFlowModel,
@@ -12,7 +12,7 @@ import {
   type ModelManifest,
   type StoredModel,
 } from '@piflow/models';
-import { createAnalyticGMTeacher } from '@piflow/teachers';
+import { createAnalyticGMTeacher, createRemoteTeacher } from '@piflow/teachers';
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from './errors';
 
@@ -59,14 +59,37 @@ export interface ResolvedTeacher {
   /** The trainable flow model behind it, when it is one (students start from its weights). */
   flowModel?: FlowModel;
   manifest?: ModelManifest;
-  /** Clean data for data-dependent distillation and for evaluation, when known. */
-  data?: (n: number, random: Random) => tf.Tensor;
+  /** Clean data (with its conditioning, e.g. labels) for data-dependent distillation and evaluation, when known. */
+  data?: (n: number, random: Random) => { x0: tf.Tensor; condition?: Condition };
+  /** Number of classes of a class-conditional teacher. */
+  numClasses?: number;
+  /** The guidance scale the teacher runs with. */
+  guidanceScale: number;
   sampleShape: number[];
   shift: number;
   dispose(): void;
 }
 
-async function fromModelDirectory(dir: string, label: string, guidanceScale = 1): Promise<ResolvedTeacher> {
+/** Data of a built-in dataset by name (2-D sets, or MNIST with labels). */
+export function datasetByName(
+  name: string | undefined,
+): ((n: number, random: Random) => { x0: tf.Tensor; condition?: Condition }) | undefined {
+  if (name === 'mnist') {
+    const mnist = loadMnist();
+    return (n, random) => {
+      const { x, labels } = mnist.batch(n, random, 'train');
+      return { x0: x, condition: { labels } };
+    };
+  }
+  const set = name ? datasets2D[name]?.() : undefined;
+  return set ? (n, random) => ({ x0: set.sample(n, random) }) : undefined;
+}
+
+async function fromModelDirectory(
+  dir: string,
+  label: string,
+  requestedGuidance?: number,
+): Promise<ResolvedTeacher> {
   if (!existsSync(path.join(dir, 'model.json'))) {
     throw new UsageError(
       `No model.json in ${dir}.`,
@@ -82,15 +105,26 @@ async function fromModelDirectory(dir: string, label: string, guidanceScale = 1)
     );
   }
   const shift = manifest.sampling?.shift ?? 1;
+  const numClasses = model.backbone.numClasses;
+  // Guidance: the one asked for, else the one recorded with the teacher (class-conditional teachers only).
+  const guidanceScale =
+    requestedGuidance ?? (numClasses !== undefined ? manifest.sampling?.guidanceScale : 1) ?? 1;
+  if (guidanceScale !== 1 && numClasses === undefined) {
+    model.dispose();
+    throw new UsageError(
+      `--guidance-scale ${guidanceScale} was given but ${dir} is not class-conditional.`,
+      'drop --guidance-scale (or set it to 1).',
+    );
+  }
   const dataset = typeof manifest.metadata?.dataset === 'string' ? manifest.metadata.dataset : undefined;
-  const maker = dataset ? datasets2D[dataset] : undefined;
-  const set = maker?.();
   return {
     label,
     teacher: model.asTeacher({ shift, guidanceScale }),
     flowModel: model,
     manifest,
-    data: set ? (n, random) => set.sample(n, random) : undefined,
+    data: datasetByName(dataset),
+    ...(numClasses !== undefined ? { numClasses } : {}),
+    guidanceScale,
     sampleShape: manifest.sampleShape,
     shift,
     dispose: () => model.dispose(),
@@ -98,17 +132,17 @@ async function fromModelDirectory(dir: string, label: string, guidanceScale = 1)
 }
 
 /**
- * Teacher specs: `checkerboard` (the shipped 2-D teacher), `model:<dir>` or a folder path (a flow model
+ * Teacher specs: `checkerboard` / `mnist` (the shipped 2-D and class-conditional MNIST teachers), `model:<dir>` or a folder path (a flow model
  * written by train-teacher), `analytic-gm:<file.json>` ({ means, std, weights }).
  */
 export async function resolveTeacher(
   spec: string,
   options: { guidanceScale?: number } = {},
 ): Promise<ResolvedTeacher> {
-  if (spec === 'checkerboard') {
+  if (spec === 'checkerboard' || spec === 'mnist') {
     return fromModelDirectory(
-      path.join(shippedModelsDir(), 'checkerboard', 'teacher'),
-      'checkerboard teacher',
+      path.join(shippedModelsDir(), spec, 'teacher'),
+      `${spec} teacher`,
       options.guidanceScale,
     );
   }
@@ -119,25 +153,49 @@ export async function resolveTeacher(
     return {
       label: `analytic GM (${file})`,
       teacher,
-      data: (n, random) => teacher.flow.sample(n, random).x0,
+      data: (n, random) => ({ x0: teacher.flow.sample(n, random).x0 }),
       sampleShape: [teacher.flow.dimension],
+      guidanceScale: 1,
       shift: 1,
       dispose: () => teacher.dispose?.(),
+    };
+  }
+  if (/^https?:\/\//i.test(spec)) {
+    // A teacher server (`piflow serve-teacher`): its metadata says the sample shape; the student is an MLP.
+    const teacher = await createRemoteTeacher({
+      url: spec,
+      ...(process.env.PIFLOW_TEACHER_TOKEN ? { token: process.env.PIFLOW_TEACHER_TOKEN } : {}),
+    });
+    const sampleShape = teacher.metadata.sampleShape;
+    if (!sampleShape) {
+      teacher.dispose();
+      throw new UsageError(
+        `The teacher at ${spec} does not advertise a fixed sample shape.`,
+        'serve a teacher with a fixed sample shape.',
+      );
+    }
+    return {
+      label: `remote teacher ${spec}`,
+      teacher,
+      sampleShape: [...sampleShape],
+      shift: teacher.metadata.shift ?? 1,
+      guidanceScale: 1,
+      dispose: () => teacher.dispose(),
     };
   }
   const dir = spec.startsWith('model:') ? spec.slice('model:'.length) : spec;
   if (existsSync(dir)) return fromModelDirectory(dir, dir, options.guidanceScale);
   throw new UsageError(
     `Unknown teacher "${spec}".`,
-    'use checkerboard, analytic-gm:<file.json>, model:<dir> or a folder written by `piflow train-teacher`.',
+    'use checkerboard, mnist, analytic-gm:<file.json>, model:<dir>, a folder written by `piflow train-teacher`, or an http(s):// teacher server URL.',
   );
 }
 
 /** Loads a model folder (student or teacher) or the shipped teacher. */
 export async function loadAnyModel(spec: string): Promise<{ model: StoredModel; manifest: ModelManifest }> {
   const dir =
-    spec === 'checkerboard'
-      ? path.join(shippedModelsDir(), 'checkerboard', 'teacher')
+    spec === 'checkerboard' || spec === 'mnist'
+      ? path.join(shippedModelsDir(), spec, 'teacher')
       : spec.startsWith('model:')
         ? spec.slice('model:'.length)
         : spec;

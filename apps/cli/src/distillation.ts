@@ -1,6 +1,6 @@
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { PolicyFamily, TrainableStudent } from '@piflow/core';
+import type { Condition, PolicyFamily, Random, TrainableStudent } from '@piflow/core';
 import {
   createDXStudent,
   createGMStudent,
@@ -13,7 +13,9 @@ import {
 import { createDXFamily } from '@piflow/policy-dx';
 import { gm } from '@piflow/policy-gm';
 import { createPiIDTrainer, type StepMetrics } from '@piflow/trainer';
+import * as tf from '@tensorflow/tfjs-core';
 import type { ResolvedTeacher } from './context';
+import { UsageError } from './errors';
 import { writeLossPlot } from './images';
 import { createProgress } from './progress';
 
@@ -58,8 +60,15 @@ export interface DistillResult {
  */
 export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Promise<DistillResult> {
   const teacherBackbone = resolved.flowModel?.backbone;
-  const reuse =
-    teacherBackbone && teacherBackbone.kind === 'mlp' && o.width === undefined && o.depth === undefined;
+  // The student starts from the teacher's architecture and weights (as the paper does) unless a different MLP
+  // size is asked for.
+  const reuse = teacherBackbone !== undefined && o.width === undefined && o.depth === undefined;
+  if (!reuse && resolved.sampleShape.length !== 1) {
+    throw new UsageError(
+      '--width/--depth set an MLP student, which needs vector samples; this teacher makes images.',
+      'drop --width and --depth (the student then copies the teacher network).',
+    );
+  }
   const backbone = reuse
     ? teacherBackbone.clone()
     : createMLPBackbone({
@@ -86,8 +95,11 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
     family,
     teacher: resolved.teacher,
     ...(resolved.data && !o.dataFree
-      ? { data: (n, random) => ({ x0: resolved.data!(n, random) }) }
-      : { sampleShape: resolved.sampleShape }),
+      ? { data: (n, random) => resolved.data!(n, random) }
+      : {
+          sampleShape: resolved.sampleShape,
+          ...(resolved.numClasses !== undefined ? { conditions: randomLabels(resolved.numClasses) } : {}),
+        }),
     batchSize: o.batchSize,
     numInferenceSteps: o.nfe,
     finalStepSizeScale: o.finalStepSizeScale,
@@ -138,7 +150,12 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
   trainer.ema?.copyToVariables();
   await saveModelDirectory(path.join(o.out, 'model'), student, {
     sampleShape: resolved.sampleShape,
-    sampling: { shift: resolved.shift, numInferenceSteps: o.nfe, finalStepSizeScale: o.finalStepSizeScale },
+    sampling: {
+      shift: resolved.shift,
+      numInferenceSteps: o.nfe,
+      finalStepSizeScale: o.finalStepSizeScale,
+      ...(resolved.guidanceScale !== 1 ? { guidanceScale: resolved.guidanceScale } : {}),
+    },
     metadata: {
       teacher: resolved.label,
       ...(resolved.manifest?.metadata?.dataset ? { dataset: resolved.manifest.metadata.dataset } : {}),
@@ -149,4 +166,13 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
   await writeLossPlot(path.join(o.out, 'loss.png'), losses);
   trainer.dispose();
   return { student, family, losses, steps: result.step, seconds, aborted: result.aborted };
+}
+
+/** Uniformly random class labels (int32) for data-free distillation of a class-conditional teacher. */
+function randomLabels(numClasses: number): (n: number, random: Random) => Condition {
+  return (n, random) => {
+    const labels = new Int32Array(n);
+    for (let i = 0; i < n; i++) labels[i] = random.integer(numClasses);
+    return { labels: tf.tensor1d(labels, 'int32') };
+  };
 }

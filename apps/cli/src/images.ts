@@ -72,22 +72,20 @@ export async function writeDensityPanels(
   return panels.map((p) => p.title);
 }
 
-/** A grid of images [N, H, W, C] (C = 1 or 3) with values in [−1, 1]. */
-export async function writeImageGrid(
-  file: string,
+/** Pixels of an image grid [N, H, W, C] (C = 1 or 3, values in [−1, 1]) drawn into `png` at (left, top). */
+function drawImageGrid(
+  png: PNG,
+  left: number,
+  top: number,
   images: ArrayLike<number>,
   shape: number[],
-  columns?: number,
-): Promise<void> {
+  cols: number,
+): void {
   const [N, H, W, C] = shape as [number, number, number, number];
-  const cols = columns ?? Math.ceil(Math.sqrt(N));
-  const rows = Math.ceil(N / cols);
   const pad = 2;
-  const png = new PNG({ width: cols * (W + pad) + pad, height: rows * (H + pad) + pad });
-  png.data.fill(40);
   for (let n = 0; n < N; n++) {
-    const ox = pad + (n % cols) * (W + pad);
-    const oy = pad + Math.floor(n / cols) * (H + pad);
+    const ox = left + pad + (n % cols) * (W + pad);
+    const oy = top + pad + Math.floor(n / cols) * (H + pad);
     for (let y = 0; y < H; y++)
       for (let x = 0; x < W; x++) {
         const o = ((oy + y) * png.width + ox + x) * 4;
@@ -98,6 +96,53 @@ export async function writeImageGrid(
         png.data[o + 3] = 255;
       }
   }
+}
+
+function gridSize(shape: number[], cols: number): { width: number; height: number } {
+  const [N, H, W] = shape as [number, number, number];
+  const rows = Math.ceil(N / cols);
+  return { width: cols * (W + 2) + 2, height: rows * (H + 2) + 2 };
+}
+
+/** A grid of images [N, H, W, C] (C = 1 or 3) with values in [−1, 1]. */
+export async function writeImageGrid(
+  file: string,
+  images: ArrayLike<number>,
+  shape: number[],
+  columns?: number,
+): Promise<void> {
+  await writeImagePanels(file, [{ images, shape }], columns);
+}
+
+/**
+ * Image grids side by side (e.g. the same noise through several samplers), each `columns` wide, separated by
+ * an 8-pixel white gutter.
+ */
+export async function writeImagePanels(
+  file: string,
+  panels: { images: ArrayLike<number>; shape: number[] }[],
+  columns?: number,
+): Promise<void> {
+  const gutter = 8;
+  const sizes = panels.map((p) => {
+    const cols = columns ?? Math.ceil(Math.sqrt(p.shape[0]!));
+    return { cols, ...gridSize(p.shape, cols) };
+  });
+  const width = sizes.reduce((a, s) => a + s.width, 0) + gutter * (panels.length - 1);
+  const height = Math.max(...sizes.map((s) => s.height));
+  const png = new PNG({ width, height });
+  png.data.fill(255);
+  let left = 0;
+  panels.forEach((panel, i) => {
+    const { cols, width: w, height: h } = sizes[i]!;
+    for (let y = 0; y < h; y++)
+      for (let x = left; x < left + w; x++) {
+        const o = (y * width + x) * 4;
+        png.data[o] = png.data[o + 1] = png.data[o + 2] = 40;
+      }
+    drawImageGrid(png, left, 0, panel.images, panel.shape, cols);
+    left += w + gutter;
+  });
   await save(file, png);
 }
 

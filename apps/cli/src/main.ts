@@ -3,8 +3,10 @@ import { benchCommand } from './commands/bench';
 import { demoCommand } from './commands/demo';
 import { distillCommand } from './commands/distill';
 import { evalCommand } from './commands/eval';
+import { evalMnistCommand } from './commands/eval-mnist';
 import { sampleCommand } from './commands/sample';
 import { serveCommand } from './commands/serve-teacher';
+import { trainClassifierCommand } from './commands/train-classifier';
 import { trainTeacherCommand } from './commands/train-teacher';
 import { formatError } from './errors';
 
@@ -23,9 +25,11 @@ const program = new Command('piflow')
 
 for (const make of [
   trainTeacherCommand,
+  trainClassifierCommand,
   distillCommand,
   sampleCommand,
   evalCommand,
+  evalMnistCommand,
   benchCommand,
   serveCommand,
   demoCommand,

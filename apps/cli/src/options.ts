@@ -76,3 +76,15 @@ export function applyConfigFile(command: Command): void {
     command.setOptionValueWithSource(key, parsed, 'config');
   }
 }
+
+export function integerList(name: string) {
+  return (value: string): number[] => {
+    const list = value.split(',').map((s) => Number(s.trim()));
+    if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 1)) {
+      throw new CommanderError(
+        `${name} must be comma-separated positive integers like 16,32,64, got ${JSON.stringify(value)}.`,
+      );
+    }
+    return list;
+  };
+}

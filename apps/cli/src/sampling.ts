@@ -1,39 +1,76 @@
-import { createRandom, sample, sampleTeacher } from '@piflow/core';
+import { createRandom, InvalidArgumentError, sample, sampleTeacher } from '@piflow/core';
 import { energyDistance, mmdRBF, slicedWasserstein, teacherAlignment } from '@piflow/eval';
 import { isFlowModel, type ModelManifest, type StoredModel } from '@piflow/models';
 import { createDXFamily } from '@piflow/policy-dx';
 import { gm } from '@piflow/policy-gm';
-import type * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 
 /** Samples a stored model: a student with its few-step sampler, or a flow model with its Euler ODE. */
 export async function sampleModel(
   model: StoredModel,
   manifest: ModelManifest,
   noise: tf.Tensor,
-  options: { nfe?: number; teacherSteps?: number; temperature?: number | 'auto'; guidanceScale?: number },
-): Promise<{ x: tf.Tensor; nfe: number; seconds: number }> {
+  options: {
+    nfe?: number;
+    teacherSteps?: number;
+    temperature?: number | 'auto';
+    guidanceScale?: number;
+    /** Class labels, cycled over the samples (class-conditional models). */
+    labels?: readonly number[];
+  },
+): Promise<{ x: tf.Tensor; nfe: number; seconds: number; labels?: Int32Array }> {
   const started = performance.now();
   const shift = manifest.sampling?.shift ?? 1;
-  if (isFlowModel(model)) {
-    const steps = options.teacherSteps ?? 32;
-    const x = await sampleTeacher(model.asTeacher({ shift, guidanceScale: options.guidanceScale }), noise, {
-      numSteps: steps,
+  const count = noise.shape[0]!;
+  const labels = options.labels?.length
+    ? Int32Array.from({ length: count }, (_, i) => options.labels![i % options.labels!.length]!)
+    : undefined;
+  const condition = labels ? { labels: tf.tensor1d(labels, 'int32') } : undefined;
+  try {
+    if (isFlowModel(model)) {
+      const steps = options.teacherSteps ?? 32;
+      // Classifier-free guidance needs labels: the recorded scale applies only when they are given.
+      const guidanceScale =
+        options.guidanceScale ?? (labels ? manifest.sampling?.guidanceScale : undefined) ?? 1;
+      const evaluations = guidanceScale === 1 ? steps : 2 * steps;
+      const x = await sampleTeacher(model.asTeacher({ shift, guidanceScale }), noise, {
+        numSteps: steps,
+        ...(condition ? { condition } : {}),
+      });
+      return {
+        x,
+        nfe: evaluations,
+        seconds: (performance.now() - started) / 1000,
+        ...(labels ? { labels } : {}),
+      };
+    }
+    if (
+      options.guidanceScale !== undefined &&
+      options.guidanceScale !== (manifest.sampling?.guidanceScale ?? 1)
+    ) {
+      throw new InvalidArgumentError(
+        'options.guidanceScale',
+        `${manifest.sampling?.guidanceScale ?? 1} for this student (its guidance is distilled in; sample a teacher to change it)`,
+        String(options.guidanceScale),
+      );
+    }
+    const nfe = options.nfe ?? manifest.sampling?.numInferenceSteps ?? 4;
+    const trained = manifest.sampling?.numInferenceSteps;
+    const family =
+      model.family === 'gm'
+        ? gm
+        : createDXFamily({ ...(model as { policyOptions: Record<string, unknown> }).policyOptions });
+    const x = sample(model as never, family as never, noise, {
+      numInferenceSteps: nfe,
+      shift,
+      finalStepSizeScale: nfe === trained ? (manifest.sampling?.finalStepSizeScale ?? 1) : 1,
+      temperature: options.temperature ?? 1,
+      ...(condition ? { condition } : {}),
     });
-    return { x, nfe: steps, seconds: (performance.now() - started) / 1000 };
+    return { x, nfe, seconds: (performance.now() - started) / 1000, ...(labels ? { labels } : {}) };
+  } finally {
+    if (condition) condition.labels.dispose();
   }
-  const nfe = options.nfe ?? manifest.sampling?.numInferenceSteps ?? 4;
-  const trained = manifest.sampling?.numInferenceSteps;
-  const family =
-    model.family === 'gm'
-      ? gm
-      : createDXFamily({ ...(model as { policyOptions: Record<string, unknown> }).policyOptions });
-  const x = sample(model as never, family as never, noise, {
-    numInferenceSteps: nfe,
-    shift,
-    finalStepSizeScale: nfe === trained ? (manifest.sampling?.finalStepSizeScale ?? 1) : 1,
-    temperature: options.temperature ?? 1,
-  });
-  return { x, nfe, seconds: (performance.now() - started) / 1000 };
 }
 
 export interface QualityRow {

@@ -1,3 +1,19 @@
+export {
+  classifyDigits,
+  createDigitClassifier,
+  type DigitClassifier,
+  type DigitClassifierConfig,
+  type DigitClassifierManifest,
+  type DigitMetrics,
+  deserializeDigitClassifier,
+  digitAccuracy,
+  digitFeatures,
+  digitMetrics,
+  type LabelledImages,
+  serializeDigitClassifier,
+  type TrainDigitClassifierOptions,
+  trainDigitClassifier,
+} from './digit-classifier';
 export { featureStatistics, frechetDistance, symmetricEigen } from './frechet-distance';
 export { type GMMeasures, gaussianMixtureMeasures } from './gm-measures';
 export {

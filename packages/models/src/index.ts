@@ -14,7 +14,18 @@ export {
   isBackbone,
   isFlowModel,
 } from './flow-model';
-export { sinusoidalEmbedding, TIME_SCALE } from './layers';
+export {
+  type ConvLayer,
+  conv3x3,
+  createConv3x3,
+  createDense,
+  type DenseLayer,
+  dense,
+  type NamedVariable,
+  silu,
+  sinusoidalEmbedding,
+  TIME_SCALE,
+} from './layers';
 export {
   buildModel,
   describeModel,

@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Backbone } from './backbone';
 import { assertBackbone, type FlowModel, isFlowModel } from './flow-model';
 import { createDense, type DenseLayer, dense, type NamedVariable, poolPositions, silu } from './layers';
+import { ensureWasmTrainingKernels } from './wasm-training-kernels';
 
 /** What a GM head outputs: u-space GM parameters (the `GMUParams` of @piflow/policy-gm). */
 export interface GMHeadParams {
@@ -207,6 +208,8 @@ export function createGMStudent(backbone: Backbone, options: GMStudentOptions): 
     variables,
     variableNames,
     predict(x: tf.Tensor, sigma: tf.Tensor1D, condition?: Condition): GMHeadParams {
+      // Students are trained by callers that know nothing of wasm (π-ID): conv gradients need our kernels.
+      ensureWasmTrainingKernels();
       return tf.tidy(() => {
         const { features, embedding } = backbone.apply(x, sigma, condition);
         const { B, positions } = outputShape(x);
@@ -300,6 +303,8 @@ export function createDXStudent(backbone: Backbone, options: DXStudentOptions): 
     variables,
     variableNames,
     predict(x: tf.Tensor, sigma: tf.Tensor1D, condition?: Condition): DXHeadParams {
+      // Students are trained by callers that know nothing of wasm (π-ID): conv gradients need our kernels.
+      ensureWasmTrainingKernels();
       return tf.tidy(() => {
         const { features } = backbone.apply(x, sigma, condition);
         const { B, positions } = outputShape(x);

@@ -6,6 +6,7 @@ import {
   describeValue,
   InvalidArgumentError,
   Random,
+  registerGradients,
   warp,
 } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
@@ -175,6 +176,7 @@ export async function trainFlowModel(
   sampleTrainingSigmas(createRandom(0), 1, sigmaOptions);
   const random = options.random instanceof Random ? options.random : createRandom(options.random ?? 0);
 
+  await registerGradients();
   ensureWasmTrainingKernels();
 
   const variables = model.variables as tf.Variable[];

@@ -33,7 +33,7 @@ export function demoCommand(): Command {
       const resolved = await resolveTeacher('checkerboard');
       console.log(`teacher: ${resolved.label} (${resolved.manifest?.metadata?.command ?? 'shipped'})`);
       const noise = createRandom(o.seed + 100).normalTensor([o.count, 2]);
-      const data = resolved.data!(o.count, createRandom(o.seed + 101));
+      const data = resolved.data!(o.count, createRandom(o.seed + 101)).x0;
       const dataValues = data.dataSync();
       const refStart = performance.now();
       const reference = await sampleTeacher(resolved.teacher, noise, { numSteps: 128 });

@@ -58,9 +58,8 @@ export function distillCommand(): Command {
     )
     .option(
       '--guidance-scale <x>',
-      'classifier-free guidance of a class-conditional teacher',
+      'classifier-free guidance of a class-conditional teacher (default: the one recorded with it)',
       number('--guidance-scale', 1),
-      1,
     )
     .option('--checkpoint-every <n>', 'checkpoint interval', integer('--checkpoint-every', 1), 200)
     .option('--data-free', 'start from noise and walk the student’s own steps (no data needed)', false)

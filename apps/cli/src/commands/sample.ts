@@ -29,9 +29,8 @@ export function sampleCommand(): Command {
     .option('--labels <list>', 'class labels cycled over the samples (class-conditional models)', labelList)
     .option(
       '--guidance-scale <x>',
-      'classifier-free guidance for class-conditional teachers',
+      'classifier-free guidance for class-conditional teachers (default: the one recorded with it)',
       number('--guidance-scale', 1),
-      1,
     )
     .option('--out <file.png>', 'image: a density plot (2-D) or an image grid', 'samples.png')
     .option('--npy <file>', 'also write the raw samples as float32 .npy')
@@ -54,7 +53,8 @@ export function sampleCommand(): Command {
         nfe: o.nfe,
         teacherSteps: o.steps,
         temperature: o.temperature,
-        guidanceScale: o.guidanceScale,
+        ...(o.guidanceScale !== undefined ? { guidanceScale: o.guidanceScale } : {}),
+        ...(o.labels ? { labels: o.labels } : {}),
       });
       const values = Float32Array.from(x.dataSync());
       if (manifest.sampleShape.length === 1 && manifest.sampleShape[0] === 2) {

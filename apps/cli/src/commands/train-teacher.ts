@@ -1,24 +1,51 @@
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createRandom } from '@piflow/core';
-import { createFlowModel, createMLPBackbone, saveModelDirectory, trainFlowModel } from '@piflow/models';
+import { loadMnist } from '@piflow/datasets';
+import {
+  createFlowModel,
+  createMLPBackbone,
+  createUNetBackbone,
+  type FlowBatch,
+  saveModelDirectory,
+  trainFlowModel,
+} from '@piflow/models';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command, Option } from 'commander';
 import { datasets2D, selectBackend } from '../context';
 import { writeLossPlot } from '../images';
-import { applyConfigFile, integer, number } from '../options';
+import { applyConfigFile, integer, integerList, number } from '../options';
 import { createProgress } from '../progress';
 
 export function trainTeacherCommand(): Command {
   return new Command('train-teacher')
     .description('Train a flow-matching (rectified-flow) teacher on a built-in dataset.')
     .addOption(
-      new Option('--data <name>', 'dataset').choices(Object.keys(datasets2D)).default('checkerboard'),
+      new Option('--data <name>', 'dataset')
+        .choices([...Object.keys(datasets2D), 'mnist'])
+        .default('checkerboard'),
     )
     .option('--steps <n>', 'optimiser steps', integer('--steps', 1), 4000)
-    .option('--batch-size <n>', 'batch size', integer('--batch-size', 1), 512)
-    .option('--width <n>', 'MLP width', integer('--width', 1), 256)
-    .option('--depth <n>', 'residual MLP blocks', integer('--depth', 1), 4)
+    .option(
+      '--batch-size <n>',
+      'batch size (default 512 for 2-D data, 64 for mnist)',
+      integer('--batch-size', 1),
+    )
+    .option('--width <n>', 'MLP width (2-D data)', integer('--width', 1), 256)
+    .option('--depth <n>', 'residual MLP blocks (2-D data)', integer('--depth', 1), 4)
+    .option('--channels <list>', 'U-Net channels per level (mnist)', integerList('--channels'), [16, 32, 64])
+    .option(
+      '--label-dropout <p>',
+      'probability of training with the null label, for classifier-free guidance (mnist)',
+      number('--label-dropout', 0, 1),
+      0.1,
+    )
+    .option(
+      '--guidance-scale <x>',
+      'guidance scale recorded in the model as its default for sampling and distillation (mnist)',
+      number('--guidance-scale', 1),
+      2.5,
+    )
     .option('--lr <x>', 'Adam learning rate', number('--lr', 0, 1, true), 1e-3)
     .option('--ema <x>', 'EMA decay of the saved weights', number('--ema', 0, 1), 0.999)
     .addOption(
@@ -31,18 +58,40 @@ export function trainTeacherCommand(): Command {
     .option('--out <dir>', 'output folder (model/, train-log.jsonl, loss.png)', 'runs/teacher')
     .addHelpText(
       'after',
-      '\nExamples:\n  piflow train-teacher --data checkerboard --steps 4000 --out runs/checkerboard-teacher\n',
+      '\nExamples:\n  piflow train-teacher --data checkerboard --steps 4000 --out runs/checkerboard-teacher\n' +
+        '  piflow train-teacher --data mnist --steps 3000 --out runs/mnist-teacher   # class-conditional U-Net\n',
     )
     .action(async (options, command: Command) => {
       applyConfigFile(command);
       options = command.opts();
       const log = (line: string) => console.log(line);
       await selectBackend(command.optsWithGlobals().backend, log);
-      const dataset = datasets2D[options.data]!();
+      const images = options.data === 'mnist';
       const random = createRandom(options.seed);
-      const model = createFlowModel(
-        createMLPBackbone({ inputDim: 2, width: options.width, depth: options.depth, seed: options.seed }),
-      );
+      let data: (n: number, r: typeof random) => FlowBatch;
+      let model: ReturnType<typeof createFlowModel>;
+      let sampleShape: number[];
+      if (images) {
+        const mnist = loadMnist();
+        data = (n, r) => mnist.batch(n, r, 'train');
+        model = createFlowModel(
+          createUNetBackbone({
+            channels: options.channels,
+            inChannels: 1,
+            numClasses: 10,
+            seed: options.seed,
+          }),
+        );
+        sampleShape = [28, 28, 1];
+      } else {
+        const dataset = datasets2D[options.data]!();
+        data = (n, r) => ({ x: dataset.sample(n, r) });
+        model = createFlowModel(
+          createMLPBackbone({ inputDim: 2, width: options.width, depth: options.depth, seed: options.seed }),
+        );
+        sampleShape = [2];
+      }
+      const batchSize = options.batchSize ?? (images ? 64 : 512);
       await mkdir(options.out, { recursive: true });
       const logFile = path.join(options.out, 'train-log.jsonl');
       await writeFile(logFile, '');
@@ -52,9 +101,10 @@ export function trainTeacherCommand(): Command {
       const progress = createProgress('train-teacher', options.steps);
       const losses: number[] = [];
       let lines = '';
-      const result = await trainFlowModel(model, (n, r) => ({ x: dataset.sample(n, r) }), {
+      const result = await trainFlowModel(model, data, {
         steps: options.steps,
-        batchSize: options.batchSize,
+        batchSize,
+        ...(images ? { labelDropout: options.labelDropout } : {}),
         learningRate: options.lr,
         warmupSteps: Math.min(200, Math.floor(options.steps / 10)),
         sigmaSampling: options.sigmaSampling,
@@ -78,8 +128,8 @@ export function trainTeacherCommand(): Command {
       result.ema?.copyTo();
       result.ema?.dispose();
       await saveModelDirectory(path.join(options.out, 'model'), model, {
-        sampleShape: [2],
-        sampling: { shift: options.shift },
+        sampleShape,
+        sampling: { shift: options.shift, ...(images ? { guidanceScale: options.guidanceScale } : {}) },
         metadata: {
           dataset: options.data,
           trainingSteps: result.steps,

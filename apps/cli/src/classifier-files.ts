@@ -1,0 +1,46 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  type DigitClassifier,
+  type DigitClassifierManifest,
+  deserializeDigitClassifier,
+  serializeDigitClassifier,
+} from '@piflow/eval';
+import { shippedModelsDir } from './context';
+import { UsageError } from './errors';
+
+/** Writes `classifier.json` and `weights.bin` into `dir`, each via a temp file and a rename. */
+export async function saveClassifier(
+  dir: string,
+  classifier: DigitClassifier,
+  metadata: Record<string, unknown>,
+): Promise<void> {
+  const { manifest, weights } = serializeDigitClassifier(classifier, metadata);
+  await mkdir(dir, { recursive: true });
+  for (const [name, data] of [
+    ['weights.bin', weights],
+    ['classifier.json', `${JSON.stringify(manifest, null, 2)}\n`],
+  ] as const) {
+    const target = path.join(dir, name);
+    const temp = `${target}.tmp-${process.pid}`;
+    await writeFile(temp, data);
+    await rename(temp, target);
+  }
+}
+
+/** Loads a classifier folder; `mnist` (or nothing) names the shipped one. */
+export async function loadClassifier(spec = 'mnist'): Promise<{ classifier: DigitClassifier; dir: string }> {
+  const dir = spec === 'mnist' ? path.join(shippedModelsDir(), 'mnist', 'classifier') : spec;
+  if (!existsSync(path.join(dir, 'classifier.json'))) {
+    throw new UsageError(
+      `No classifier.json in ${dir}.`,
+      'train one with `piflow train-classifier --out <dir>` or use the shipped one (mnist).',
+    );
+  }
+  const manifest = JSON.parse(
+    await readFile(path.join(dir, 'classifier.json'), 'utf8'),
+  ) as DigitClassifierManifest;
+  const weights = await readFile(path.join(dir, 'weights.bin'));
+  return { classifier: deserializeDigitClassifier(manifest, new Uint8Array(weights)), dir };
+}

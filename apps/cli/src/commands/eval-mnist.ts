@@ -1,0 +1,248 @@
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { createRandom } from '@piflow/core';
+import { loadMnist } from '@piflow/datasets';
+import { digitFeatures, digitMetrics, teacherAlignment } from '@piflow/eval';
+import { isFlowModel, type ModelManifest, type StoredModel } from '@piflow/models';
+import * as tf from '@tensorflow/tfjs-core';
+import { Command } from 'commander';
+import { loadClassifier } from '../classifier-files';
+import { loadAnyModel, selectBackend, shippedModelsDir } from '../context';
+import { UsageError } from '../errors';
+import { writeImagePanels } from '../images';
+import { applyConfigFile, integer, integerList } from '../options';
+import { sampleModel } from '../sampling';
+
+/** The shipped MNIST students, in the order of the results table. */
+const SHIPPED_STUDENTS = ['gm-1', 'gm-2', 'gm-4', 'dx-4', 'x0-4'];
+
+export interface MnistRow {
+  sampler: string;
+  steps: number;
+  /** Network evaluations per image (a CFG teacher step evaluates the network twice, batched). */
+  nfe: number;
+  frechetDistance: number;
+  accuracy: number;
+  diversity: number;
+  /** RMS over images of the pixel-space L2 distance to the reference teacher's image from the same noise. */
+  alignment: number;
+  /** Wall time to generate 100 images on the active backend (milliseconds). */
+  msPer100: number;
+}
+
+export function formatMnistTable(rows: MnistRow[], referenceSteps = 64): string {
+  const lines = [
+    `| sampler | steps | network evals / image | Fréchet distance ↓ | class accuracy | diversity | alignment to teacher-${referenceSteps} ↓ | ms / 100 images |`,
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  const fmt = (x: number, digits: number) => (Number.isNaN(x) ? '—' : x.toFixed(digits));
+  for (const r of rows) {
+    lines.push(
+      `| ${r.sampler} | ${r.steps || '—'} | ${r.nfe || '—'} | ${fmt(r.frechetDistance, 3)} | ${fmt(100 * r.accuracy, 1)} % | ${fmt(r.diversity, 3)} | ${fmt(r.alignment, 2)} | ${r.msPer100 ? r.msPer100.toFixed(0) : '—'} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** Samples `noise` (in chunks of 100) with labels; returns the images and the total seconds. */
+async function generate(
+  model: StoredModel,
+  manifest: ModelManifest,
+  noise: Float32Array,
+  labels: Int32Array,
+  options: { teacherSteps?: number },
+): Promise<{ images: Float32Array; seconds: number; nfe: number }> {
+  const pixels = 784;
+  const count = labels.length;
+  const images = new Float32Array(count * pixels);
+  let seconds = 0;
+  let nfe = 0;
+  for (let start = 0; start < count; start += 100) {
+    const n = Math.min(100, count - start);
+    const chunk = tf.tensor4d(noise.subarray(start * pixels, (start + n) * pixels), [n, 28, 28, 1]);
+    const result = await sampleModel(model, manifest, chunk, {
+      ...(options.teacherSteps ? { teacherSteps: options.teacherSteps } : {}),
+      labels: Array.from(labels.subarray(start, start + n)),
+    });
+    images.set(await result.x.data(), start * pixels);
+    seconds += result.seconds;
+    nfe = result.nfe;
+    tf.dispose([chunk, result.x]);
+  }
+  return { images, seconds, nfe };
+}
+
+export function evalMnistCommand(): Command {
+  return new Command('eval-mnist')
+    .description(
+      'The MNIST results table: teacher Euler at several step counts and each student, from the same noise and labels — Fréchet distance on classifier features, class accuracy, per-class diversity, teacher alignment, time.',
+    )
+    .option('--teacher <spec>', 'class-conditional teacher: mnist (shipped) or a folder', 'mnist')
+    .option(
+      '--students <list>',
+      'comma-separated student folders (default: the shipped MNIST students)',
+      (v: string) => v.split(',').filter(Boolean),
+    )
+    .option(
+      '--teacher-steps <list>',
+      'Euler step counts of the teacher rows',
+      integerList('--teacher-steps'),
+      [1, 2, 4, 8, 16, 32, 64],
+    )
+    .option('--reference-steps <n>', 'teacher steps for alignment', integer('--reference-steps', 1), 64)
+    .option('--classifier <spec>', 'mnist (shipped) or a folder from train-classifier', 'mnist')
+    .option('-n, --count <n>', 'images per row (labels 0–9 cycled)', integer('--count', 10), 500)
+    .option('--seed <n>', 'noise seed', integer('--seed', 0), 0)
+    .option('--grid <n>', 'images per panel in the side-by-side grid', integer('--grid', 10), 30)
+    .option('--out <dir>', 'output folder (results.md, results.json, grids.png)', 'runs/mnist-eval')
+    .addHelpText(
+      'after',
+      '\nExample:\n  piflow eval-mnist --backend wasm --out docs/mnist\n  piflow eval-mnist --students runs/gm4/model --teacher-steps 4,64 -n 200\n',
+    )
+    .action(async (_options, command: Command) => {
+      applyConfigFile(command);
+      const o = command.opts();
+      const backend = await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
+      const started = performance.now();
+      const students: string[] =
+        o.students ??
+        SHIPPED_STUDENTS.map((s) => path.join(shippedModelsDir(), 'mnist', s)).filter((dir) =>
+          existsSync(path.join(dir, 'model.json')),
+        );
+      const { classifier, dir: classifierDir } = await loadClassifier(o.classifier);
+      const teacher = await loadAnyModel(o.teacher);
+      if (!isFlowModel(teacher.model) || teacher.manifest.backbone.config.numClasses === undefined) {
+        teacher.model.dispose();
+        classifier.dispose();
+        throw new UsageError(
+          `${o.teacher} is not a class-conditional teacher.`,
+          'pass an MNIST teacher from `piflow train-teacher --data mnist`.',
+        );
+      }
+      const mnist = loadMnist();
+      const reference = digitFeatures(classifier, mnist.heldOut.images);
+      const count: number = o.count;
+      const labels = Int32Array.from({ length: count }, (_, i) => i % 10);
+      const noise = createRandom(o.seed).fillNormal(new Float32Array(count * 784));
+      console.log(
+        `${count} images per row (labels 0–9 cycled), reference: ${mnist.heldOut.count} held-out digits; classifier ${classifierDir}`,
+      );
+
+      const rows: MnistRow[] = [];
+      const panels: { title: string; images: Float32Array }[] = [];
+      const metricsOf = (images: Float32Array) =>
+        digitMetrics(classifier, { images, labels, count }, reference);
+
+      // Real digits: the floor of each metric.
+      const real = realDigits(mnist.train, count, createRandom(o.seed + 1));
+      const realMetrics = digitMetrics(classifier, real, reference);
+      rows.push({
+        sampler: `real training digits (${count})`,
+        steps: 0,
+        nfe: 0,
+        frechetDistance: realMetrics.frechetDistance,
+        accuracy: realMetrics.accuracy,
+        diversity: realMetrics.diversity,
+        alignment: Number.NaN,
+        msPer100: 0,
+      });
+      console.log(formatMnistTable(rows, o.referenceSteps));
+
+      const referenceRun = await generate(teacher.model, teacher.manifest, noise, labels, {
+        teacherSteps: o.referenceSteps,
+      });
+      const guidance = teacher.manifest.sampling?.guidanceScale ?? 1;
+      const add = (
+        sampler: string,
+        steps: number,
+        run: { images: Float32Array; seconds: number; nfe: number },
+      ) => {
+        const m = metricsOf(run.images);
+        const row: MnistRow = {
+          sampler,
+          steps,
+          nfe: run.nfe,
+          frechetDistance: m.frechetDistance,
+          accuracy: m.accuracy,
+          diversity: m.diversity,
+          alignment: teacherAlignment(
+            { values: run.images, dimension: 784 },
+            { values: referenceRun.images, dimension: 784 },
+          ),
+          msPer100: (run.seconds * 1000 * 100) / count,
+        };
+        rows.push(row);
+        console.log(formatMnistTable([row], o.referenceSteps).split('\n')[2]);
+        return row;
+      };
+      for (const steps of o.teacherSteps as number[]) {
+        const run =
+          steps === o.referenceSteps
+            ? referenceRun
+            : await generate(teacher.model, teacher.manifest, noise, labels, { teacherSteps: steps });
+        add(`teacher Euler, CFG ${guidance}`, steps, run);
+        if (steps === o.referenceSteps) panels.push({ title: `teacher-${steps}`, images: run.images });
+      }
+      for (const dir of students) {
+        const student = await loadAnyModel(dir);
+        if (isFlowModel(student.model)) {
+          student.model.dispose();
+          throw new UsageError(`${dir} is a teacher, not a student.`, 'list student folders in --students.');
+        }
+        const run = await generate(student.model, student.manifest, noise, labels, {});
+        const name = studentName(student.manifest);
+        add(name, run.nfe, run);
+        panels.push({ title: name, images: run.images });
+        student.model.dispose();
+      }
+
+      await mkdir(o.out, { recursive: true });
+      const grid = Math.min(o.grid as number, count);
+      await writeImagePanels(
+        path.join(o.out, 'grids.png'),
+        panels.map((p) => ({ images: p.images.subarray(0, grid * 784), shape: [grid, 28, 28, 1] })),
+        10,
+      );
+      const table = formatMnistTable(rows, o.referenceSteps);
+      const seconds = (performance.now() - started) / 1000;
+      const commandLine = `piflow eval-mnist ${process.argv.slice(3).join(' ')}`.trim();
+      await writeFile(
+        path.join(o.out, 'results.md'),
+        `${table}\n\nPanels in grids.png, left to right: ${panels.map((p) => p.title).join(', ')}.\n\nBackend ${backend}; ${count} images per row; ${(seconds / 60).toFixed(1)} min; \`${commandLine}\`.\n`,
+      );
+      await writeFile(
+        path.join(o.out, 'results.json'),
+        `${JSON.stringify({ backend, count, seed: o.seed, command: commandLine, seconds, rows, panels: panels.map((p) => p.title) }, null, 2)}\n`,
+      );
+      console.log(
+        `\n${table}\n\nwrote ${path.join(o.out, 'results.md')}, results.json and grids.png in ${seconds.toFixed(0)} s`,
+      );
+      teacher.model.dispose();
+      classifier.dispose();
+    });
+}
+
+function studentName(manifest: ModelManifest): string {
+  const steps = manifest.sampling?.numInferenceSteps ?? 4;
+  if (manifest.kind === 'gm-student') return `π-Flow GM K=${manifest.head?.numComponents} (${steps} steps)`;
+  const points = manifest.head?.numPoints;
+  if (points === 1) return `single-x0 shortcut (${steps} steps)`;
+  return `π-Flow DX N=${points} (${steps} steps)`;
+}
+
+function realDigits(
+  split: { images: Float32Array; labels: Int32Array; count: number },
+  count: number,
+  random: ReturnType<typeof createRandom>,
+): { images: Float32Array; labels: Int32Array; count: number } {
+  const images = new Float32Array(count * 784);
+  const labels = new Int32Array(count);
+  const order = random.permutation(split.count);
+  for (let i = 0; i < count; i++) {
+    const j = order[i % split.count]!;
+    images.set(split.images.subarray(j * 784, (j + 1) * 784), i * 784);
+    labels[i] = split.labels[j]!;
+  }
+  return { images, labels, count };
+}

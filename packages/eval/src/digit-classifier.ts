@@ -1,0 +1,528 @@
+import {
+  assertNumber,
+  assertTensor,
+  createRandom,
+  describeValue,
+  InvalidArgumentError,
+  Random,
+  registerGradients,
+} from '@piflow/core';
+import {
+  type ConvLayer,
+  conv3x3,
+  createConv3x3,
+  createDense,
+  type DenseLayer,
+  dense,
+  ensureWasmTrainingKernels,
+  type NamedVariable,
+  silu,
+} from '@piflow/models';
+import * as tf from '@tensorflow/tfjs-core';
+import { frechetDistance } from './frechet-distance';
+
+/**
+ * A small convolutional digit classifier whose penultimate features give the image metrics of π-Flow's MNIST
+ * results: a Fréchet distance on those features (an "FID" for digits), the class accuracy of conditional
+ * samples and per-class diversity. Channels-last images [B, H, W, 1] in [−1, 1].
+ */
+export interface DigitClassifierConfig {
+  /**
+   * Channels of the three 3×3 conv stages (2×2 average pooling between them; the last stage's H/4 × W/4 map is
+   * flattened into the feature layer). Default [16, 32, 64].
+   */
+  channels: [number, number, number];
+  /** Size of the penultimate feature vector. Default 64. */
+  featureDim: number;
+  /** Number of classes. Default 10. */
+  numClasses: number;
+  /** Image height and width (divisible by 4). Default 28. */
+  imageSize: number;
+  /** Seed of the initial weights. Default 0. */
+  seed: number;
+}
+
+export interface DigitClassifier {
+  readonly config: DigitClassifierConfig;
+  readonly variables: readonly tf.Variable[];
+  readonly variableNames: readonly string[];
+  /** Penultimate features [B, featureDim] of images [B, H, W, 1]. Differentiable. */
+  features(images: tf.Tensor4D): tf.Tensor2D;
+  /** Class logits [B, numClasses]. Differentiable. */
+  logits(images: tf.Tensor4D): tf.Tensor2D;
+  dispose(): void;
+}
+
+/** Images with their labels, e.g. a split of `loadMnist()` (pixels channels-last, row-major). */
+export interface LabelledImages {
+  images: Float32Array;
+  labels: Int32Array;
+  count: number;
+}
+
+export function createDigitClassifier(options: Partial<DigitClassifierConfig> = {}): DigitClassifier {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidArgumentError('options', 'an options object', describeValue(options));
+  }
+  const channels = options.channels ?? [16, 32, 64];
+  if (
+    !Array.isArray(channels) ||
+    channels.length !== 3 ||
+    channels.some((c) => !Number.isInteger(c) || c < 1)
+  ) {
+    throw new InvalidArgumentError(
+      'options.channels',
+      'three positive integers, e.g. [16, 32, 64]',
+      describeValue(channels),
+    );
+  }
+  const config: DigitClassifierConfig = {
+    channels: [...channels] as [number, number, number],
+    featureDim: options.featureDim ?? 64,
+    numClasses: options.numClasses ?? 10,
+    imageSize: options.imageSize ?? 28,
+    seed: options.seed ?? 0,
+  };
+  assertNumber('options.featureDim', config.featureDim, { min: 1, integer: true });
+  assertNumber('options.numClasses', config.numClasses, { min: 2, integer: true });
+  assertNumber('options.imageSize', config.imageSize, { min: 4, integer: true });
+  if (config.imageSize % 4 !== 0) {
+    throw new InvalidArgumentError('options.imageSize', 'a multiple of 4', String(config.imageSize));
+  }
+  assertNumber('options.seed', config.seed, { integer: true });
+
+  const random = createRandom(config.seed);
+  const [c1, c2, c3] = config.channels;
+  const convs: ConvLayer[] = [
+    createConv3x3('classifier/conv1', 1, c1, random),
+    createConv3x3('classifier/conv2', c1, c2, random),
+    createConv3x3('classifier/conv3', c2, c3, random),
+  ];
+  const cells = (config.imageSize / 4) ** 2;
+  const hidden: DenseLayer = createDense('classifier/features', cells * c3, config.featureDim, random);
+  const head: DenseLayer = createDense('classifier/logits', config.featureDim, config.numClasses, random);
+  const named: NamedVariable[] = [
+    ...convs.flatMap((c) => [c.filter, c.bias]),
+    hidden.kernel,
+    hidden.bias,
+    head.kernel,
+    head.bias,
+  ];
+  const variables = named.map((n) => n.variable);
+  const variableNames = named.map((n) => n.name);
+
+  const check = (images: tf.Tensor4D) => {
+    assertTensor('images', images, { rank: 4, dtype: 'float32' });
+    const [, h, w, c] = images.shape;
+    if (h !== config.imageSize || w !== config.imageSize || c !== 1) {
+      throw new InvalidArgumentError(
+        'images',
+        `a [B, ${config.imageSize}, ${config.imageSize}, 1] tensor`,
+        describeValue(images),
+      );
+    }
+  };
+  const features = (images: tf.Tensor4D): tf.Tensor2D =>
+    tf.tidy(() => {
+      let h: tf.Tensor = silu(conv3x3(images, convs[0]!));
+      h = tf.avgPool(h as tf.Tensor4D, 2, 2, 'valid');
+      h = silu(conv3x3(h, convs[1]!));
+      h = tf.avgPool(h as tf.Tensor4D, 2, 2, 'valid');
+      h = silu(conv3x3(h, convs[2]!));
+      const flat = tf.reshape(h, [h.shape[0]!, cells * c3]);
+      return silu(dense(flat, hidden)) as tf.Tensor2D;
+    });
+  return {
+    config,
+    variables,
+    variableNames,
+    features(images) {
+      check(images);
+      return features(images);
+    },
+    logits(images) {
+      check(images);
+      return tf.tidy(() => dense(features(images), head) as tf.Tensor2D);
+    },
+    dispose() {
+      for (const v of variables) v.dispose();
+    },
+  };
+}
+
+function checkClassifier(classifier: DigitClassifier): void {
+  if (
+    typeof classifier !== 'object' ||
+    classifier === null ||
+    typeof classifier.features !== 'function' ||
+    !Array.isArray(classifier.variables)
+  ) {
+    throw new InvalidArgumentError(
+      'classifier',
+      'a digit classifier (createDigitClassifier)',
+      describeValue(classifier),
+    );
+  }
+}
+
+function checkLabelled(name: string, data: LabelledImages, size: number): void {
+  if (
+    typeof data !== 'object' ||
+    data === null ||
+    !(data.images instanceof Float32Array) ||
+    !(data.labels instanceof Int32Array)
+  ) {
+    throw new InvalidArgumentError(
+      name,
+      '{ images: Float32Array, labels: Int32Array, count }',
+      describeValue(data),
+    );
+  }
+  assertNumber(`${name}.count`, data.count, { min: 1, integer: true });
+  if (data.images.length !== data.count * size * size || data.labels.length !== data.count) {
+    throw new InvalidArgumentError(
+      name,
+      `${data.count} images of ${size}×${size} pixels and ${data.count} labels`,
+      `${data.images.length} pixels and ${data.labels.length} labels`,
+    );
+  }
+}
+
+export interface TrainDigitClassifierOptions {
+  /** Optimiser steps. Default 1500. */
+  steps?: number;
+  /** Default 64. */
+  batchSize?: number;
+  /** Adam learning rate (cosine-decayed to 5 % of it). Default 2e-3. */
+  learningRate?: number;
+  /** Largest random translation in pixels (data augmentation). Default 2. */
+  maxShift?: number;
+  random?: Random | number;
+  onStep?: (info: { step: number; loss: number }) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * Trains the classifier with cross-entropy (Adam, cosine decay, random translations). Returns the
+ * per-step losses. Leaves no tensors behind.
+ */
+export async function trainDigitClassifier(
+  classifier: DigitClassifier,
+  data: LabelledImages,
+  options: TrainDigitClassifierOptions = {},
+): Promise<{ steps: number; losses: Float32Array; stepsPerSecond: number }> {
+  checkClassifier(classifier);
+  const size = classifier.config.imageSize;
+  checkLabelled('data', data, size);
+  const steps = options.steps ?? 1500;
+  const batchSize = options.batchSize ?? 64;
+  const learningRate = options.learningRate ?? 2e-3;
+  const maxShift = options.maxShift ?? 2;
+  assertNumber('options.steps', steps, { min: 0, integer: true });
+  assertNumber('options.batchSize', batchSize, { min: 1, integer: true });
+  assertNumber('options.learningRate', learningRate, { min: 0, minExclusive: true });
+  assertNumber('options.maxShift', maxShift, { min: 0, max: size - 1, integer: true });
+  const { numClasses } = classifier.config;
+  for (const label of data.labels) {
+    if (label < 0 || label >= numClasses) {
+      throw new InvalidArgumentError('data.labels', `labels in [0, ${numClasses})`, String(label));
+    }
+  }
+  const random = options.random instanceof Random ? options.random : createRandom(options.random ?? 0);
+  await registerGradients();
+  ensureWasmTrainingKernels();
+  const optimizer = tf.train.adam(learningRate);
+  const losses = new Float32Array(steps);
+  const pixels = size * size;
+  const started = performance.now();
+  let done = 0;
+  try {
+    for (let step = 0; step < steps; step++) {
+      if (options.signal?.aborted) break;
+      const x = new Float32Array(batchSize * pixels).fill(-1);
+      const y = new Int32Array(batchSize);
+      for (let b = 0; b < batchSize; b++) {
+        const i = random.integer(data.count);
+        y[b] = data.labels[i]!;
+        const dx = maxShift ? random.integer(2 * maxShift + 1) - maxShift : 0;
+        const dy = maxShift ? random.integer(2 * maxShift + 1) - maxShift : 0;
+        for (let r = 0; r < size; r++) {
+          const sr = r - dy;
+          if (sr < 0 || sr >= size) continue;
+          for (let c = 0; c < size; c++) {
+            const sc = c - dx;
+            if (sc < 0 || sc >= size) continue;
+            x[b * pixels + r * size + c] = data.images[i * pixels + sr * size + sc]!;
+          }
+        }
+      }
+      (optimizer as unknown as { learningRate: number }).learningRate =
+        learningRate * (0.05 + 0.95 * 0.5 * (1 + Math.cos((Math.PI * step) / Math.max(1, steps))));
+      const loss = tf.tidy(() => {
+        const images = tf.tensor4d(x, [batchSize, size, size, 1]);
+        const targets = tf.oneHot(tf.tensor1d(y, 'int32'), numClasses);
+        return optimizer.minimize(
+          () => tf.losses.softmaxCrossEntropy(targets, classifier.logits(images)) as tf.Scalar,
+          true,
+          classifier.variables as tf.Variable[],
+        )!;
+      });
+      losses[step] = (await loss.data())[0]!;
+      loss.dispose();
+      done = step + 1;
+      options.onStep?.({ step: done, loss: losses[step]! });
+    }
+  } finally {
+    optimizer.dispose();
+  }
+  return {
+    steps: done,
+    losses: losses.subarray(0, done),
+    stepsPerSecond: done / ((performance.now() - started) / 1000),
+  };
+}
+
+/** Runs `fn` over images in batches; returns the concatenated rows as a Float32Array. */
+function mapBatches(
+  images: Float32Array,
+  count: number,
+  size: number,
+  width: number,
+  batchSize: number,
+  fn: (x: tf.Tensor4D) => tf.Tensor2D,
+): Float32Array {
+  const pixels = size * size;
+  const out = new Float32Array(count * width);
+  for (let start = 0; start < count; start += batchSize) {
+    const n = Math.min(batchSize, count - start);
+    const rows = tf.tidy(() =>
+      fn(tf.tensor4d(images.subarray(start * pixels, (start + n) * pixels), [n, size, size, 1])),
+    );
+    out.set(rows.dataSync(), start * width);
+    rows.dispose();
+  }
+  return out;
+}
+
+function checkImages(classifier: DigitClassifier, images: Float32Array): number {
+  const pixels = classifier.config.imageSize ** 2;
+  if (!(images instanceof Float32Array) || images.length === 0 || images.length % pixels !== 0) {
+    throw new InvalidArgumentError(
+      'images',
+      `a Float32Array of whole ${classifier.config.imageSize}×${classifier.config.imageSize} images`,
+      describeValue(images),
+    );
+  }
+  return images.length / pixels;
+}
+
+/** Penultimate features [count × featureDim] (row-major) of images given as a flat Float32Array. */
+export function digitFeatures(
+  classifier: DigitClassifier,
+  images: Float32Array,
+  options: { batchSize?: number } = {},
+): Float32Array {
+  checkClassifier(classifier);
+  const count = checkImages(classifier, images);
+  const { imageSize, featureDim } = classifier.config;
+  return mapBatches(images, count, imageSize, featureDim, options.batchSize ?? 250, (x) =>
+    classifier.features(x),
+  );
+}
+
+/** Predicted classes of images given as a flat Float32Array. */
+export function classifyDigits(
+  classifier: DigitClassifier,
+  images: Float32Array,
+  options: { batchSize?: number } = {},
+): Int32Array {
+  checkClassifier(classifier);
+  const count = checkImages(classifier, images);
+  const { imageSize } = classifier.config;
+  const argmax = mapBatches(
+    images,
+    count,
+    imageSize,
+    1,
+    options.batchSize ?? 250,
+    (x) => tf.reshape(tf.cast(tf.argMax(classifier.logits(x), 1), 'float32'), [-1, 1]) as tf.Tensor2D,
+  );
+  return Int32Array.from(argmax);
+}
+
+/** Fraction of images whose predicted class is their label. */
+export function digitAccuracy(classifier: DigitClassifier, data: LabelledImages): number {
+  checkClassifier(classifier);
+  checkLabelled('data', data, classifier.config.imageSize);
+  const predicted = classifyDigits(classifier, data.images);
+  let correct = 0;
+  for (let i = 0; i < data.count; i++) if (predicted[i] === data.labels[i]) correct++;
+  return correct / data.count;
+}
+
+export interface DigitMetrics {
+  /** Fréchet distance between the samples' and the reference's penultimate features. */
+  frechetDistance: number;
+  /** Fraction of samples classified as the label they were generated for. */
+  accuracy: number;
+  /** Mean over classes of the mean pairwise feature distance within the class. */
+  diversity: number;
+  /** Diversity per class (NaN for a class with fewer than two samples). */
+  perClassDiversity: number[];
+}
+
+/**
+ * Image metrics of class-conditional samples: Fréchet distance of their features to `referenceFeatures`
+ * (from {@link digitFeatures} of held-out real digits), class accuracy and per-class diversity.
+ */
+export function digitMetrics(
+  classifier: DigitClassifier,
+  samples: LabelledImages,
+  referenceFeatures: Float32Array,
+): DigitMetrics {
+  checkClassifier(classifier);
+  checkLabelled('samples', samples, classifier.config.imageSize);
+  const { featureDim, numClasses } = classifier.config;
+  if (!(referenceFeatures instanceof Float32Array) || referenceFeatures.length % featureDim !== 0) {
+    throw new InvalidArgumentError(
+      'referenceFeatures',
+      `a Float32Array of ${featureDim}-wide rows (digitFeatures)`,
+      describeValue(referenceFeatures),
+    );
+  }
+  const features = digitFeatures(classifier, samples.images);
+  const predicted = new Int32Array(samples.count);
+  const logits = mapBatches(
+    samples.images,
+    samples.count,
+    classifier.config.imageSize,
+    numClasses,
+    250,
+    (x) => classifier.logits(x),
+  );
+  let correct = 0;
+  for (let i = 0; i < samples.count; i++) {
+    let best = 0;
+    for (let k = 1; k < numClasses; k++)
+      if (logits[i * numClasses + k]! > logits[i * numClasses + best]!) best = k;
+    predicted[i] = best;
+    if (best === samples.labels[i]) correct++;
+  }
+  const perClassDiversity: number[] = [];
+  for (let k = 0; k < numClasses; k++) {
+    const members: number[] = [];
+    for (let i = 0; i < samples.count; i++) if (samples.labels[i] === k) members.push(i);
+    if (members.length < 2) {
+      perClassDiversity.push(Number.NaN);
+      continue;
+    }
+    let sum = 0;
+    let pairs = 0;
+    for (let a = 0; a < members.length; a++) {
+      for (let b = a + 1; b < members.length; b++) {
+        let d2 = 0;
+        for (let f = 0; f < featureDim; f++) {
+          const diff = features[members[a]! * featureDim + f]! - features[members[b]! * featureDim + f]!;
+          d2 += diff * diff;
+        }
+        sum += Math.sqrt(d2);
+        pairs++;
+      }
+    }
+    perClassDiversity.push(sum / pairs);
+  }
+  const present = perClassDiversity.filter((d) => !Number.isNaN(d));
+  return {
+    frechetDistance: frechetDistance(
+      { values: features, dimension: featureDim },
+      { values: referenceFeatures, dimension: featureDim },
+    ),
+    accuracy: correct / samples.count,
+    diversity: present.length ? present.reduce((a, b) => a + b, 0) / present.length : Number.NaN,
+    perClassDiversity,
+  };
+}
+
+/** What a stored classifier's JSON holds (its weights are one little-endian float32 buffer, in order). */
+export interface DigitClassifierManifest {
+  format: 'piflow-digit-classifier';
+  version: 1;
+  config: DigitClassifierConfig;
+  variables: { name: string; shape: number[] }[];
+  metadata?: Record<string, unknown>;
+}
+
+/** The classifier as a manifest and a weight buffer (write them with your own I/O, e.g. files). */
+export function serializeDigitClassifier(
+  classifier: DigitClassifier,
+  metadata?: Record<string, unknown>,
+): { manifest: DigitClassifierManifest; weights: Uint8Array } {
+  checkClassifier(classifier);
+  const arrays = classifier.variables.map((v) => v.dataSync() as Float32Array);
+  const total = arrays.reduce((a, b) => a + b.length, 0);
+  const flat = new Float32Array(total);
+  let offset = 0;
+  for (const a of arrays) {
+    flat.set(a, offset);
+    offset += a.length;
+  }
+  return {
+    manifest: {
+      format: 'piflow-digit-classifier',
+      version: 1,
+      config: { ...classifier.config, channels: [...classifier.config.channels] },
+      variables: classifier.variables.map((v, i) => ({
+        name: classifier.variableNames[i]!,
+        shape: [...v.shape],
+      })),
+      ...(metadata ? { metadata } : {}),
+    },
+    weights: new Uint8Array(flat.buffer),
+  };
+}
+
+/** Rebuilds a classifier from {@link serializeDigitClassifier}'s output, checking names, shapes and sizes. */
+export function deserializeDigitClassifier(
+  manifest: DigitClassifierManifest,
+  weights: Uint8Array | ArrayBuffer,
+): DigitClassifier {
+  if (typeof manifest !== 'object' || manifest === null || manifest.format !== 'piflow-digit-classifier') {
+    throw new InvalidArgumentError(
+      'manifest',
+      "a digit-classifier manifest (format 'piflow-digit-classifier')",
+      describeValue(manifest),
+    );
+  }
+  if (manifest.version !== 1) {
+    throw new InvalidArgumentError('manifest.version', '1', describeValue(manifest.version));
+  }
+  const bytes = weights instanceof Uint8Array ? weights : new Uint8Array(weights);
+  const classifier = createDigitClassifier(manifest.config);
+  const expected = classifier.variables.reduce((a, v) => a + v.size, 0);
+  const mismatch = classifier.variables.findIndex(
+    (v, i) =>
+      manifest.variables[i]?.name !== classifier.variableNames[i] ||
+      manifest.variables[i]?.shape.join(',') !== v.shape.join(','),
+  );
+  if (
+    mismatch >= 0 ||
+    manifest.variables.length !== classifier.variables.length ||
+    bytes.byteLength !== expected * 4
+  ) {
+    classifier.dispose();
+    throw new InvalidArgumentError(
+      'weights',
+      `${expected} float32 values for ${classifier.variables.length} variables matching the manifest`,
+      `${bytes.byteLength} bytes${mismatch >= 0 ? `, variable ${mismatch} (${manifest.variables[mismatch]?.name}) differs` : ''}`,
+    );
+  }
+  const flat = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  let offset = 0;
+  tf.tidy(() => {
+    for (const v of classifier.variables) {
+      v.assign(tf.tensor(flat.subarray(offset, offset + v.size), v.shape, 'float32'));
+      offset += v.size;
+    }
+  });
+  return classifier;
+}

@@ -54,7 +54,17 @@ describe('piflow CLI', () => {
   it('has --help with examples on every command', async () => {
     const top = await piflow(['--help']);
     expect(top.code).toBe(0);
-    for (const command of ['train-teacher', 'distill', 'sample', 'eval', 'bench', 'serve-teacher', 'demo']) {
+    for (const command of [
+      'train-teacher',
+      'train-classifier',
+      'distill',
+      'sample',
+      'eval',
+      'eval-mnist',
+      'bench',
+      'serve-teacher',
+      'demo',
+    ]) {
       expect(top.stdout).toContain(command);
     }
     const help = await piflow(['distill', '--help']);
@@ -337,4 +347,57 @@ describe('piflow CLI', () => {
       '| π-Flow GM K=2 (2 steps) | 2 | 2 |',
     );
   }, 300_000);
+
+  it('distils from a teacher server over HTTP (a teacher spec that is a URL)', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-remote-'));
+    const server = spawn(
+      process.execPath,
+      [
+        '--import',
+        tsx,
+        '--conditions=@piflow/source',
+        main,
+        'serve-teacher',
+        '--teacher',
+        'checkerboard',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+      ],
+      { env: { ...process.env, CI: '1' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        server.stdout.on('data', (d) => {
+          out += d;
+          const match = /listening on (http:\/\/\S+)/.exec(out);
+          if (match) resolve(match[1]!);
+        });
+        server.on('close', (code) => reject(new Error(`server exited ${code}: ${out}`)));
+      });
+      const run = await piflow([
+        'distill',
+        '--teacher',
+        url,
+        '--nfe',
+        '2',
+        '--steps',
+        '3',
+        '--batch-size',
+        '16',
+        '--out',
+        path.join(dir, 'student'),
+      ]);
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain('done: 3 iterations');
+      const manifest = JSON.parse(await readFile(path.join(dir, 'student', 'model', 'model.json'), 'utf8'));
+      expect(manifest.metadata.teacher).toBe(`remote teacher ${url}`);
+      expect(manifest.sampleShape).toEqual([2]);
+    } finally {
+      server.kill('SIGTERM');
+    }
+  }, 120_000);
 });

@@ -7,7 +7,9 @@ import { shippedModelsDir } from '../context';
 async function modelTeacher(dir: string) {
   const { model, manifest } = await loadModelDirectory(dir);
   if (!isFlowModel(model)) throw new Error(`${dir} holds a ${manifest.kind}, not a teacher.`);
-  const teacher = model.asTeacher({ shift: manifest.sampling?.shift ?? 1 });
+  // Class-conditional teachers are served with the guidance recorded when they were trained.
+  const guidanceScale = model.backbone.numClasses !== undefined ? (manifest.sampling?.guidanceScale ?? 1) : 1;
+  const teacher = model.asTeacher({ shift: manifest.sampling?.shift ?? 1, guidanceScale });
   return {
     ...teacher,
     metadata: { ...teacher.metadata, sampleShape: manifest.sampleShape, description: dir },
@@ -19,6 +21,7 @@ async function modelTeacher(dir: string) {
 export function serveCommand(): Command {
   const registry = createTeacherSpecRegistry({
     checkerboard: () => modelTeacher(path.join(shippedModelsDir(), 'checkerboard', 'teacher')),
+    mnist: () => modelTeacher(path.join(shippedModelsDir(), 'mnist', 'teacher')),
     model: (argument, context) => modelTeacher(path.resolve(context.cwd, argument)),
   });
   return serveTeacherCommand(registry).addHelpText(

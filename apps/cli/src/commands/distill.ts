@@ -19,9 +19,21 @@ export function distillCommand(): Command {
       integer('--nfe', 1, 64),
       4,
     )
-    .option('--steps <n>', 'π-ID iterations', integer('--steps', 1), 1500)
-    .option('--batch-size <n>', 'batch size', integer('--batch-size', 1), 256)
-    .option('--components <n>', 'GM components K', integer('--components', 1), 16)
+    .option(
+      '--steps <n>',
+      'π-ID iterations (default 1500 for vector data, 500 for images)',
+      integer('--steps', 1),
+    )
+    .option(
+      '--batch-size <n>',
+      'batch size (default 256 for vector data, 32 for images)',
+      integer('--batch-size', 1),
+    )
+    .option(
+      '--components <n>',
+      'GM components K (default 16 for vector data, 8 for images)',
+      integer('--components', 1),
+    )
     .option('--points <n>', 'DX grid points N', integer('--points', 1), 10)
     .option('--width <n>', 'student MLP width (default: the teacher architecture)', integer('--width', 1))
     .option('--depth <n>', 'student MLP blocks (default: the teacher architecture)', integer('--depth', 1))
@@ -79,7 +91,15 @@ export function distillCommand(): Command {
       const o = command.opts();
       await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
       const resolved = await resolveTeacher(o.teacher, { guidanceScale: o.guidanceScale });
-      const result = await distil(resolved, { ...o, out: o.out } as never);
+      // Defaults by data: image teachers (U-Nets) cost ~100× more per sample than 2-D MLPs.
+      const images = resolved.sampleShape.length > 1;
+      const result = await distil(resolved, {
+        ...o,
+        steps: o.steps ?? (images ? 500 : 1500),
+        batchSize: o.batchSize ?? (images ? 32 : 256),
+        components: o.components ?? (images ? 8 : 16),
+        out: o.out,
+      } as never);
       console.log(
         `${result.aborted ? 'stopped early (Ctrl-C); checkpoint saved' : 'done'}: ${result.steps} iterations in ${result.seconds.toFixed(0)} s; student saved to ${path.join(o.out, 'model')}`,
       );

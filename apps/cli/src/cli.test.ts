@@ -400,4 +400,43 @@ describe('piflow CLI', () => {
       server.kill('SIGTERM');
     }
   }, 120_000);
+
+  it('train-teacher --init continues from a teacher folder and refuses another architecture', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-init-'));
+    const small = ['--width', '8', '--depth', '1', '--batch-size', '32'];
+    const first = await piflow(['train-teacher', '--steps', '2', ...small, '--out', path.join(dir, 'a')]);
+    expect(first.code).toBe(0);
+    const second = await piflow([
+      'train-teacher',
+      '--init',
+      path.join(dir, 'a', 'model'),
+      '--steps',
+      '3',
+      ...small,
+      '--out',
+      path.join(dir, 'b'),
+    ]);
+    expect(second.stderr).toBe('');
+    expect(second.code).toBe(0);
+    const manifest = JSON.parse(await readFile(path.join(dir, 'b', 'model', 'model.json'), 'utf8'));
+    expect(manifest.metadata).toMatchObject({
+      trainingSteps: 5,
+      initializedFrom: path.join(dir, 'a', 'model'),
+    });
+    const wrong = await piflow([
+      'train-teacher',
+      '--init',
+      path.join(dir, 'a', 'model'),
+      '--steps',
+      '1',
+      '--width',
+      '16',
+      '--depth',
+      '1',
+      '--out',
+      path.join(dir, 'c'),
+    ]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain('is not a teacher with this architecture');
+  }, 120_000);
 });

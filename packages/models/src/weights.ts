@@ -63,19 +63,26 @@ export function setWeights(
   });
 }
 
-/** An exponential moving average of a list of variables (shadow copies, not trainable). */
+/**
+ * An exponential moving average of a list of variables (shadow copies, not trainable), bias-corrected: the
+ * shadows start at the variables' initial values θ₀, and after updates with decays d₁…dₙ the average reported
+ * is (shadow − r·θ₀) / (1 − r) with r = Πdᵢ — the initial values' share is removed (as in Adam's bias
+ * correction), so a short run is not pulled back toward its random initialisation (with d = 0.999 that share
+ * is still 13.5 % after 2 000 updates).
+ */
 export interface ExponentialMovingAverage {
   readonly decay: number;
-  /** The shadow variables (same order and shapes as the tracked variables). */
+  /** The raw shadow variables (same order and shapes as the tracked variables), before bias correction. */
   readonly shadows: readonly tf.Variable[];
   /** Number of updates so far. */
   readonly updates: number;
   /** shadow ← decay·shadow + (1 − decay)·variable (or the given decay for this update). */
   update(decay?: number): void;
-  /** Copies the averaged weights into `variables` (default: the tracked ones), e.g. for sampling. */
+  /** Copies the (bias-corrected) averaged weights into `variables` (default: the tracked ones). */
   copyTo(variables?: readonly tf.Variable[]): void;
-  /** The averaged weights as arrays (for checkpoints). */
+  /** The bias-corrected averaged weights as arrays (for checkpoints). */
   getWeights(): Float32Array[];
+  /** Restores averaged weights (from `getWeights`); later updates continue that average. */
   setWeights(arrays: ReadonlyArray<ArrayLike<number>>): void;
   dispose(): void;
 }
@@ -89,7 +96,22 @@ export function createExponentialMovingAverage(
   assertNumber('decay', decay, { min: 0, max: 1 });
   const tracked = [...variables];
   const shadows = tracked.map((v) => tf.variable(v, false));
+  // θ₀ and r = Π dᵢ for the bias correction; θ₀ is dropped once its share is below float32 resolution.
+  let initial: tf.Tensor[] | undefined = tracked.map((v) => tf.clone(v));
+  let remaining = 1;
   let updates = 0;
+  const dropInitial = () => {
+    if (initial) tf.dispose(initial);
+    initial = undefined;
+  };
+  const corrected = (): tf.Tensor[] =>
+    tf.tidy(() =>
+      shadows.map((s, i) =>
+        initial && remaining > 0 && remaining < 1
+          ? tf.div(tf.sub(s, tf.mul(initial[i]!, remaining)), 1 - remaining)
+          : tf.clone(s),
+      ),
+    );
   return {
     decay,
     shadows,
@@ -104,6 +126,8 @@ export function createExponentialMovingAverage(
         });
       });
       updates++;
+      remaining *= d;
+      if (remaining < 1e-9) dropInitial();
     },
     copyTo(target = tracked) {
       assertVariables('variables', target);
@@ -120,18 +144,27 @@ export function createExponentialMovingAverage(
           );
         }
       });
+      const values = corrected();
       target.forEach((v, i) => {
-        v.assign(shadows[i]!);
+        v.assign(values[i]!);
       });
+      tf.dispose(values);
     },
     getWeights() {
-      return getWeights(shadows);
+      const values = corrected();
+      const arrays = values.map((t) => Float32Array.from(t.dataSync()));
+      tf.dispose(values);
+      return arrays;
     },
     setWeights(arrays) {
       setWeights(shadows, arrays);
+      // The restored values are an average already: no initial share to remove.
+      dropInitial();
+      remaining = 0;
     },
     dispose() {
       for (const s of shadows) s.dispose();
+      dropInitial();
     },
   };
 }

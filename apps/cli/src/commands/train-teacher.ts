@@ -7,12 +7,16 @@ import {
   createMLPBackbone,
   createUNetBackbone,
   type FlowBatch,
+  getWeights,
+  isFlowModel,
   saveModelDirectory,
+  setWeights,
   trainFlowModel,
 } from '@piflow/models';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command, Option } from 'commander';
-import { datasets2D, selectBackend } from '../context';
+import { datasets2D, loadAnyModel, selectBackend } from '../context';
+import { UsageError } from '../errors';
 import { writeLossPlot } from '../images';
 import { applyConfigFile, integer, integerList, number } from '../options';
 import { createProgress } from '../progress';
@@ -55,6 +59,10 @@ export function trainTeacherCommand(): Command {
     )
     .option('--shift <x>', 'time-warp shift recorded for sampling', number('--shift', 0, 100, true), 1)
     .option('--seed <n>', 'random seed', integer('--seed', 0), 0)
+    .option(
+      '--init <dir>',
+      'start from the weights of a teacher folder of the same architecture (continue training)',
+    )
     .option('--out <dir>', 'output folder (model/, train-log.jsonl, loss.png)', 'runs/teacher')
     .addHelpText(
       'after',
@@ -92,6 +100,26 @@ export function trainTeacherCommand(): Command {
         sampleShape = [2];
       }
       const batchSize = options.batchSize ?? (images ? 64 : 512);
+      let initialSteps = 0;
+      if (options.init) {
+        const { model: start, manifest } = await loadAnyModel(options.init);
+        const names = start.variableNames.join(',');
+        if (
+          !isFlowModel(start) ||
+          names !== model.variableNames.join(',') ||
+          start.variables.some((v, i) => v.shape.join() !== model.variables[i]!.shape.join())
+        ) {
+          start.dispose();
+          model.dispose();
+          throw new UsageError(
+            `--init ${options.init} is not a teacher with this architecture.`,
+            'pass a folder written by `piflow train-teacher` with the same --data and network options.',
+          );
+        }
+        setWeights(model.variables, getWeights(start.variables));
+        initialSteps = Number(manifest.metadata?.trainingSteps ?? 0);
+        start.dispose();
+      }
       await mkdir(options.out, { recursive: true });
       const logFile = path.join(options.out, 'train-log.jsonl');
       await writeFile(logFile, '');
@@ -132,7 +160,8 @@ export function trainTeacherCommand(): Command {
         sampling: { shift: options.shift, ...(images ? { guidanceScale: options.guidanceScale } : {}) },
         metadata: {
           dataset: options.data,
-          trainingSteps: result.steps,
+          trainingSteps: initialSteps + result.steps,
+          ...(options.init ? { initializedFrom: options.init } : {}),
           command: `piflow train-teacher ${process.argv.slice(3).join(' ')}`.trim(),
         },
       });

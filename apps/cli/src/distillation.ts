@@ -17,6 +17,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { ResolvedTeacher } from './context';
 import { UsageError } from './errors';
 import { writeLossPlot } from './images';
+import { commandLine } from './options';
 import { createProgress } from './progress';
 
 export interface DistillOptions {
@@ -160,7 +161,7 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
       teacher: resolved.label,
       ...(resolved.manifest?.metadata?.dataset ? { dataset: resolved.manifest.metadata.dataset } : {}),
       distillationSteps: result.step,
-      command: `piflow distill ${process.argv.slice(3).join(' ')}`.trim(),
+      command: commandLine(),
     },
   });
   await writeLossPlot(path.join(o.out, 'loss.png'), losses);

@@ -88,3 +88,8 @@ export function integerList(name: string) {
     return list;
   };
 }
+
+/** The command line as typed after `piflow` (global options included), for model metadata and reports. */
+export function commandLine(): string {
+  return ['piflow', ...process.argv.slice(2)].join(' ');
+}

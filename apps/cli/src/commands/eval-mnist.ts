@@ -11,7 +11,7 @@ import { loadClassifier } from '../classifier-files';
 import { loadAnyModel, selectBackend, shippedModelsDir } from '../context';
 import { UsageError } from '../errors';
 import { writeImagePanels } from '../images';
-import { applyConfigFile, integer, integerList } from '../options';
+import { applyConfigFile, commandLine, integer, integerList } from '../options';
 import { sampleModel } from '../sampling';
 
 /** The shipped MNIST students, in the order of the results table. */
@@ -206,14 +206,14 @@ export function evalMnistCommand(): Command {
       );
       const table = formatMnistTable(rows, o.referenceSteps);
       const seconds = (performance.now() - started) / 1000;
-      const commandLine = `piflow eval-mnist ${process.argv.slice(3).join(' ')}`.trim();
+      const invocation = commandLine();
       await writeFile(
         path.join(o.out, 'results.md'),
-        `${table}\n\nPanels in grids.png, left to right: ${panels.map((p) => p.title).join(', ')}.\n\nBackend ${backend}; ${count} images per row; ${(seconds / 60).toFixed(1)} min; \`${commandLine}\`.\n`,
+        `${table}\n\nPanels in grids.png, left to right: ${panels.map((p) => p.title).join(', ')}.\n\nBackend ${backend}; ${count} images per row; ${(seconds / 60).toFixed(1)} min; \`${invocation}\`.\n`,
       );
       await writeFile(
         path.join(o.out, 'results.json'),
-        `${JSON.stringify({ backend, count, seed: o.seed, command: commandLine, seconds, rows, panels: panels.map((p) => p.title) }, null, 2)}\n`,
+        `${JSON.stringify({ backend, count, seed: o.seed, command: invocation, seconds, rows, panels: panels.map((p) => p.title) }, null, 2)}\n`,
       );
       console.log(
         `\n${table}\n\nwrote ${path.join(o.out, 'results.md')}, results.json and grids.png in ${seconds.toFixed(0)} s`,

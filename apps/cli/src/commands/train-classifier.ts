@@ -7,7 +7,7 @@ import { Command } from 'commander';
 import { saveClassifier } from '../classifier-files';
 import { selectBackend } from '../context';
 import { writeLossPlot } from '../images';
-import { applyConfigFile, integer, number } from '../options';
+import { applyConfigFile, commandLine, integer, number } from '../options';
 import { createProgress } from '../progress';
 
 export function trainClassifierCommand(): Command {
@@ -60,7 +60,7 @@ export function trainClassifierCommand(): Command {
         trainingSteps: result.steps,
         trainAccuracy,
         heldOutAccuracy,
-        command: `piflow train-classifier ${process.argv.slice(3).join(' ')}`.trim(),
+        command: commandLine(),
       });
       await writeLossPlot(path.join(o.out, 'loss.png'), Array.from(result.losses));
       console.log(

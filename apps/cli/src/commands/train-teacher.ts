@@ -18,7 +18,7 @@ import { Command, Option } from 'commander';
 import { datasets2D, loadAnyModel, selectBackend } from '../context';
 import { UsageError } from '../errors';
 import { writeLossPlot } from '../images';
-import { applyConfigFile, integer, integerList, number } from '../options';
+import { applyConfigFile, commandLine, integer, integerList, number } from '../options';
 import { createProgress } from '../progress';
 
 export function trainTeacherCommand(): Command {
@@ -162,7 +162,7 @@ export function trainTeacherCommand(): Command {
           dataset: options.data,
           trainingSteps: initialSteps + result.steps,
           ...(options.init ? { initializedFrom: options.init } : {}),
-          command: `piflow train-teacher ${process.argv.slice(3).join(' ')}`.trim(),
+          command: commandLine(),
         },
       });
       await writeLossPlot(path.join(options.out, 'loss.png'), losses);

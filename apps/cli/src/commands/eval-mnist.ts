@@ -225,7 +225,8 @@ export function evalMnistCommand(): Command {
 
 function studentName(manifest: ModelManifest): string {
   const steps = manifest.sampling?.numInferenceSteps ?? 4;
-  if (manifest.kind === 'gm-student') return `π-Flow GM K=${manifest.head?.numComponents} (${steps} steps)`;
+  if (manifest.kind === 'gm-student')
+    return `π-Flow GM K=${manifest.head?.numComponents} (${steps} step${steps === 1 ? '' : 's'})`;
   const points = manifest.head?.numPoints;
   if (points === 1) return `single-x0 shortcut (${steps} steps)`;
   return `π-Flow DX N=${points} (${steps} steps)`;

@@ -439,4 +439,29 @@ describe('piflow CLI', () => {
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toContain('is not a teacher with this architecture');
   }, 120_000);
+
+  it('train-teacher writes checkpoints and --resume continues from the newest one', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-teacher-resume-'));
+    const small = ['--width', '8', '--depth', '1', '--batch-size', '32', '--checkpoint-every', '3'];
+    const out = path.join(dir, 't');
+    const first = await piflow(['train-teacher', '--steps', '4', ...small, '--out', out]);
+    expect(first.code).toBe(0);
+    expect(JSON.parse(await readFile(path.join(out, 'checkpoints', 'latest.json'), 'utf8'))).toEqual({
+      checkpoint: 'ckpt-00000003',
+      step: 3,
+    });
+    const resumed = await piflow(['train-teacher', '--steps', '7', '--resume', ...small, '--out', out]);
+    expect(resumed.stderr).toBe('');
+    expect(resumed.code).toBe(0);
+    expect(resumed.stdout).toContain('resumed at step 3');
+    expect(resumed.stdout).toContain('done: 7 steps');
+    const log = (await readFile(path.join(out, 'train-log.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).step);
+    expect(log).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    const manifest = JSON.parse(await readFile(path.join(out, 'model', 'model.json'), 'utf8'));
+    expect(manifest.metadata.trainingSteps).toBe(7);
+    expect(existsSync(path.join(out, 'checkpoints', 'ckpt-00000006', 'tensors.bin'))).toBe(true);
+  }, 120_000);
 });

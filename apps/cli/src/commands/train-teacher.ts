@@ -1,8 +1,10 @@
-import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createRandom } from '@piflow/core';
 import { loadMnist } from '@piflow/datasets';
 import {
+  createExponentialMovingAverage,
   createFlowModel,
   createMLPBackbone,
   createUNetBackbone,
@@ -20,6 +22,7 @@ import { UsageError } from '../errors';
 import { writeLossPlot } from '../images';
 import { applyConfigFile, commandLine, integer, integerList, number } from '../options';
 import { createProgress } from '../progress';
+import { loadTeacherCheckpoint, saveTeacherCheckpoint } from '../teacher-checkpoint';
 
 export function trainTeacherCommand(): Command {
   return new Command('train-teacher')
@@ -63,7 +66,14 @@ export function trainTeacherCommand(): Command {
       '--init <dir>',
       'start from the weights of a teacher folder of the same architecture (continue training)',
     )
-    .option('--out <dir>', 'output folder (model/, train-log.jsonl, loss.png)', 'runs/teacher')
+    .option(
+      '--checkpoint-every <n>',
+      'write a checkpoint every n steps (and on Ctrl-C)',
+      integer('--checkpoint-every', 1),
+      500,
+    )
+    .option('--resume', 'continue from the newest checkpoint in <out>/checkpoints', false)
+    .option('--out <dir>', 'output folder (model/, checkpoints/, train-log.jsonl, loss.png)', 'runs/teacher')
     .addHelpText(
       'after',
       '\nExamples:\n  piflow train-teacher --data checkerboard --steps 4000 --out runs/checkerboard-teacher\n' +
@@ -122,29 +132,69 @@ export function trainTeacherCommand(): Command {
       }
       await mkdir(options.out, { recursive: true });
       const logFile = path.join(options.out, 'train-log.jsonl');
-      await writeFile(logFile, '');
+      const optimizer = tf.train.adam(options.lr, 0.9, 0.999);
+      const ema = createExponentialMovingAverage(model.variables, options.ema);
+      let startStep = 0;
+      let trainingRandom = random;
+      const losses: number[] = [];
+      if (options.resume) {
+        const restored = await loadTeacherCheckpoint(options.out, {
+          variables: model.variables,
+          ema,
+          optimizer,
+        });
+        if (restored) {
+          startStep = restored.step;
+          trainingRandom = restored.random;
+          const previous = existsSync(logFile) ? (await readFile(logFile, 'utf8')).trim().split('\n') : [];
+          const kept = previous
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as { step: number; loss: number })
+            .filter((l) => l.step <= startStep);
+          for (const l of kept) losses.push(l.loss);
+          await writeFile(logFile, kept.map((l) => `${JSON.stringify(l)}\n`).join(''));
+          log(`resumed at step ${startStep}`);
+        }
+      }
+      if (startStep === 0) await writeFile(logFile, '');
       const abort = new AbortController();
       const onSigint = () => abort.abort();
       process.once('SIGINT', onSigint);
       const progress = createProgress('train-teacher', options.steps);
-      const losses: number[] = [];
+      const checkpoint = (step: number) =>
+        saveTeacherCheckpoint(options.out, {
+          step,
+          random: trainingRandom,
+          variables: model.variables,
+          ema,
+          optimizer,
+        });
       let lines = '';
+      let lastStep = startStep;
       const result = await trainFlowModel(model, data, {
-        steps: options.steps,
+        steps: Math.max(0, options.steps - startStep),
+        startStep,
         batchSize,
         ...(images ? { labelDropout: options.labelDropout } : {}),
         learningRate: options.lr,
+        optimizer,
         warmupSteps: Math.min(200, Math.floor(options.steps / 10)),
         sigmaSampling: options.sigmaSampling,
-        ema: options.ema,
-        random,
+        ema,
+        random: trainingRandom,
         signal: abort.signal,
         onStep: async (info) => {
           losses.push(info.loss);
+          lastStep = info.step;
           lines += `${JSON.stringify({ step: info.step, loss: info.loss })}\n`;
           if (info.step % 100 === 0) {
             await appendFile(logFile, lines);
             lines = '';
+          }
+          if (info.step % options.checkpointEvery === 0) {
+            await appendFile(logFile, lines);
+            lines = '';
+            await checkpoint(info.step);
           }
           progress.update(info.step, { loss: info.loss });
           return undefined;
@@ -153,21 +203,23 @@ export function trainTeacherCommand(): Command {
       progress.stop();
       process.removeListener('SIGINT', onSigint);
       await appendFile(logFile, lines);
-      result.ema?.copyTo();
-      result.ema?.dispose();
+      if (abort.signal.aborted && lastStep > startStep) await checkpoint(lastStep);
+      optimizer.dispose();
+      ema.copyTo();
+      ema.dispose();
       await saveModelDirectory(path.join(options.out, 'model'), model, {
         sampleShape,
         sampling: { shift: options.shift, ...(images ? { guidanceScale: options.guidanceScale } : {}) },
         metadata: {
           dataset: options.data,
-          trainingSteps: initialSteps + result.steps,
+          trainingSteps: initialSteps + startStep + result.steps,
           ...(options.init ? { initializedFrom: options.init } : {}),
           command: commandLine(),
         },
       });
       await writeLossPlot(path.join(options.out, 'loss.png'), losses);
       log(
-        `${abort.signal.aborted ? 'stopped early (Ctrl-C)' : 'done'}: ${result.steps} steps at ${result.stepsPerSecond.toFixed(1)} steps/s; teacher saved to ${path.join(options.out, 'model')}`,
+        `${abort.signal.aborted ? 'stopped early (Ctrl-C); checkpoint saved' : 'done'}: ${startStep + result.steps} steps at ${result.stepsPerSecond.toFixed(1)} steps/s; teacher saved to ${path.join(options.out, 'model')}`,
       );
       model.dispose();
       void tf;

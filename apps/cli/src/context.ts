@@ -75,8 +75,10 @@ export function datasetByName(
   name: string | undefined,
 ): ((n: number, random: Random) => { x0: tf.Tensor; condition?: Condition }) | undefined {
   if (name === 'mnist') {
-    const mnist = loadMnist();
+    // Loaded on first use: sampling or serving an MNIST model never reads the digits.
+    let mnist: ReturnType<typeof loadMnist> | undefined;
     return (n, random) => {
+      mnist ??= loadMnist();
       const { x, labels } = mnist.batch(n, random, 'train');
       return { x0: x, condition: { labels } };
     };

@@ -3,52 +3,17 @@
 // op" cases run this package's WGSL kernels. conformance.browser.test.ts runs the same in headless Chromium.
 // The suites read results with `await t.data()`: Node's WebGPU has no synchronous readback of GPU values.
 import { createRandom, InvalidArgumentError, rollout } from '@piflow/core';
-import {
-  describeDXConformance,
-  describeGMOracleConformance,
-  describePolicyConformance,
-  dxUParams,
-  dxUSpaceReference,
-  gmUParams,
-  gmUSpaceReference,
-  gmX0Params,
-  useBackend,
-} from '@piflow/core/testing';
+import { dxUParams, gmUParams, useBackend } from '@piflow/core/testing';
 import { dx } from '@piflow/policy-dx';
 import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { WEBGPU } from './__fixtures__/webgpu-test-backend';
+import { describeWebGPUConformance } from './__fixtures__/webgpu-conformance';
 import { DX_ROLLOUT_KERNEL } from './dx-rollout-kernel';
 import { GM_ROLLOUT_KERNEL } from './gm-rollout-kernel';
 import { setupWebGPU } from './setup-webgpu';
 
-describePolicyConformance({
-  family: gm,
-  makeParams: (shape, random) => gmUParams(shape, random),
-  referenceVelocity: gmUSpaceReference(),
-  backends: WEBGPU,
-});
-describePolicyConformance({
-  family: gm,
-  makeParams: (shape, random) => gmX0Params(shape, random),
-  backends: WEBGPU,
-});
-describeGMOracleConformance({ family: gm, backends: WEBGPU });
-
-for (const mode of ['grid', 'polynomial'] as const) {
-  const options = { shift: 3.2, segmentSize: 0.4, mode };
-  describe(`DX ${mode}`, () => {
-    describePolicyConformance({
-      family: dx,
-      makeParams: (shape, random) => dxUParams(shape, random),
-      createOptions: options,
-      referenceVelocity: dxUSpaceReference(options),
-      backends: WEBGPU,
-    });
-  });
-}
-describeDXConformance({ family: dx, backends: WEBGPU });
+describeWebGPUConformance();
 
 describe('the suites above ran on Dawn in Node, fused kernels included', () => {
   beforeAll(async () => {

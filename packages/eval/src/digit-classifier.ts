@@ -14,6 +14,7 @@ import {
   createDense,
   type DenseLayer,
   dense,
+  encodeWeights,
   ensureWasmTrainingKernels,
   type NamedVariable,
   silu,
@@ -50,6 +51,8 @@ export interface DigitClassifier {
   features(images: tf.Tensor4D): tf.Tensor2D;
   /** Class logits [B, numClasses]. Differentiable. */
   logits(images: tf.Tensor4D): tf.Tensor2D;
+  /** Class logits from penultimate features [B, featureDim] (the last layer alone). */
+  logitsFromFeatures(features: tf.Tensor2D): tf.Tensor2D;
   dispose(): void;
 }
 
@@ -143,6 +146,13 @@ export function createDigitClassifier(options: Partial<DigitClassifierConfig> = 
     logits(images) {
       check(images);
       return tf.tidy(() => dense(features(images), head) as tf.Tensor2D);
+    },
+    logitsFromFeatures(f) {
+      assertTensor('features', f, { rank: 2, dtype: 'float32' });
+      if (f.shape[1] !== config.featureDim) {
+        throw new InvalidArgumentError('features', `a [B, ${config.featureDim}] tensor`, describeValue(f));
+      }
+      return tf.tidy(() => dense(f, head) as tf.Tensor2D);
     },
     dispose() {
       for (const v of variables) v.dispose();
@@ -391,21 +401,17 @@ export function digitMetrics(
     );
   }
   const features = digitFeatures(classifier, samples.images);
-  const predicted = new Int32Array(samples.count);
-  const logits = mapBatches(
-    samples.images,
-    samples.count,
-    classifier.config.imageSize,
-    numClasses,
-    250,
-    (x) => classifier.logits(x),
+  // The logits come from the features already computed (one network pass per image).
+  const logitsTensor = tf.tidy(() =>
+    classifier.logitsFromFeatures(tf.tensor2d(features, [samples.count, featureDim])),
   );
+  const logits = logitsTensor.dataSync();
+  logitsTensor.dispose();
   let correct = 0;
   for (let i = 0; i < samples.count; i++) {
     let best = 0;
     for (let k = 1; k < numClasses; k++)
       if (logits[i * numClasses + k]! > logits[i * numClasses + best]!) best = k;
-    predicted[i] = best;
     if (best === samples.labels[i]) correct++;
   }
   const perClassDiversity: number[] = [];
@@ -458,14 +464,6 @@ export function serializeDigitClassifier(
   metadata?: Record<string, unknown>,
 ): { manifest: DigitClassifierManifest; weights: Uint8Array } {
   checkClassifier(classifier);
-  const arrays = classifier.variables.map((v) => v.dataSync() as Float32Array);
-  const total = arrays.reduce((a, b) => a + b.length, 0);
-  const flat = new Float32Array(total);
-  let offset = 0;
-  for (const a of arrays) {
-    flat.set(a, offset);
-    offset += a.length;
-  }
   return {
     manifest: {
       format: 'piflow-digit-classifier',
@@ -477,7 +475,7 @@ export function serializeDigitClassifier(
       })),
       ...(metadata ? { metadata } : {}),
     },
-    weights: new Uint8Array(flat.buffer),
+    weights: encodeWeights(classifier.variables),
   };
 }
 

@@ -1,13 +1,6 @@
 // Fused vs op-by-op rollouts and a 4-step GM sampling run on the active tfjs backend ('webgpu'). Shared by
 // the Node (Dawn) runner and the Chromium page; every ratio is measured within one run.
-import {
-  createAnalyticGMFlow,
-  createRandom,
-  flowMapSchedule,
-  rollout,
-  type Student,
-  sample,
-} from '@piflow/core';
+import { createAnalyticGMFlow, createRandom, rollout, type Student, sample } from '@piflow/core';
 import { dx } from '@piflow/policy-dx';
 import { type GMParams, gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
@@ -46,9 +39,15 @@ async function timeIt(fn: () => tf.Tensor, repeats: number): Promise<Timing> {
   return { ms: median(walls), ...(cpus.length ? { cpuMs: median(cpus) } : {}) };
 }
 
-/** Warm-up (shader compilation) then the median of `repeats`. */
-async function measure(fn: () => tf.Tensor, repeats: number, warmups = 2): Promise<Timing> {
+/**
+ * Warm-up, then the median of `repeats`. The warm-up runs `warmups` times and for at least `warmupMs`: the
+ * first calls compile the shader, and for a second or so after start-up V8's background compiler threads
+ * optimise tfjs's code and compete with llvmpipe's threads for this machine's two cores.
+ */
+async function measure(fn: () => tf.Tensor, repeats: number, warmups = 2, warmupMs = 1500): Promise<Timing> {
+  const start = performance.now();
   await timeIt(fn, warmups);
+  while (performance.now() - start < warmupMs) await timeIt(fn, 1);
   return timeIt(fn, repeats);
 }
 
@@ -84,7 +83,7 @@ export async function runBench(log: (line: string) => void, options: { opByOpSub
     ['GM (K = 8)', gmPolicy],
     ['DX (N = 10)', dxPolicy],
   ] as const) {
-    const fused = await measure(() => rollout(policy, xSrc, { sigmaSrc: 1, sigmaDst: 0, substeps }), 20);
+    const fused = await measure(() => rollout(policy, xSrc, { sigmaSrc: 1, sigmaDst: 0, substeps }), 30);
     rows.push({ name: `${family} fused, ${substeps} substeps`, ...fused });
     log(`${family} fused, ${substeps} substeps: ${show(fused)}`);
     const op = await measure(
@@ -107,22 +106,12 @@ export async function runBench(log: (line: string) => void, options: { opByOpSub
   // Gaussians), 2048 samples, 128 substeps per unit raw time in the rollouts.
   const means = Array.from({ length: K }, () => Array.from({ length: C }, () => 2 * random.normal()));
   const flow = createAnalyticGMFlow({ means, std: 0.3 });
-  // The oracle student reads σ_src from the 4-step schedule rather than from its σ tensor: the analytic
-  // posterior validates a σ tensor with a synchronous read, which tfjs's WebGPU backend cannot do in Node.
-  const schedule = flowMapSchedule({ numInferenceSteps: 4 });
-  let step = 0;
-  const student: Student<GMParams> = {
-    family: 'gm',
-    predict: (x) => flow.posterior(x, schedule.sigmas[step++ % 4]!),
-  };
+  const student: Student<GMParams> = { family: 'gm', predict: (x, sigma) => flow.posterior(x, sigma) };
   const noise = random.normalTensor([B * P, C]);
   const timings: Timing[] = [];
   for (const fused of [true, false]) {
     const t = await measure(
-      () => {
-        step = 0;
-        return sample(student, gm, noise, { numInferenceSteps: 4, fused });
-      },
+      () => sample(student, gm, noise, { numInferenceSteps: 4, fused }),
       fused ? 5 : 1,
       1,
     );

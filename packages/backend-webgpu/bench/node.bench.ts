@@ -1,11 +1,27 @@
 // pnpm bench (Node + Dawn on this machine's software GPU), then the same cases in headless Chromium.
+import { existsSync, readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { setupWebGPU } from '../src/index';
 import { runBench } from './cases';
+
+/** Linux's aggregate CPU counters (/proc/stat): [steal, total] jiffies, or undefined elsewhere. */
+function cpuTimes(): [number, number] | undefined {
+  if (!existsSync('/proc/stat')) return undefined;
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return [fields[7] ?? 0, fields.slice(0, 8).reduce((a, b) => a + b, 0)];
+}
 
 await setupWebGPU();
 const backend = tf.backend() as unknown as { adapterInfo?: { description?: string } };
 console.log(
   `tfjs ${tf.getBackend()} in Node ${process.version} through Dawn (webgpu 0.6.2): ${backend.adapterInfo?.description ?? ''}`,
 );
+const before = cpuTimes();
 await runBench((line) => console.log(`  ${line}`));
+const after = cpuTimes();
+if (before && after) {
+  // On a virtual machine the hypervisor can take CPU time away (steal): llvmpipe's threads then wait, and the
+  // wall-clock figures above grow while the CPU figures do not.
+  const steal = (100 * (after[0] - before[0])) / Math.max(1, after[1] - before[1]);
+  console.log(`  CPU steal (time the hypervisor took from this VM) during the run: ${steal.toFixed(1)} %`);
+}

@@ -1,7 +1,16 @@
 import { canFuseRollout, type RolloutSegment, rolloutSigmaGrid } from '@piflow/core';
 import type { DXPolicyState } from '@piflow/policy-dx';
 import * as tf from '@tensorflow/tfjs-core';
-import { makeProgram, runProgram, unroll } from './webgpu-program';
+import {
+  dot,
+  fitsDispatch,
+  loadFloats,
+  makeProgram,
+  range,
+  runProgram,
+  storeFloats,
+  unroll,
+} from './webgpu-program';
 
 /** tfjs kernel name of the fused DX rollout (registered for the 'webgpu' backend). */
 export const DX_ROLLOUT_KERNEL = 'PiflowDXRollout';
@@ -17,34 +26,37 @@ export interface DXRolloutAttrs {
   [key: string]: number;
 }
 
+/** vec4s per substep row of the DX table: σ_j, σ_{j+1} − σ_j and the N weights, padded to whole vec4s. */
+export const dxTableRowSize = (N: number): number => Math.ceil((2 + N) / 4);
+
 /**
  * WGSL for one invocation per position: x (C values) and the position's N grid entries live in registers;
- * the loop walks the item's substeps (table: per item [offset, count, ·, ·], then per substep
- * [σ_j, σ_{j+1} − σ_j, w_0(σ_j) … w_{N−1}(σ_j)] with the policy's own interpolation weights) and applies
+ * the loop walks the item's substeps (dxRolloutTable: one row of vec4 loads per substep) and applies
  * x ← x + (x − Σ_n w_n·X[n])/max(σ, eps)·Δσ, as DXPolicy.velocity does op by op.
  */
 export function dxRolloutShader(N: number, C: number): string {
-  const stride = 2 + N;
+  const rowSize = dxTableRowSize(N);
+  const vec = C % 4 === 0;
+  const entry = (e: number) => `row${Math.floor(e / 4)}.${'xyzw'[e % 4]}`;
   return `
 fn main(index : i32) {
   if (index >= uniforms.numPositions) { return; }
   let P = uniforms.positionsPerItem;
   let b = index / P;
   let p = index - b * P;
-  let offset = i32(tableIn[b * 4]);
-  let count = i32(tableIn[b * 4 + 1]);
+  let header = tableIn[b];
+  let offset = i32(header.x);
+  let count = i32(header.y);
   let xb = index * ${C};
-${unroll(C, (c) => `  var x${c} = xIn[xb + ${c}];`)}
-${unroll(N, (n) => `  let gb${n} = ((b * ${N} + ${n}) * P + p) * ${C};\n${unroll(C, (c) => `  let g${n}_${c} = gridIn[gb${n} + ${c}];`)}`)}
+${loadFloats('xIn', 'xb', C, (c) => `x0_${c}`, vec)}
+${unroll(C, (c) => `  var x${c} = x0_${c};`)}
+${unroll(N, (n) => loadFloats('gridIn', `((b * ${N} + ${n}) * P + p) * ${C}`, C, (c) => `g${n}_${c}`, vec))}
   for (var j = 0; j < count; j++) {
-    let o = offset + ${stride} * j;
-    let s = tableIn[o];
-    let delta = tableIn[o + 1];
-${unroll(N, (n) => `    let w${n} = tableIn[o + ${2 + n}];`)}
-    let h = delta / max(s, uniforms.eps);
-${unroll(C, (c) => `    x${c} = x${c} + (x${c} - (${unroll(N, (n) => `w${n} * g${n}_${c}`, ' + ')})) * h;`)}
+${unroll(rowSize, (q) => `    let row${q} = tableIn[offset + ${rowSize} * j + ${q}];`)}
+    let h = ${entry(1)} / max(${entry(0)}, uniforms.eps);
+${unroll(C, (c) => `    x${c} = fma(x${c} - ${dot(range(N, (n) => [entry(2 + n), `g${n}_${c}`]))}, h, x${c});`)}
   }
-${unroll(C, (c) => `  result[xb + ${c}] = x${c};`)}
+${storeFloats('xb', C, (c) => `x${c}`, vec)}
 }
 `;
 }
@@ -62,13 +74,16 @@ export function dxRolloutKernelFunc({
   const { numPoints: N, numChannels: C, positionsPerItem, eps } = attrs as unknown as DXRolloutAttrs;
   const { x, grid, table } = inputs as Record<string, tf.TensorInfo>;
   const numPositions = x!.shape[0]!;
+  const vec = C % 4 === 0 ? 4 : 1;
   const program = makeProgram({
     variableNames: ['xIn', 'gridIn', 'tableIn'],
+    variableComponents: [vec, vec, 4],
+    outputComponent: vec,
     outputShape: [numPositions, C],
     shaderKey: `piflowDXRollout_N${N}_C${C}`,
     numInvocations: numPositions,
     uniforms: 'numPositions : i32, positionsPerItem : i32, eps : f32,',
-    body: dxRolloutShader(N, C),
+    body: () => dxRolloutShader(N, C),
   });
   return runProgram(
     backend,
@@ -83,24 +98,25 @@ export function dxRolloutKernelFunc({
 }
 
 /**
- * Per item [offset, count, 0, 0], then per item and substep [σ_j, σ_{j+1} − σ_j, w_0 … w_{N−1}] with the
+ * The kernel's table, read as vec4s: per item [offset of its first row (in vec4s), substep count, 0, 0], then
+ * per item and substep a row of dxTableRowSize(N) vec4s [σ_j, σ_{j+1} − σ_j, w_0 … w_{N−1}, 0…] with the
  * weights from the policy's own `weightsAt` (so grid/polynomial mode, shift and clamping are the policy's).
  */
 export function dxRolloutTable(policy: DXPolicyState, segment: RolloutSegment): Float32Array {
   const grids = rolloutSigmaGrid(segment);
   const B = grids.length;
   const N = policy.x0Grid.shape[1]!;
-  const stride = 2 + N;
+  const rowSize = dxTableRowSize(N);
   const maxSteps = Math.max(...grids.map((g) => g.length - 1));
-  let size = 4 * B;
-  for (const g of grids) size += stride * (g.length - 1);
-  const table = new Float32Array(size);
+  let rows = B;
+  for (const g of grids) rows += rowSize * (g.length - 1);
+  const table = new Float32Array(4 * rows);
   const offsets: number[] = [];
-  let offset = 4 * B;
+  let offset = B;
   grids.forEach((g, b) => {
     offsets.push(offset);
     table.set([offset, g.length - 1, 0, 0], 4 * b);
-    offset += stride * (g.length - 1);
+    offset += rowSize * (g.length - 1);
   });
   const sigma = new Float64Array(B);
   for (let j = 0; j < maxSteps; j++) {
@@ -110,7 +126,7 @@ export function dxRolloutTable(policy: DXPolicyState, segment: RolloutSegment): 
     const weights = policy.weightsAt(Float32Array.from(sigma));
     grids.forEach((g, b) => {
       if (j >= g.length - 1) return;
-      const o = offsets[b]! + stride * j;
+      const o = 4 * (offsets[b]! + rowSize * j);
       table[o] = g[j]!;
       table[o + 1] = g[j + 1]! - g[j]!;
       table.set(weights.subarray(b * N, (b + 1) * N), o + 2);
@@ -134,6 +150,7 @@ export function dxFusedRollout(
   if (N * C > DX_MAX_UNROLLED || x.size === 0) return undefined;
   const B = x.shape[0]!;
   const numPositions = x.size / C;
+  if (!fitsDispatch(numPositions)) return undefined;
   const tableData = dxRolloutTable(policy, segment);
   return tf.tidy(() => {
     const out = tf.engine().runKernel(

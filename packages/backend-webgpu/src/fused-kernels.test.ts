@@ -2,22 +2,25 @@
 // rollouts in plain JS. Runs in Node (Dawn) and in headless Chromium. Reads are asynchronous (`data()`):
 // tfjs's synchronous WebGPU readback needs OffscreenCanvas, which Node lacks.
 import {
+  createAnalyticGMFlow,
   createRandom,
   InvalidArgumentError,
   type RolloutSegment,
   rollout,
   rolloutSigmaGrid,
+  type Student,
+  sample,
 } from '@piflow/core';
 import { countLeaks, relativeError, useBackend } from '@piflow/core/testing';
 import { dx } from '@piflow/policy-dx';
-import { type GMPolicy, gm } from '@piflow/policy-gm';
+import { type GMParams, type GMPolicy, gm } from '@piflow/policy-gm';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dxEulerReference, gmEulerReference } from './__fixtures__/euler-reference';
 import './__fixtures__/webgpu-test-backend';
 import { DX_ROLLOUT_KERNEL, dxFusedRollout } from './dx-rollout-kernel';
-import { GM_MAX_UNROLLED, GM_ROLLOUT_KERNEL, gmFusedRollout } from './gm-rollout-kernel';
+import { GM_MAX_UNROLLED, GM_ROLLOUT_KERNEL, gmFusedRollout, gmUsesGramForm } from './gm-rollout-kernel';
 import { registerWebGPUKernels } from './register-kernels';
 import { setupWebGPU } from './setup-webgpu';
 
@@ -102,13 +105,21 @@ describe('fused WGSL rollout kernels on webgpu', () => {
     expect(tf.getBackend()).toBe('webgpu');
   });
 
+  // The kernel has two forms (gmUsesGramForm): the Gram form (K ≤ 2·C and K ≤ 32) and channel by channel.
   const gmCases = [
-    { label: '[3, 4], K = 3', shape: [3, 4], K: 3 },
-    { label: '[2, 64, 16], K = 8 (the benchmark layout, fewer positions)', shape: [2, 64, 16], K: 8 },
-    { label: '[2, 3, 5, 2] images, K = 5', shape: [2, 3, 5, 2], K: 5 },
+    { label: '[3, 4], K = 3 (Gram form)', shape: [3, 4], K: 3, gram: true },
+    {
+      label: '[2, 64, 16], K = 8 (the benchmark layout, fewer positions; Gram form)',
+      shape: [2, 64, 16],
+      K: 8,
+      gram: true,
+    },
+    { label: '[2, 3, 5, 2] images, K = 5 (channel form: K > 2·C)', shape: [2, 3, 5, 2], K: 5, gram: false },
+    { label: '[2, 2, 17], K = 33 (channel form: K > 32)', shape: [2, 2, 17], K: 33, gram: false },
   ];
-  for (const { label, shape, K } of gmCases) {
+  for (const { label, shape, K, gram } of gmCases) {
     it(`GM: one dispatch equals op by op and the float64 Euler rollout, per-item σ grids, ${label}`, async () => {
+      expect(gmUsesGramForm(K, shape[shape.length - 1]!)).toBe(gram);
       const B = shape[0]!;
       const sigmaSrc = Array.from({ length: B }, (_, b) => [0.93, 0.41, 0.7][b % 3]!);
       const sigmaDst = Array.from({ length: B }, (_, b) => [0, 0.12, 0.3][b % 3]!);
@@ -138,6 +149,58 @@ describe('fused WGSL rollout kernels on webgpu', () => {
       policy.dispose();
     });
   }
+
+  for (const [K, C] of [
+    [4, 8],
+    [6, 2],
+  ] as const) {
+    it(`GM (${gmUsesGramForm(K, C) ? 'Gram' : 'channel'} form): a rollout that starts below the policy's σ_src and stops above 0 matches op by op`, async () => {
+      const shape = [3, 5, C];
+      const { policy, xSrc } = makeGM(shape, K, [0.95, 0.8, 0.6], 21);
+      const options = {
+        sigmaSrc: tf.tensor1d([0.7, 0.5, 0.6]),
+        sigmaDst: tf.tensor1d([0.2, 0.05, 0.6]),
+        substeps: 100,
+        shift: 2,
+      };
+      const fused = await validated(() => rollout(policy, xSrc, options));
+      const opByOp = rollout(policy, xSrc, { ...options, fused: false });
+      expect(relativeError(fused, await opByOp.data())).toBeLessThan(FUSED_TOLERANCE);
+      const reference = await gmEulerReference(
+        policy,
+        Float64Array.from(await xSrc.data()),
+        segmentOf({ sigmaSrc: [0.7, 0.5, 0.6], sigmaDst: [0.2, 0.05, 0.6], substeps: 100, shift: 2 }),
+      );
+      expect(relativeError(fused, reference)).toBeLessThan(FLOAT64_TOLERANCE);
+      tf.dispose([opByOp, xSrc, options.sigmaSrc, options.sigmaDst]);
+      policy.dispose();
+    });
+  }
+
+  it('GM: a 4-step sample() with the exact oracle student (which reads its σ tensor) matches the cpu backend', async () => {
+    // The student validates σ with a synchronous read: sample() must hand it a σ tensor whose values are
+    // readable on WebGPU in Node too. The same noise, sampled on cpu, is the reference.
+    const random = createRandom(31);
+    const means = Array.from({ length: 6 }, () => Array.from({ length: 4 }, () => 2 * random.normal()));
+    const flow = createAnalyticGMFlow({ means, std: 0.3 });
+    const student: Student<GMParams> = { family: 'gm', predict: (x, sigma) => flow.posterior(x, sigma) };
+    const noiseValues = await random.normalTensor([64, 4]).data();
+    const run = async () => {
+      const noise = tf.tensor2d(noiseValues, [64, 4]);
+      const out = sample(student, gm, noise, { numInferenceSteps: 4 });
+      const values = Float32Array.from(await out.data());
+      tf.dispose([noise, out]);
+      return values;
+    };
+    const onWebGPU = await run();
+    expect(await kernelsRun(() => sample(student, gm, tf.zeros([2, 4]), { numInferenceSteps: 2 }))).toContain(
+      GM_ROLLOUT_KERNEL,
+    );
+    await useBackend('cpu');
+    const onCpu = await run();
+    await useBackend('webgpu');
+    expect(relativeError(onWebGPU, onCpu)).toBeLessThan(1e-3);
+  });
 
   it('GM: dropped components (log-weight −∞) and temperature match op by op', async () => {
     const shape = [4, 6, 3];

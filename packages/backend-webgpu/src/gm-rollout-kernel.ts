@@ -1,7 +1,18 @@
-import { canFuseRollout, type RolloutSegment, rolloutSigmaGrid } from '@piflow/core';
+import { canFuseRollout, type RolloutSegment, rolloutRawSteps } from '@piflow/core';
 import type { GMPolicyState } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
-import { makeProgram, nestedMax, runProgram, unroll } from './webgpu-program';
+import {
+  dot,
+  fitsDispatch,
+  loadFloats,
+  makeProgram,
+  range,
+  runProgram,
+  storeFloats,
+  treeMax,
+  treeSum,
+  unroll,
+} from './webgpu-program';
 
 /** tfjs kernel name of the fused GM rollout (registered for the 'webgpu' backend). */
 export const GM_ROLLOUT_KERNEL = 'PiflowGMRollout';
@@ -16,54 +27,104 @@ export interface GMRolloutAttrs {
   [key: string]: number;
 }
 
+/** Largest K run in the Gram form (it keeps K(K+1)/2 inner products per position in registers). */
+export const GM_MAX_GRAM_COMPONENTS = 32;
+
 /**
- * WGSL for one invocation per position: the position's x (C values), x_src, K means, |μ_k|²/2 and
- * log-weights live in registers; the loop walks the item's σ grid (table: per item [σ_src, offset, count, ·],
- * then [σ_j, σ_{j+1} − σ_j] pairs) and applies every Euler substep of the GMFlow-posterior velocity, written
- * term for term as GMPolicy.velocity computes it op by op.
+ * Whether the kernel tracks x through its coordinates in span{x_start, x_src, μ_1…μ_K} (the Gram form)
+ * rather than channel by channel: every Euler substep maps x to α·x + β·x_src − γ·Σ_k w_k·μ_k, so
+ * x = c_x·x_start + c_s·x_src + Σ_k c_k·μ_k at every substep, and the logits only need μ_k·x =
+ * c_x·(μ_k·x_start) + c_s·(μ_k·x_src) + Σ_l c_l·(μ_k·μ_l). A substep then costs K(K + 2) multiply-adds
+ * instead of 2·K·C, which pays whenever K ≤ 2·C (K = 8, C = 16: 80 instead of 256).
+ */
+export function gmUsesGramForm(K: number, C: number): boolean {
+  return K <= 2 * C && K <= GM_MAX_GRAM_COMPONENTS;
+}
+
+/**
+ * WGSL for the fused GM rollout, one invocation per position. The loop walks the item's σ grid
+ * (rolloutSigmaGrid's, in closed form from gmRolloutTable: no loads inside the loop, which llvmpipe would
+ * issue lane by lane) and applies every Euler substep of the GMFlow-posterior velocity
+ *   u = (s·(x − μ̄) − v·a·x − st·(a_src·x − x_src)) / d,  d = v·ζ + s²,  st = v·s·a_src/σ_src²,
+ * with μ̄ = Σ_k w_k·μ_k, w = softmax_k(log w_k + (μ_k·ν − ζ/2·|μ_k|²)/d), ν = a·x − ρ²·a_src·x_src,
+ * a = 1 − s, ρ = s/σ_src, ζ = a² − ρ²·a_src² — what GMPolicy.velocity computes op by op. In the Gram form
+ * (gmUsesGramForm) the state is the coordinates (c_x, c_s, c_k) of x; otherwise the C channels of x.
  */
 export function gmRolloutShader(K: number, C: number): string {
-  const KC = K * C;
+  const vecX = C % 4 === 0;
   const m = (k: number, c: number) => `m${k}_${c}`;
-  return `
+  const G = (k: number, l: number) => (k >= l ? `g${k}_${l}` : `g${l}_${k}`);
+  const head = `
 fn main(index : i32) {
   if (index >= uniforms.numPositions) { return; }
   let b = index / uniforms.positionsPerItem;
-  let ss = tableIn[b * 4];
-  let offset = i32(tableIn[b * 4 + 1]);
-  let count = i32(tableIn[b * 4 + 2]);
+  let walk = tableIn[2 * b];
+  let consts = tableIn[2 * b + 1];
+  let rawSrc = walk.y;
+  let rawStep = walk.z;
+  let count = i32(walk.w);
+  let shift = consts.x;
+  let invSs = consts.y;
+  let stScale = consts.z;
+  let as_ = consts.w;
   let v = varianceIn[b];
-  let as_ = 1.0 - ss;
-  let ss2 = ss * ss;
-  let xb = index * ${C};
-  let mb = index * ${KC};
-  let lb = index * ${K};
-${unroll(C, (c) => `  var x${c} = xIn[xb + ${c}];\n  let xs${c} = xSrcIn[xb + ${c}];`)}
-${unroll(K, (k) => unroll(C, (c) => `  let ${m(k, c)} = meansIn[mb + ${k * C + c}];`))}
-${unroll(K, (k) => `  let n${k} = ${unroll(C, (c) => `${m(k, c)} * ${m(k, c)}`, ' + ')};`)}
-${unroll(K, (k) => `  let lw${k}raw = logwIn[lb + ${k}];\n  let lw${k} = select(lw${k}raw, -1e30, lw${k}raw < -1e30);`)}
+${loadFloats('xIn', `index * ${C}`, C, (c) => `x${c}`, vecX)}
+${loadFloats('xSrcIn', `index * ${C}`, C, (c) => `xs${c}`, vecX)}
+${loadFloats('meansIn', `index * ${K * C}`, K * C, (i) => m(Math.floor(i / C), i % C), vecX)}
+${loadFloats('logwIn', `index * ${K}`, K, (k) => `lw${k}raw`, K % 4 === 0)}
+${unroll(K, (k) => `  let lw${k} = select(lw${k}raw, -1e30, lw${k}raw < -1e30);`)}`;
+  const loop = (state: string, body: string) => `${state}
+  var s = walk.x;
   for (var j = 0; j < count; j++) {
-    let s = tableIn[offset + 2 * j];
-    let delta = tableIn[offset + 2 * j + 1];
+    let r = max(rawSrc - f32(j + 1) * rawStep, 0.0);
+    let sNext = shift * r / (1.0 + (shift - 1.0) * r);
+    let delta = sNext - s;
     let a = 1.0 - s;
-    let rho = s / ss;
-    let rho2 = rho * rho;
+    let rho2 = (s * invSs) * (s * invSs);
     let zeta = a * a - rho2 * (as_ * as_);
     let rs = rho2 * as_;
-    let d = max(v * zeta + s * s, 1e-20);
-    let invD = 1.0 / d;
-    let hz = 0.5 * zeta;
-${unroll(C, (c) => `    let nu${c} = a * x${c} - rs * xs${c};`)}
-${unroll(K, (k) => `    let l${k} = lw${k} + (${unroll(C, (c) => `${m(k, c)} * nu${c}`, ' + ')} - hz * n${k}) * invD;`)}
-    let mx = ${nestedMax(K, 'l')};
-${unroll(K, (k) => `    let e${k} = exp(l${k} - mx);`)}
-    let inv = 1.0 / (${unroll(K, (k) => `e${k}`, ' + ')});
-${unroll(C, (c) => `    let mbar${c} = (${unroll(K, (k) => `e${k} * ${m(k, c)}`, ' + ')}) * inv;`)}
-    let va = v * a;
-    let st = (v * s * as_) / ss2;
-${unroll(C, (c) => `    x${c} = x${c} + ((s * (x${c} - mbar${c}) - va * x${c} - st * (as_ * x${c} - xs${c})) * invD) * delta;`)}
+    let invD = 1.0 / max(v * zeta + s * s, 1e-20);
+    let st = v * s * stScale;
+${body}
+    let mx = ${treeMax(range(K, (k) => `l${k}`))};
+${unroll(K, (k) => `    let e${k} = exp(l${k} - mx);`)}`;
+  const store = (value: (c: number) => string) => storeFloats(`index * ${C}`, C, value, vecX);
+  if (gmUsesGramForm(K, C)) {
+    const state = `${unroll(K, (k) => `  let px${k} = ${dot(range(C, (c) => [m(k, c), `x${c}`]))};\n  let ps${k} = ${dot(range(C, (c) => [m(k, c), `xs${c}`]))};`)}
+${unroll(K, (k) => unroll(k + 1, (l) => `  let ${G(k, l)} = ${dot(range(C, (c) => [m(k, c), m(l, c)]))};`))}
+  var cx = 1.0;
+  var cs = 0.0;
+${unroll(K, (k) => `  var c${k} = 0.0;`)}`;
+    const logits = `    let A = a * invD;
+    let Bs = -rs * invD;
+    let H = -0.5 * zeta * invD;
+${unroll(K, (k) => `    let l${k} = fma(A, ${dot([['cx', `px${k}`], ['cs', `ps${k}`], ...range(K, (l): [string, string] => [`c${l}`, G(k, l)])])}, fma(Bs, ps${k}, fma(H, ${G(k, k)}, lw${k})));`)}`;
+    return `${head}
+${loop(state, logits)}
+    let g = delta * invD;
+    let alpha = 1.0 + g * (s - v * a - st * as_);
+    let w = g * s / ${treeSum(range(K, (k) => `e${k}`))};
+    cx = alpha * cx;
+    cs = fma(alpha, cs, g * st);
+${unroll(K, (k) => `    c${k} = fma(alpha, c${k}, -w * e${k});`)}
+    s = sNext;
   }
-${unroll(C, (c) => `  result[xb + ${c}] = x${c};`)}
+${store((c) => dot([['cx', `x${c}`], ['cs', `xs${c}`], ...range(K, (k): [string, string] => [`c${k}`, m(k, c)])]))}
+}
+`;
+  }
+  const state = `${unroll(C, (c) => `  var y${c} = x${c};`)}
+${unroll(K, (k) => `  let n${k} = ${dot(range(C, (c) => [m(k, c), m(k, c)]))};`)}`;
+  const logits = `${unroll(C, (c) => `    let nu${c} = a * y${c} - rs * xs${c};`)}
+${unroll(K, (k) => `    let l${k} = fma(${dot(range(C, (c) => [m(k, c), `nu${c}`]))} - 0.5 * zeta * n${k}, invD, lw${k});`)}`;
+  return `${head}
+${loop(state, logits)}
+    let inv = 1.0 / ${treeSum(range(K, (k) => `e${k}`))};
+${unroll(C, (c) => `    let mbar${c} = ${dot(range(K, (k) => [`e${k}`, m(k, c)]))} * inv;`)}
+${unroll(C, (c) => `    y${c} = y${c} + ((s * (y${c} - mbar${c}) - v * a * y${c} - st * (as_ * y${c} - xs${c})) * invD) * delta;`)}
+    s = sNext;
+  }
+${store((c) => `y${c}`)}
 }
 `;
 }
@@ -81,13 +142,16 @@ export function gmRolloutKernelFunc({
   const { numComponents: K, numChannels: C, positionsPerItem } = attrs as unknown as GMRolloutAttrs;
   const { x, xSrc, means, logweights, variance, table } = inputs as Record<string, tf.TensorInfo>;
   const numPositions = x!.shape[0]!;
+  const vecX = C % 4 === 0 ? 4 : 1;
   const program = makeProgram({
     variableNames: ['xIn', 'xSrcIn', 'meansIn', 'logwIn', 'varianceIn', 'tableIn'],
+    variableComponents: [vecX, vecX, vecX, K % 4 === 0 ? 4 : 1, 1, 4],
+    outputComponent: vecX,
     outputShape: [numPositions, C],
     shaderKey: `piflowGMRollout_K${K}_C${C}`,
     numInvocations: numPositions,
     uniforms: 'numPositions : i32, positionsPerItem : i32,',
-    body: gmRolloutShader(K, C),
+    body: () => gmRolloutShader(K, C),
   });
   return runProgram(
     backend,
@@ -100,22 +164,20 @@ export function gmRolloutKernelFunc({
   );
 }
 
-/** Per item [σ_src, offset, count, 0], then per item its substeps as [σ_j, σ_{j+1} − σ_j]. */
+/**
+ * The kernel's per-item constants, read as two vec4s per item: [σ at the rollout's start, its raw time,
+ * the raw step, the substep count] (rolloutRawSteps; the kernel walks σ_j = warp(r_j) in closed form) and
+ * [shift, 1/σ_src, (1 − σ_src)/σ_src², 1 − σ_src] of the policy's σ_src.
+ */
 export function gmRolloutTable(sigmaSrc: Float32Array, segment: RolloutSegment): Float32Array {
-  const grids = rolloutSigmaGrid(segment);
-  const B = grids.length;
-  let size = 4 * B;
-  for (const g of grids) size += 2 * (g.length - 1);
-  const table = new Float32Array(size);
-  let offset = 4 * B;
-  grids.forEach((g, b) => {
-    const n = g.length - 1;
-    table.set([sigmaSrc[b]!, offset, n, 0], 4 * b);
-    for (let j = 0; j < n; j++) {
-      table[offset + 2 * j] = g[j]!;
-      table[offset + 2 * j + 1] = g[j + 1]! - g[j]!;
-    }
-    offset += 2 * n;
+  const walks = rolloutRawSteps(segment);
+  const table = new Float32Array(8 * walks.length);
+  walks.forEach(({ rawSrc, rawStep, count }, b) => {
+    const ss = sigmaSrc[b]!;
+    table.set(
+      [segment.sigmaSrc[b]!, rawSrc, rawStep, count, segment.shift, 1 / ss, (1 - ss) / (ss * ss), 1 - ss],
+      8 * b,
+    );
   });
   return table;
 }
@@ -135,6 +197,7 @@ export function gmFusedRollout(
   if (K * C > GM_MAX_UNROLLED || x.size === 0) return undefined;
   const B = x.shape[0]!;
   const numPositions = x.size / C;
+  if (!fitsDispatch(numPositions)) return undefined;
   const tableData = gmRolloutTable(policy.sigmaSrc, segment);
   return tf.tidy(() => {
     const out = tf.engine().runKernel(

@@ -4,13 +4,16 @@ export {
   dxFusedRollout,
   dxRolloutShader,
   dxRolloutTable,
+  dxTableRowSize,
 } from './dx-rollout-kernel';
 export {
+  GM_MAX_GRAM_COMPONENTS,
   GM_MAX_UNROLLED,
   GM_ROLLOUT_KERNEL,
   gmFusedRollout,
   gmRolloutShader,
   gmRolloutTable,
+  gmUsesGramForm,
 } from './gm-rollout-kernel';
 export { registerWebGPUKernels } from './register-kernels';
 export {

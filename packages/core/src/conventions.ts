@@ -108,9 +108,13 @@ export function sigmaColumn(sigma: Sigma, rank: number): tf.Tensor {
   return tf.reshape(sigma, shape);
 }
 
-/** σ as a float32 `[B]` tensor. */
+/**
+ * σ as a float32 `[B]` tensor. A number becomes a tensor made from values rather than by an op, so its values
+ * stay readable synchronously on every backend (tfjs's WebGPU backend in Node has no synchronous readback of
+ * GPU-computed values, and students such as the analytic posterior validate σ by reading it).
+ */
 export function sigmaVector(sigma: Sigma, batch: number): tf.Tensor1D {
-  if (typeof sigma === 'number') return tf.fill([batch], sigma, 'float32') as tf.Tensor1D;
+  if (typeof sigma === 'number') return tf.tensor1d(new Float32Array(batch).fill(sigma));
   return sigma.clone();
 }
 

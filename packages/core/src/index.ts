@@ -35,8 +35,10 @@ export { createRandom, Random, type RandomState } from './random';
 export { registerGradients } from './register-gradients';
 export {
   type RolloutOptions,
+  type RolloutRawSteps,
   rollout,
   rolloutOpByOp,
+  rolloutRawSteps,
   rolloutSigmaGrid,
   roundHalfEven,
   substepCount,

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { createAnalyticGMFlow } from './analytic-gm-flow';
 import { InvalidArgumentError } from './errors';
 import { createRandom } from './random';
-import { rollout, rolloutSigmaGrid, roundHalfEven, substepCount } from './rollout';
+import { rollout, rolloutRawSteps, rolloutSigmaGrid, roundHalfEven, substepCount } from './rollout';
 import { warp } from './time-warp';
 
 describe('rollout', () => {
@@ -28,6 +28,25 @@ describe('rollout', () => {
     // item 2: r_src = unwarp(0.5, 3) = 0.25, r_dst = unwarp(0.25, 3) = 0.1 → round(0.15·8) = 1 substep
     expect(grids[1]!.length - 1).toBe(1);
     expect(grids[1]![1]).toBeCloseTo(0.25, 12);
+  });
+
+  it('rolloutRawSteps gives the raw-time walk the grid takes: σ_j = warp(r_src − j·h, clamped at 0)', () => {
+    const segment = {
+      sigmaSrc: Float32Array.of(1, 0.5, 0.93, 0.3),
+      sigmaDst: Float32Array.of(0, 0.25, 0.12, 0.3),
+      substeps: 37,
+      shift: 3.2,
+    };
+    const walks = rolloutRawSteps(segment);
+    const grids = rolloutSigmaGrid(segment);
+    walks.forEach(({ rawSrc, rawStep, count }, b) => {
+      expect(count).toBe(grids[b]!.length - 1);
+      expect(rawSrc).toBeCloseTo(segment.sigmaSrc[b]! / (3.2 - 2.2 * segment.sigmaSrc[b]!), 6);
+      for (let j = 1; j <= count; j++) {
+        expect(warp(Math.max(rawSrc - j * rawStep, 0), 3.2)).toBeCloseTo(grids[b]![j]!, 12);
+      }
+    });
+    expect(walks[3]).toEqual({ rawSrc: expect.any(Number), rawStep: 0, count: 1 }); // σ_src = σ_dst
   });
 
   it('Euler-integrates a linear field exactly enough and stops items with fewer substeps', () => {

@@ -35,30 +35,44 @@ export function substepCount(rawSpan: number, substeps: number): number {
   return Math.max(roundHalfEven(rawSpan * substeps), 1);
 }
 
+/** One item's substeps in raw time: n substeps of −rawStep each from rawSrc (clamped at 0). */
+export interface RolloutRawSteps {
+  rawSrc: number;
+  rawStep: number;
+  count: number;
+}
+
 /**
- * The noise levels each batch item visits: item b takes n_b = max(round((r_src − r_dst)·substeps), 1)
- * substeps of equal raw size, and σ = warp(r). Returns per-item σ sequences (length n_b + 1; the first is
- * σ_src itself). Shared by the op-by-op rollout and every fused kernel so they walk the same grid.
+ * Per item, the raw-time walk of a rollout segment: item b takes n_b = max(round((r_src − r_dst)·substeps), 1)
+ * substeps of equal raw size h_b, visiting r_j = max(r_src − j·h_b, 0) and σ_j = warp(r_j) (σ_0 is σ_src
+ * itself). rolloutSigmaGrid lists those σ; a kernel may also walk them in closed form from this.
+ */
+export function rolloutRawSteps(segment: RolloutSegment): RolloutRawSteps[] {
+  const { sigmaSrc, sigmaDst, substeps, shift } = segment;
+  return Array.from(sigmaSrc, (src, b) => {
+    const rawSrc = unwarp(Math.min(Math.max(src, 0), 1), shift);
+    const rawDst = unwarp(Math.min(Math.max(sigmaDst[b]!, 0), 1), shift);
+    const span = rawSrc - rawDst;
+    const count = substepCount(span, substeps);
+    return { rawSrc, rawStep: span / count, count };
+  });
+}
+
+/**
+ * The noise levels each batch item visits (rolloutRawSteps): per-item σ sequences of length n_b + 1, the
+ * first σ_src itself. Shared by the op-by-op rollout and every fused kernel so they walk the same grid.
  */
 export function rolloutSigmaGrid(segment: RolloutSegment): Float64Array[] {
-  const { sigmaSrc, sigmaDst, substeps, shift } = segment;
-  const grids: Float64Array[] = [];
-  for (let b = 0; b < sigmaSrc.length; b++) {
-    const rSrc = unwarp(Math.min(Math.max(sigmaSrc[b]!, 0), 1), shift);
-    const rDst = unwarp(Math.min(Math.max(sigmaDst[b]!, 0), 1), shift);
-    const span = rSrc - rDst;
-    const n = substepCount(span, substeps);
-    const step = span / n;
-    const grid = new Float64Array(n + 1);
-    grid[0] = sigmaSrc[b]!;
-    let r = rSrc;
-    for (let j = 1; j <= n; j++) {
-      r = Math.max(r - step, 0);
-      grid[j] = warp(r, shift);
+  return rolloutRawSteps(segment).map(({ rawSrc, rawStep, count }, b) => {
+    const grid = new Float64Array(count + 1);
+    grid[0] = segment.sigmaSrc[b]!;
+    let r = rawSrc;
+    for (let j = 1; j <= count; j++) {
+      r = Math.max(r - rawStep, 0);
+      grid[j] = warp(r, segment.shift);
     }
-    grids.push(grid);
-  }
-  return grids;
+    return grid;
+  });
 }
 
 /**

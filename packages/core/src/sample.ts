@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { sigmaVector } from './conventions';
 import { InvalidArgumentError } from './errors';
 import { type FlowMapSchedule, flowMapSchedule, flowMapStep, type StochasticityH } from './flow-map-schedule';
 import { createRandom, type Random } from './random';
@@ -89,8 +90,8 @@ export function sample<P>(
     const sigmaSrc = schedule.sigmas[i]!;
     const sigmaDst = schedule.sigmasDst[i]!;
     const next = tf.tidy(() => {
-      const sigmaVector = tf.fill([batch], sigmaSrc, 'float32') as tf.Tensor1D;
-      const params = student.predict(x, sigmaVector, options.condition);
+      const sigma = sigmaVector(sigmaSrc, batch);
+      const params = student.predict(x, sigma, options.condition);
       const isLast = i === schedule.numInferenceSteps - 1;
       const policy = family.create(params, x, sigmaSrc, {
         ...options.policyOptions,

@@ -13,6 +13,7 @@ import {
   rollout,
   rolloutOpByOp,
   roundHalfEven,
+  sigmaVector,
   substepCount,
   type Teacher,
   type TrainableStudent,
@@ -412,7 +413,7 @@ export class PiIDTrainer<P = unknown> {
       for (let i = 0; i < N; i++) {
         const length = i === N - 1 ? f * delta : delta;
         const sigmaValue = warp(Math.min(Math.max(rawSrc, 0), 1), this.o.shift);
-        const sigmaSrc = tf.fill([B], sigmaValue, 'float32') as tf.Tensor1D;
+        const sigmaSrc = sigmaVector(sigmaValue, B);
         const { states, xDst } = await this.collectStates(
           x,
           sigmaSrc,

@@ -1,7 +1,10 @@
 // The benchmark page's script (bundled by chromium.bench.ts): WebGPU from navigator.gpu, then bench cases.
+
+import { benchmarkRollouts } from '@piflow/core/testing/benchmark';
+import { dx } from '@piflow/policy-dx';
+import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { setupWebGPU } from '../src/index';
-import { runBench } from './cases';
 
 // Installed by chromium.bench.ts (page.exposeFunction) before the page loads.
 const report = (line: string) =>
@@ -13,7 +16,7 @@ try {
   report(
     `tfjs ${tf.getBackend()} in ${navigator.userAgent.match(/Chrom\w+\/[\d.]+/)?.[0]}: ${info?.description ?? ''}`,
   );
-  await runBench((line) => report(`  ${line}`));
+  await benchmarkRollouts({ gm, dx, log: (line) => report(`  ${line}`) });
   report('done');
 } catch (error) {
   report(`error: ${(error as Error).stack ?? error}`);

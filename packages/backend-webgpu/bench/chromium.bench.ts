@@ -1,4 +1,4 @@
-// Runs bench/cases.ts in real headless Chromium (Debian's /usr/bin/chromium, WebGPU on Mesa llvmpipe through
+// Runs the rollout benchmark (@piflow/core/testing) in real headless Chromium (Debian's /usr/bin/chromium, WebGPU on Mesa llvmpipe through
 // ANGLE/OpenGL ES): bundles the page with esbuild, serves it from a local HTTP server on 127.0.0.1, and prints
 // what the page reports.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -63,6 +63,10 @@ try {
     console.log(line);
     if (line.startsWith('error')) failed = true;
     if (line === 'done' || line.startsWith('error')) finish();
+  });
+  page.on('console', (message) => {
+    // A module that fails to load (a bad import) shows up here, not as a page error.
+    if (message.type() === 'error') console.error(`page console: ${message.text()}`);
   });
   page.on('pageerror', (error) => {
     console.error(`page error: ${error.message}`);

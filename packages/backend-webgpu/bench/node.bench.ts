@@ -1,8 +1,10 @@
 // pnpm bench (Node + Dawn on this machine's software GPU), then the same cases in headless Chromium.
 import { existsSync, readFileSync } from 'node:fs';
+import { benchmarkRollouts } from '@piflow/core/testing/benchmark';
+import { dx } from '@piflow/policy-dx';
+import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { setupWebGPU } from '../src/index';
-import { runBench } from './cases';
 
 /** Linux's aggregate CPU counters (/proc/stat): [steal, total] jiffies, or undefined elsewhere. */
 function cpuTimes(): [number, number] | undefined {
@@ -17,7 +19,7 @@ console.log(
   `tfjs ${tf.getBackend()} in Node ${process.version} through Dawn (webgpu 0.6.2): ${backend.adapterInfo?.description ?? ''}`,
 );
 const before = cpuTimes();
-await runBench((line) => console.log(`  ${line}`));
+await benchmarkRollouts({ gm, dx, log: (line) => console.log(`  ${line}`) });
 const after = cpuTimes();
 if (before && after) {
   // On a virtual machine the hypervisor can take CPU time away (steal): llvmpipe's threads then wait, and the

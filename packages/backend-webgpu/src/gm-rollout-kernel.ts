@@ -129,7 +129,10 @@ ${store((c) => `y${c}`)}
 `;
 }
 
-/** The kernel: inputs x [P, C], xSrc [P, C], means [P, K·C], logweights [P, K], variance [B], table. */
+/**
+ * The kernel: inputs x and xSrc [B, …positions, C], means [B, …, K, C], logweights [B, …, K], variance [B],
+ * table (gmRolloutTable); read flat. The output has x's shape.
+ */
 export function gmRolloutKernelFunc({
   inputs,
   backend,
@@ -141,13 +144,13 @@ export function gmRolloutKernelFunc({
 }): tf.TensorInfo {
   const { numComponents: K, numChannels: C, positionsPerItem } = attrs as unknown as GMRolloutAttrs;
   const { x, xSrc, means, logweights, variance, table } = inputs as Record<string, tf.TensorInfo>;
-  const numPositions = x!.shape[0]!;
+  const numPositions = tf.util.sizeFromShape(x!.shape) / C;
   const vecX = C % 4 === 0 ? 4 : 1;
   const program = makeProgram({
     variableNames: ['xIn', 'xSrcIn', 'meansIn', 'logwIn', 'varianceIn', 'tableIn'],
     variableComponents: [vecX, vecX, vecX, K % 4 === 0 ? 4 : 1, 1, 4],
     outputComponent: vecX,
-    outputShape: [numPositions, C],
+    outputShape: x!.shape,
     shaderKey: `piflowGMRollout_K${K}_C${C}`,
     numInvocations: numPositions,
     uniforms: 'numPositions : i32, positionsPerItem : i32,',
@@ -199,19 +202,21 @@ export function gmFusedRollout(
   const numPositions = x.size / C;
   if (!fitsDispatch(numPositions)) return undefined;
   const tableData = gmRolloutTable(policy.sigmaSrc, segment);
-  return tf.tidy(() => {
-    const out = tf.engine().runKernel(
-      GM_ROLLOUT_KERNEL,
-      {
-        x: tf.reshape(x, [numPositions, C]),
-        xSrc: tf.reshape(policy.xSrc, [numPositions, C]),
-        means: tf.reshape(policy.means, [numPositions, K * C]),
-        logweights: tf.reshape(policy.logweights, [numPositions, K]),
-        variance: policy.variance,
-        table: tf.tensor1d(tableData),
-      },
-      { numComponents: K, numChannels: C, positionsPerItem: numPositions / B },
-    ) as tf.Tensor;
-    return tf.reshape(out, x.shape);
-  });
+  // The kernel indexes the buffers flat, so the tensors go in as they are (no reshape ops) and the output
+  // takes x's shape.
+  return tf.tidy(
+    () =>
+      tf.engine().runKernel(
+        GM_ROLLOUT_KERNEL,
+        {
+          x,
+          xSrc: policy.xSrc,
+          means: policy.means,
+          logweights: policy.logweights,
+          variance: policy.variance,
+          table: tf.tensor1d(tableData),
+        },
+        { numComponents: K, numChannels: C, positionsPerItem: numPositions / B },
+      ) as tf.Tensor,
+  );
 }

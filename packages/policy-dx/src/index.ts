@@ -13,3 +13,4 @@ export {
   dx,
   registerDXFusedRollout,
 } from './dx-policy';
+export { type DXRolloutPlan, planDXRollout } from './kernels/dx-fused-kernel';

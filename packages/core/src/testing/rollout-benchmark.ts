@@ -1,15 +1,18 @@
-// Fused vs op-by-op rollouts and a 4-step GM sampling run on the active tfjs backend ('webgpu'). Shared by
-// the Node (Dawn) runner and the Chromium page; every ratio is measured within one run.
-import { createAnalyticGMFlow, createRandom, rollout, type Student, sample } from '@piflow/core';
-import { dx } from '@piflow/policy-dx';
-import { type GMParams, gm } from '@piflow/policy-gm';
+// Fused vs op-by-op rollouts and a 4-step GM sampling run on the active tfjs backend, the same cases for every
+// backend: the WebGPU benches (Node through Dawn, headless Chromium) and the cpu/wasm bench of
+// @piflow/backend-node run this. Every ratio is measured within one run.
 import * as tf from '@tensorflow/tfjs-core';
+import { createAnalyticGMFlow } from '../analytic-gm-flow';
+import { createRandom } from '../random';
+import { rollout } from '../rollout';
+import { sample } from '../sample';
+import type { PolicyFamily, Student } from '../types';
 
 export interface BenchRow {
   name: string;
   /** Median wall time of one run including the readback, in ms. */
   ms: number;
-  /** Median process CPU time (all threads, llvmpipe's included) of one run, in ms (Node only). */
+  /** Median process CPU time (all threads, e.g. llvmpipe's) of one run, in ms (Node only). */
   cpuMs?: number;
 }
 
@@ -54,7 +57,24 @@ async function measure(fn: () => tf.Tensor, repeats: number, warmups = 2, warmup
 const show = (t: Timing, scale = 1) =>
   `${(t.ms * scale).toFixed(t.ms * scale < 100 ? 2 : 0)} ms${t.cpuMs === undefined ? '' : ` (CPU ${(t.cpuMs * scale).toFixed(t.cpuMs * scale < 100 ? 2 : 0)} ms)`}`;
 
-export async function runBench(log: (line: string) => void, options: { opByOpSubsteps?: number } = {}) {
+export interface RolloutBenchmarkOptions {
+  /** The GM family (@piflow/policy-gm's `gm`); x0-space parameters { space, means, logweights, variance }. */
+  gm: PolicyFamily;
+  /** The DX family (@piflow/policy-dx's `dx`); x0-space parameters { space, x0Grid }. */
+  dx: PolicyFamily;
+  /** Where the result lines go. */
+  log: (line: string) => void;
+  /** Substeps of the op-by-op rollouts, scaled to 128 (default 16: op by op takes seconds). */
+  opByOpSubsteps?: number;
+}
+
+/**
+ * On the active backend: the GM (K = 8) and DX (N = 10) rollouts of 128 substeps on [2 × 1024, C = 16], fused
+ * vs op by op, and a 4-step `sample()` of the exact oracle GM student (2048 samples of a 16-D mixture of 8
+ * Gaussians), fused vs op by op. Times include the readback; medians after a warm-up.
+ */
+export async function benchmarkRollouts(options: RolloutBenchmarkOptions): Promise<BenchRow[]> {
+  const { gm, dx, log } = options;
   const rows: BenchRow[] = [];
   const random = createRandom(0);
   const B = 2;
@@ -106,7 +126,7 @@ export async function runBench(log: (line: string) => void, options: { opByOpSub
   // Gaussians), 2048 samples, 128 substeps per unit raw time in the rollouts.
   const means = Array.from({ length: K }, () => Array.from({ length: C }, () => 2 * random.normal()));
   const flow = createAnalyticGMFlow({ means, std: 0.3 });
-  const student: Student<GMParams> = { family: 'gm', predict: (x, sigma) => flow.posterior(x, sigma) };
+  const student: Student = { family: 'gm', predict: (x, sigma) => flow.posterior(x, sigma) };
   const noise = random.normalTensor([B * P, C]);
   const timings: Timing[] = [];
   for (const fused of [true, false]) {

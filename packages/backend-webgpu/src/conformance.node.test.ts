@@ -5,7 +5,7 @@
 import { createRandom, InvalidArgumentError, rollout } from '@piflow/core';
 import { dxUParams, gmUParams, useBackend } from '@piflow/core/testing';
 import { dx } from '@piflow/policy-dx';
-import { gm } from '@piflow/policy-gm';
+import { gm, sampleGaussianMixture, sampleGaussianMixtureAsync } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { describeWebGPUConformance } from './__fixtures__/webgpu-conformance';
@@ -84,5 +84,24 @@ describe('the suites above ran on Dawn in Node, fused kernels included', () => {
     tf.dispose([xSrc, params.means, params.logweights, params.logstd, sigma, u1, scaled, u2]);
     tf.dispose([half, computed, u3, u4]);
     policy.dispose();
+  });
+
+  it('sampleGaussianMixtureAsync draws from GPU-computed mixture parameters (the sync version cannot read them)', async () => {
+    const random = createRandom(9);
+    const positions = 1024; // large enough that tfjs runs the ops on the GPU
+    const means = tf.mul(random.normalTensor([1, positions, 2, 3]), 1);
+    const logweights = tf.add(random.normalTensor([1, positions, 2]), 0);
+    const params = { space: 'x0' as const, means, logweights, variance: tf.tensor1d([0.04]) };
+    expect(() => sampleGaussianMixture(params, createRandom(1))).toThrow();
+    const x0 = await sampleGaussianMixtureAsync(params, createRandom(1));
+    expect(x0.shape).toEqual([1, positions, 3]);
+    // Each draw lies near one of its position's two means (|ε|·0.2 ≤ 1.2 for |ε| ≤ 6).
+    const [v, m] = [await x0.data(), await means.data()];
+    for (let p = 0; p < positions; p++) {
+      const distance = (k: number) =>
+        Math.max(...[0, 1, 2].map((c) => Math.abs(v[3 * p + c]! - m[(2 * p + k) * 3 + c]!)));
+      expect(Math.min(distance(0), distance(1))).toBeLessThan(1.2);
+    }
+    tf.dispose([means, logweights, params.variance, x0]);
   });
 });

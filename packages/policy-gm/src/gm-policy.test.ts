@@ -11,7 +11,14 @@ import {
 } from '@piflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { componentDropMask, createGMFamily, gm, gmMean, sampleGaussianMixture } from './index';
+import {
+  componentDropMask,
+  createGMFamily,
+  gm,
+  gmMean,
+  sampleGaussianMixture,
+  sampleGaussianMixtureAsync,
+} from './index';
 
 const K = 3;
 
@@ -136,6 +143,21 @@ for (const backend of testBackends()) {
       expect(m0).toBeCloseTo(0.25 * -2 + 0.75 * 3, 1);
       expect(m1).toBeCloseTo(0.75, 1);
       tf.dispose([means, tiled, logweights, variance, x0]);
+    });
+
+    it('sampleGaussianMixtureAsync draws the same samples from the same random state', async () => {
+      const random = createRandom(4);
+      const params = {
+        space: 'x0' as const,
+        means: random.normalTensor([3, 5, 4, 2]),
+        logweights: random.normalTensor([3, 5, 4]),
+        variance: tf.tensor1d([0.1, 0.2, 0.3]),
+      };
+      const sync = sampleGaussianMixture(params, createRandom(11));
+      const viaAsync = await sampleGaussianMixtureAsync(params, createRandom(11));
+      expect(viaAsync.shape).toEqual([3, 5, 2]);
+      expect(Array.from(await viaAsync.data())).toEqual(Array.from(await sync.data()));
+      tf.dispose([sync, viaAsync, params.means, params.logweights, params.variance]);
     });
 
     it('createGMFamily defaults apply and can be overridden', () => {

@@ -19,4 +19,4 @@ export {
   gm,
   registerGMFusedRollout,
 } from './gm-policy';
-export { sampleGaussianMixture } from './gm-sample';
+export { sampleGaussianMixture, sampleGaussianMixtureAsync } from './gm-sample';

@@ -74,7 +74,24 @@ export class AdamW {
    * non-finite norm leaves the weights and moments untouched.
    */
   apply(gradients: readonly tf.Tensor[]): number {
-    const norm = Math.sqrt(tf.tidy(() => tf.addN(gradients.map((g) => tf.sum(tf.square(g)))).dataSync()[0]!));
+    const squared = tf.tidy(() => tf.addN(gradients.map((g) => tf.sum(tf.square(g)))));
+    const norm = Math.sqrt(squared.dataSync()[0]!);
+    squared.dispose();
+    return this.update(gradients, norm);
+  }
+
+  /**
+   * `apply` reading the gradient norm asynchronously: works on every backend (tfjs's WebGPU backend in Node
+   * cannot read GPU values synchronously).
+   */
+  async applyAsync(gradients: readonly tf.Tensor[]): Promise<number> {
+    const squared = tf.tidy(() => tf.addN(gradients.map((g) => tf.sum(tf.square(g)))));
+    const norm = Math.sqrt((await squared.data())[0]!);
+    squared.dispose();
+    return this.update(gradients, norm);
+  }
+
+  private update(gradients: readonly tf.Tensor[], norm: number): number {
     if (!Number.isFinite(norm)) return norm;
     const clip = norm > this.gradientClip ? this.gradientClip / norm : 1;
     const lr = this.currentLearningRate();
@@ -105,6 +122,13 @@ export class AdamW {
       m: this.m.map((t) => Float32Array.from(t.dataSync())),
       v: this.v.map((t) => Float32Array.from(t.dataSync())),
     };
+  }
+
+  /** `getState` reading the moments asynchronously (every backend). */
+  async getStateAsync(): Promise<AdamWState> {
+    const read = (tensors: tf.Tensor[]) =>
+      Promise.all(tensors.map(async (t) => Float32Array.from(await t.data())));
+    return { step: this.t, m: await read(this.m), v: await read(this.v) };
   }
 
   setState(state: AdamWState): void {

@@ -58,6 +58,11 @@ export class EMA {
     return this.shadow.map((t) => Float32Array.from(t.dataSync()));
   }
 
+  /** `getState` reading the averages asynchronously (every backend). */
+  async getStateAsync(): Promise<Float32Array[]> {
+    return Promise.all(this.shadow.map(async (t) => Float32Array.from(await t.data())));
+  }
+
   setState(arrays: readonly Float32Array[]): void {
     if (arrays.length !== this.variables.length) {
       throw new Error(

@@ -239,7 +239,7 @@ export class PiIDTrainer<P = unknown> {
     let skipped = !Number.isFinite(loss);
     if (!skipped) {
       // apply() leaves the weights untouched when the gradients are not finite
-      gradientNorm = this.optimizer.apply(grads);
+      gradientNorm = await this.optimizer.applyAsync(grads);
       skipped = !Number.isFinite(gradientNorm);
     }
     tf.dispose(grads);
@@ -296,7 +296,7 @@ export class PiIDTrainer<P = unknown> {
       throw new PiflowError('No checkpoint folder configured (options.checkpoint.dir).');
     return writeCheckpointFile(
       this.options.checkpoint.dir,
-      this.toCheckpoint(),
+      await this.toCheckpointAsync(),
       this.options.checkpoint.keep ?? 3,
     );
   }
@@ -316,13 +316,33 @@ export class PiIDTrainer<P = unknown> {
     return this.stepCount;
   }
 
+  /** `toCheckpoint` reading the tensors asynchronously (every backend; `save` uses it). */
+  async toCheckpointAsync(): Promise<TrainingCheckpoint> {
+    return this.checkpointOf(
+      await Promise.all(this.student.variables.map(async (v) => Float32Array.from(await v.data()))),
+      this.ema ? await this.ema.getStateAsync() : [],
+      await this.optimizer.getStateAsync(),
+    );
+  }
+
   toCheckpoint(): TrainingCheckpoint {
-    const optimizer = this.optimizer.getState();
+    return this.checkpointOf(
+      this.student.variables.map((v) => Float32Array.from(v.dataSync())),
+      this.ema ? this.ema.getState() : [],
+      this.optimizer.getState(),
+    );
+  }
+
+  private checkpointOf(
+    variables: Float32Array[],
+    ema: Float32Array[],
+    optimizer: TrainingCheckpoint['optimizer'],
+  ): TrainingCheckpoint {
     return {
       step: this.stepCount,
       randomState: this.random.state(),
-      variables: this.student.variables.map((v) => Float32Array.from(v.dataSync())),
-      ema: this.ema ? this.ema.getState() : [],
+      variables,
+      ema,
       optimizer,
       shapes: this.student.variables.map((v) => [...v.shape]),
       metadata: { family: this.family.name, ...this.options.metadata },
@@ -391,7 +411,7 @@ export class PiIDTrainer<P = unknown> {
         false,
       );
       try {
-        return this.gradients(xSrc, sigmaSrc, batch.condition, states, 1);
+        return await this.gradients(xSrc, sigmaSrc, batch.condition, states, 1);
       } finally {
         disposeStates(states);
       }
@@ -425,7 +445,7 @@ export class PiIDTrainer<P = unknown> {
         );
         let result: { loss: number; grads: tf.Tensor[] };
         try {
-          result = this.gradients(x, sigmaSrc, condition, states, length);
+          result = await this.gradients(x, sigmaSrc, condition, states, length);
         } finally {
           disposeStates(states);
           sigmaSrc.dispose();
@@ -492,7 +512,7 @@ export class PiIDTrainer<P = unknown> {
         }
       }
       const raw = Float64Array.from(rawSrc);
-      let sigma = Float32Array.from(sigmaSrc.dataSync());
+      let sigma = Float32Array.from(await sigmaSrc.data());
       for (let k = 0; k < M; k++) {
         const rawA = raw.map((r, b) => Math.max(r - studentSteps[k]![b]!, 0));
         const rawB = rawA.map((r, b) => Math.max(r - teacherSteps[k]![b]!, 0));
@@ -541,13 +561,13 @@ export class PiIDTrainer<P = unknown> {
   }
 
   /** Phase 2 (on the tape): the non-detached policy's (window-averaged) velocity vs the teacher's. */
-  private gradients(
+  private async gradients(
     xSrc: tf.Tensor,
     sigmaSrc: tf.Tensor1D,
     condition: Condition | undefined,
     states: State[],
     weight: number,
-  ): { loss: number; grads: tf.Tensor[] } {
+  ): Promise<{ loss: number; grads: tf.Tensor[] }> {
     const variables = this.student.variables;
     const { substeps, shift, lossScale } = this.o;
     const policyOptions = { ...this.student.policyOptions };
@@ -562,7 +582,8 @@ export class PiIDTrainer<P = unknown> {
       });
       return tf.mul(tf.mean(tf.concat(perRow)), lossScale * weight) as tf.Scalar;
     }, variables as tf.Variable[]);
-    const loss = value.dataSync()[0]! / weight;
+    // Read asynchronously: tfjs's WebGPU backend in Node has no synchronous readback.
+    const loss = (await value.data())[0]! / weight;
     value.dispose();
     return { loss, grads: variables.map((v) => grads[v.name] ?? tf.zerosLike(v)) };
   }

@@ -1,14 +1,20 @@
-// π-ID training on tfjs's WebGPU backend in Node (Dawn): the trainer reads the loss, the gradient norm and σ
-// asynchronously, so it runs where synchronous readback of GPU values is impossible. The student is the
+// π-ID training on tfjs's WebGPU backend in Node (Dawn through @piflow/backend-webgpu; Mesa llvmpipe where
+// there is no GPU): the trainer reads the loss, the gradient norm and σ asynchronously, so it runs where
+// synchronous readback of GPU values is impossible. The student is the
 // oracle one of the trainer's own tests: the exact x0-posterior of an analytic mixture with a learnable offset
 // on every component mean, whose π-ID loss vanishes at offset 0.
+
+import { setupWebGPU } from '@piflow/backend-webgpu';
 import { type AnalyticGMFlow, createAnalyticGMFlow, type TrainableStudent } from '@piflow/core';
-import { useBackend } from '@piflow/core/testing';
+import { registerTestBackend, useBackend } from '@piflow/core/testing';
 import { type GMParams, gm } from '@piflow/policy-gm';
-import { createPiIDTrainer } from '@piflow/trainer';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import './__fixtures__/webgpu-test-backend';
+import { createPiIDTrainer } from './pi-id-trainer';
+
+registerTestBackend('webgpu', async () => {
+  await setupWebGPU({ setBackend: false });
+});
 
 function offsetStudent(
   flow: AnalyticGMFlow,

@@ -35,7 +35,9 @@ export const GM_MAX_GRAM_COMPONENTS = 32;
  * rather than channel by channel: every Euler substep maps x to α·x + β·x_src − γ·Σ_k w_k·μ_k, so
  * x = c_x·x_start + c_s·x_src + Σ_k c_k·μ_k at every substep, and the logits only need μ_k·x =
  * c_x·(μ_k·x_start) + c_s·(μ_k·x_src) + Σ_l c_l·(μ_k·μ_l). A substep then costs K(K + 2) multiply-adds
- * instead of 2·K·C, which pays whenever K ≤ 2·C (K = 8, C = 16: 80 instead of 256).
+ * instead of 2·K·C, which pays whenever K ≤ 2·C (K = 8, C = 16: 80 instead of 256). The cpu/wasm kernel of
+ * @piflow/policy-gm uses the same reformulation (gm-rollout-plan.ts) with coefficients from the CPU; here the
+ * shader computes them, as the variance tensor has no synchronous readback on WebGPU in Node.
  */
 export function gmUsesGramForm(K: number, C: number): boolean {
   return K <= 2 * C && K <= GM_MAX_GRAM_COMPONENTS;

@@ -154,25 +154,27 @@ describe('fused WGSL rollout kernels on webgpu', () => {
     [4, 8],
     [6, 2],
   ] as const) {
-    it(`GM (${gmUsesGramForm(K, C) ? 'Gram' : 'channel'} form): a rollout that starts below the policy's σ_src and stops above 0 matches op by op`, async () => {
+    it(`GM (${gmUsesGramForm(K, C) ? 'Gram' : 'channel'} form): a rollout from another x, starting below the policy's σ_src and stopping above 0, matches op by op`, async () => {
       const shape = [3, 5, C];
-      const { policy, xSrc } = makeGM(shape, K, [0.95, 0.8, 0.6], 21);
+      const { policy, xSrc, random } = makeGM(shape, K, [0.95, 0.8, 0.6], 21);
+      // Not x_src (sampling steps start there; training rolls out from intermediate states).
+      const x = tf.tidy(() => tf.add(xSrc, tf.mul(random.normalTensor(shape), 0.3)));
       const options = {
         sigmaSrc: tf.tensor1d([0.7, 0.5, 0.6]),
         sigmaDst: tf.tensor1d([0.2, 0.05, 0.6]),
         substeps: 100,
         shift: 2,
       };
-      const fused = await validated(() => rollout(policy, xSrc, options));
-      const opByOp = rollout(policy, xSrc, { ...options, fused: false });
+      const fused = await validated(() => rollout(policy, x, options));
+      const opByOp = rollout(policy, x, { ...options, fused: false });
       expect(relativeError(fused, await opByOp.data())).toBeLessThan(FUSED_TOLERANCE);
       const reference = await gmEulerReference(
         policy,
-        Float64Array.from(await xSrc.data()),
+        Float64Array.from(await x.data()),
         segmentOf({ sigmaSrc: [0.7, 0.5, 0.6], sigmaDst: [0.2, 0.05, 0.6], substeps: 100, shift: 2 }),
       );
       expect(relativeError(fused, reference)).toBeLessThan(FLOAT64_TOLERANCE);
-      tf.dispose([opByOp, xSrc, options.sigmaSrc, options.sigmaDst]);
+      tf.dispose([opByOp, x, xSrc, options.sigmaSrc, options.sigmaDst]);
       policy.dispose();
     });
   }

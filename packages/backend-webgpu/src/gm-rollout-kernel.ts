@@ -24,6 +24,8 @@ export interface GMRolloutAttrs {
   numComponents: number;
   numChannels: number;
   positionsPerItem: number;
+  /** 1 when the rollout starts at the policy's own x_src (x is not bound: the kernel reads x_src). */
+  startsAtSource: number;
   [key: string]: number;
 }
 
@@ -51,8 +53,10 @@ export function gmUsesGramForm(K: number, C: number): boolean {
  * with μ̄ = Σ_k w_k·μ_k, w = softmax_k(log w_k + (μ_k·ν − ζ/2·|μ_k|²)/d), ν = a·x − ρ²·a_src·x_src,
  * a = 1 − s, ρ = s/σ_src, ζ = a² − ρ²·a_src² — what GMPolicy.velocity computes op by op. In the Gram form
  * (gmUsesGramForm) the state is the coordinates (c_x, c_s, c_k) of x; otherwise the C channels of x.
+ * `startsAtSource`: the rollout starts at x_src itself (as every sampling step does), so x is not loaded and
+ * the Gram form drops c_x and the K products μ_k·x_start.
  */
-export function gmRolloutShader(K: number, C: number): string {
+export function gmRolloutShader(K: number, C: number, startsAtSource = false): string {
   const vecX = C % 4 === 0;
   const m = (k: number, c: number) => `m${k}_${c}`;
   const G = (k: number, l: number) => (k >= l ? `g${k}_${l}` : `g${l}_${k}`);
@@ -70,7 +74,7 @@ fn main(index : i32) {
   let stScale = consts.z;
   let as_ = consts.w;
   let v = varianceIn[b];
-${loadFloats('xIn', `index * ${C}`, C, (c) => `x${c}`, vecX)}
+${startsAtSource ? '' : loadFloats('xIn', `index * ${C}`, C, (c) => `x${c}`, vecX)}
 ${loadFloats('xSrcIn', `index * ${C}`, C, (c) => `xs${c}`, vecX)}
 ${loadFloats('meansIn', `index * ${K * C}`, K * C, (i) => m(Math.floor(i / C), i % C), vecX)}
 ${loadFloats('logwIn', `index * ${K}`, K, (k) => `lw${k}raw`, K % 4 === 0)}
@@ -92,30 +96,32 @@ ${body}
 ${unroll(K, (k) => `    let e${k} = exp(l${k} - mx);`)}`;
   const store = (value: (c: number) => string) => storeFloats(`index * ${C}`, C, value, vecX);
   if (gmUsesGramForm(K, C)) {
-    const state = `${unroll(K, (k) => `  let px${k} = ${dot(range(C, (c) => [m(k, c), `x${c}`]))};\n  let ps${k} = ${dot(range(C, (c) => [m(k, c), `xs${c}`]))};`)}
+    // x = c_x·x_start + c_s·x_src + Σ_k c_k·μ_k; with startsAtSource x_start is x_src and c_x folds into c_s.
+    const start: Array<[string, string]> = startsAtSource ? [] : [['cx', 'x']];
+    const state = `${unroll(K, (k) => `${startsAtSource ? '' : `  let px${k} = ${dot(range(C, (c) => [m(k, c), `x${c}`]))};\n`}  let ps${k} = ${dot(range(C, (c) => [m(k, c), `xs${c}`]))};`)}
 ${unroll(K, (k) => unroll(k + 1, (l) => `  let ${G(k, l)} = ${dot(range(C, (c) => [m(k, c), m(l, c)]))};`))}
   var cx = 1.0;
-  var cs = 0.0;
+  var cs = ${startsAtSource ? '1.0' : '0.0'};
 ${unroll(K, (k) => `  var c${k} = 0.0;`)}`;
     const logits = `    let A = a * invD;
     let Bs = -rs * invD;
     let H = -0.5 * zeta * invD;
-${unroll(K, (k) => `    let l${k} = fma(A, ${dot([['cx', `px${k}`], ['cs', `ps${k}`], ...range(K, (l): [string, string] => [`c${l}`, G(k, l)])])}, fma(Bs, ps${k}, fma(H, ${G(k, k)}, lw${k})));`)}`;
+${unroll(K, (k) => `    let l${k} = fma(A, ${dot([...start.map(([a]): [string, string] => [a, `px${k}`]), ['cs', `ps${k}`], ...range(K, (l): [string, string] => [`c${l}`, G(k, l)])])}, fma(Bs, ps${k}, fma(H, ${G(k, k)}, lw${k})));`)}`;
     return `${head}
 ${loop(state, logits)}
     let g = delta * invD;
     let alpha = 1.0 + g * (s - v * a - st * as_);
     let w = g * s / ${treeSum(range(K, (k) => `e${k}`))};
-    cx = alpha * cx;
+    ${startsAtSource ? '' : 'cx = alpha * cx;'}
     cs = fma(alpha, cs, g * st);
 ${unroll(K, (k) => `    c${k} = fma(alpha, c${k}, -w * e${k});`)}
     s = sNext;
   }
-${store((c) => dot([['cx', `x${c}`], ['cs', `xs${c}`], ...range(K, (k): [string, string] => [`c${k}`, m(k, c)])]))}
+${store((c) => dot([...start.map(([a, x]): [string, string] => [a, `${x}${c}`]), ['cs', `xs${c}`], ...range(K, (k): [string, string] => [`c${k}`, m(k, c)])]))}
 }
 `;
   }
-  const state = `${unroll(C, (c) => `  var y${c} = x${c};`)}
+  const state = `${unroll(C, (c) => `  var y${c} = ${startsAtSource ? 'xs' : 'x'}${c};`)}
 ${unroll(K, (k) => `  let n${k} = ${dot(range(C, (c) => [m(k, c), m(k, c)]))};`)}`;
   const logits = `${unroll(C, (c) => `    let nu${c} = a * y${c} - rs * xs${c};`)}
 ${unroll(K, (k) => `    let l${k} = fma(${dot(range(C, (c) => [m(k, c), `nu${c}`]))} - 0.5 * zeta * n${k}, invD, lw${k});`)}`;
@@ -132,8 +138,8 @@ ${store((c) => `y${c}`)}
 }
 
 /**
- * The kernel: inputs x and xSrc [B, …positions, C], means [B, …, K, C], logweights [B, …, K], variance [B],
- * table (gmRolloutTable); read flat. The output has x's shape.
+ * The kernel: inputs x (absent when the rollout starts at x_src) and xSrc [B, …positions, C], means
+ * [B, …, K, C], logweights [B, …, K], variance [B], table (gmRolloutTable); read flat. The output has x's shape.
  */
 export function gmRolloutKernelFunc({
   inputs,
@@ -144,24 +150,31 @@ export function gmRolloutKernelFunc({
   backend: unknown;
   attrs?: tf.NamedAttrMap;
 }): tf.TensorInfo {
-  const { numComponents: K, numChannels: C, positionsPerItem } = attrs as unknown as GMRolloutAttrs;
+  const {
+    numComponents: K,
+    numChannels: C,
+    positionsPerItem,
+    startsAtSource,
+  } = attrs as unknown as GMRolloutAttrs;
   const { x, xSrc, means, logweights, variance, table } = inputs as Record<string, tf.TensorInfo>;
-  const numPositions = tf.util.sizeFromShape(x!.shape) / C;
+  const same = startsAtSource === 1;
+  const numPositions = tf.util.sizeFromShape(xSrc!.shape) / C;
   const vecX = C % 4 === 0 ? 4 : 1;
+  // An unused binding is an error (the compiler strips it from the layout), so x is bound only when read.
   const program = makeProgram({
-    variableNames: ['xIn', 'xSrcIn', 'meansIn', 'logwIn', 'varianceIn', 'tableIn'],
-    variableComponents: [vecX, vecX, vecX, K % 4 === 0 ? 4 : 1, 1, 4],
+    variableNames: [...(same ? [] : ['xIn']), 'xSrcIn', 'meansIn', 'logwIn', 'varianceIn', 'tableIn'],
+    variableComponents: [...(same ? [] : [vecX]), vecX, vecX, K % 4 === 0 ? 4 : 1, 1, 4],
     outputComponent: vecX,
-    outputShape: x!.shape,
-    shaderKey: `piflowGMRollout_K${K}_C${C}`,
+    outputShape: xSrc!.shape,
+    shaderKey: `piflowGMRollout_K${K}_C${C}${same ? '_fromSource' : ''}`,
     numInvocations: numPositions,
     uniforms: 'numPositions : i32, positionsPerItem : i32,',
-    body: () => gmRolloutShader(K, C),
+    body: () => gmRolloutShader(K, C, same),
   });
   return runProgram(
     backend,
     program,
-    [x!, xSrc!, means!, logweights!, variance!, table!],
+    [...(same ? [] : [x!]), xSrc!, means!, logweights!, variance!, table!],
     [
       { type: 'int32', data: [numPositions] },
       { type: 'int32', data: [positionsPerItem] },
@@ -204,6 +217,8 @@ export function gmFusedRollout(
   const numPositions = x.size / C;
   if (!fitsDispatch(numPositions)) return undefined;
   const tableData = gmRolloutTable(policy.sigmaSrc, segment);
+  // Sampling rolls out from the policy's own x_src (the policy keeps a clone: the same data).
+  const startsAtSource = x.dataId === policy.xSrc.dataId;
   // The kernel indexes the buffers flat, so the tensors go in as they are (no reshape ops) and the output
   // takes x's shape.
   return tf.tidy(
@@ -211,14 +226,19 @@ export function gmFusedRollout(
       tf.engine().runKernel(
         GM_ROLLOUT_KERNEL,
         {
-          x,
+          ...(startsAtSource ? {} : { x }),
           xSrc: policy.xSrc,
           means: policy.means,
           logweights: policy.logweights,
           variance: policy.variance,
           table: tf.tensor1d(tableData),
         },
-        { numComponents: K, numChannels: C, positionsPerItem: numPositions / B },
+        {
+          numComponents: K,
+          numChannels: C,
+          positionsPerItem: numPositions / B,
+          startsAtSource: startsAtSource ? 1 : 0,
+        },
       ) as tf.Tensor,
   );
 }

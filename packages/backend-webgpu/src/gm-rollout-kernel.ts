@@ -97,7 +97,8 @@ ${unroll(K, (k) => `    let e${k} = exp(l${k} - mx);`)}`;
   const store = (value: (c: number) => string) => storeFloats(`index * ${C}`, C, value, vecX);
   if (gmUsesGramForm(K, C)) {
     // x = c_x·x_start + c_s·x_src + Σ_k c_k·μ_k; with startsAtSource x_start is x_src and c_x folds into c_s.
-    const start: Array<[string, string]> = startsAtSource ? [] : [['cx', 'x']];
+    // The c_x·(…) term of a dot product, absent when the rollout starts at x_src.
+    const startTerm = (factor: string): Array<[string, string]> => (startsAtSource ? [] : [['cx', factor]]);
     const state = `${unroll(K, (k) => `${startsAtSource ? '' : `  let px${k} = ${dot(range(C, (c) => [m(k, c), `x${c}`]))};\n`}  let ps${k} = ${dot(range(C, (c) => [m(k, c), `xs${c}`]))};`)}
 ${unroll(K, (k) => unroll(k + 1, (l) => `  let ${G(k, l)} = ${dot(range(C, (c) => [m(k, c), m(l, c)]))};`))}
   var cx = 1.0;
@@ -106,7 +107,7 @@ ${unroll(K, (k) => `  var c${k} = 0.0;`)}`;
     const logits = `    let A = a * invD;
     let Bs = -rs * invD;
     let H = -0.5 * zeta * invD;
-${unroll(K, (k) => `    let l${k} = fma(A, ${dot([...start.map(([a]): [string, string] => [a, `px${k}`]), ['cs', `ps${k}`], ...range(K, (l): [string, string] => [`c${l}`, G(k, l)])])}, fma(Bs, ps${k}, fma(H, ${G(k, k)}, lw${k})));`)}`;
+${unroll(K, (k) => `    let l${k} = fma(A, ${dot([...startTerm(`px${k}`), ['cs', `ps${k}`], ...range(K, (l): [string, string] => [`c${l}`, G(k, l)])])}, fma(Bs, ps${k}, fma(H, ${G(k, k)}, lw${k})));`)}`;
     return `${head}
 ${loop(state, logits)}
     let g = delta * invD;
@@ -117,7 +118,7 @@ ${loop(state, logits)}
 ${unroll(K, (k) => `    c${k} = fma(alpha, c${k}, -w * e${k});`)}
     s = sNext;
   }
-${store((c) => dot([...start.map(([a, x]): [string, string] => [a, `${x}${c}`]), ['cs', `xs${c}`], ...range(K, (k): [string, string] => [`c${k}`, m(k, c)])]))}
+${store((c) => dot([...startTerm(`x${c}`), ['cs', `xs${c}`], ...range(K, (k): [string, string] => [`c${k}`, m(k, c)])]))}
 }
 `;
   }

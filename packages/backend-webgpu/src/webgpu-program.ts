@@ -72,7 +72,7 @@ export function runProgram(
 
 /** `join(range(n).map(f), sep)`: the WGSL generators unroll every K/C/N loop with constant indices. */
 export function unroll(n: number, f: (i: number) => string, separator = '\n'): string {
-  return Array.from({ length: n }, (_, i) => f(i)).join(separator);
+  return range(n, f).join(separator);
 }
 
 /**

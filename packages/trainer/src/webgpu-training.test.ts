@@ -1,41 +1,21 @@
 // π-ID training on tfjs's WebGPU backend in Node (Dawn through @piflow/backend-webgpu; Mesa llvmpipe where
 // there is no GPU): the trainer reads the loss, the gradient norm and σ asynchronously, so it runs where
-// synchronous readback of GPU values is impossible. The student is the
-// oracle one of the trainer's own tests: the exact x0-posterior of an analytic mixture with a learnable offset
-// on every component mean, whose π-ID loss vanishes at offset 0.
+// synchronous readback of GPU values is impossible. The student is the oracle one of the trainer's own tests
+// (offsetPosteriorStudent): the exact x0-posterior of an analytic mixture with a learnable offset on every
+// component mean, whose π-ID loss vanishes at offset 0.
 
 import { setupWebGPU } from '@piflow/backend-webgpu';
-import { type AnalyticGMFlow, createAnalyticGMFlow, type TrainableStudent } from '@piflow/core';
+import { createAnalyticGMFlow } from '@piflow/core';
 import { registerTestBackend, useBackend } from '@piflow/core/testing';
-import { type GMParams, gm } from '@piflow/policy-gm';
+import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
+import { offsetPosteriorStudent } from './__fixtures__/students';
 import { createPiIDTrainer } from './pi-id-trainer';
 
 registerTestBackend('webgpu', async () => {
   await setupWebGPU({ setBackend: false });
 });
-
-function offsetStudent(
-  flow: AnalyticGMFlow,
-  offset0: number[],
-): TrainableStudent<GMParams> & {
-  offset: tf.Variable;
-} {
-  const offset = tf.variable(tf.tensor1d(offset0));
-  return {
-    family: 'gm',
-    offset,
-    variables: [offset],
-    predict(x, sigma) {
-      const post = flow.posterior(x, sigma);
-      const means = tf.add(post.means, offset);
-      post.means.dispose();
-      return { ...post, means };
-    },
-    dispose: () => offset.dispose(),
-  };
-}
 
 async function train(backend: string, steps: number) {
   await useBackend(backend);
@@ -46,7 +26,7 @@ async function train(backend: string, steps: number) {
     ],
     std: 0.3,
   });
-  const student = offsetStudent(flow, [0.3, -0.2]);
+  const student = offsetPosteriorStudent(flow, [0.3, -0.2]);
   const losses: number[] = [];
   const trainer = createPiIDTrainer({
     student,

@@ -29,6 +29,12 @@ export interface GMRolloutAttrs {
   [key: string]: number;
 }
 
+/**
+ * log2(e): the kernel keeps the logits in base 2 (log-weights and logit coefficients scaled once), so each
+ * softmax term is one exp2 — llvmpipe's exp(x) is exp2(x·log2 e), a multiply per component per substep.
+ */
+const LOG2E = 1.4426950408889634;
+
 /** Largest K run in the Gram form (it keeps K(K+1)/2 inner products per position in registers). */
 export const GM_MAX_GRAM_COMPONENTS = 32;
 
@@ -50,8 +56,9 @@ export function gmUsesGramForm(K: number, C: number): boolean {
  * (rolloutSigmaGrid's, in closed form from gmRolloutTable: no loads inside the loop, which llvmpipe would
  * issue lane by lane) and applies every Euler substep of the GMFlow-posterior velocity
  *   u = (s·(x − μ̄) − v·a·x − st·(a_src·x − x_src)) / d,  d = v·ζ + s²,  st = v·s·a_src/σ_src²,
- * with μ̄ = Σ_k w_k·μ_k, w = softmax_k(log w_k + (μ_k·ν − ζ/2·|μ_k|²)/d), ν = a·x − ρ²·a_src·x_src,
- * a = 1 − s, ρ = s/σ_src, ζ = a² − ρ²·a_src² — what GMPolicy.velocity computes op by op. In the Gram form
+ * with μ̄ = Σ_k w_k·μ_k, w = softmax_k(log w_k + (μ_k·ν − ζ/2·|μ_k|²)/d) (in base 2, see LOG2E),
+ * ν = a·x − ρ²·a_src·x_src, a = 1 − s, ρ = s/σ_src, ζ = a² − ρ²·a_src² — what GMPolicy.velocity computes
+ * op by op. In the Gram form
  * (gmUsesGramForm) the state is the coordinates (c_x, c_s, c_k) of x; otherwise the C channels of x.
  * `startsAtSource`: the rollout starts at x_src itself (as every sampling step does), so x is not loaded and
  * the Gram form drops c_x and the K products μ_k·x_start.
@@ -78,7 +85,7 @@ ${startsAtSource ? '' : loadFloats('xIn', `index * ${C}`, C, (c) => `x${c}`, vec
 ${loadFloats('xSrcIn', `index * ${C}`, C, (c) => `xs${c}`, vecX)}
 ${loadFloats('meansIn', `index * ${K * C}`, K * C, (i) => m(Math.floor(i / C), i % C), vecX)}
 ${loadFloats('logwIn', `index * ${K}`, K, (k) => `lw${k}raw`, K % 4 === 0)}
-${unroll(K, (k) => `  let lw${k} = select(lw${k}raw, -1e30, lw${k}raw < -1e30);`)}`;
+${unroll(K, (k) => `  let lw${k} = select(lw${k}raw * ${LOG2E}, -1e30, lw${k}raw < -1e30);`)}`;
   const loop = (state: string, body: string) => `${state}
   var s = walk.x;
   for (var j = 0; j < count; j++) {
@@ -90,10 +97,11 @@ ${unroll(K, (k) => `  let lw${k} = select(lw${k}raw, -1e30, lw${k}raw < -1e30);`
     let zeta = a * a - rho2 * (as_ * as_);
     let rs = rho2 * as_;
     let invD = 1.0 / max(v * zeta + s * s, 1e-20);
+    let invDl = invD * ${LOG2E};
     let st = v * s * stScale;
 ${body}
     let mx = ${treeMax(range(K, (k) => `l${k}`))};
-${unroll(K, (k) => `    let e${k} = exp(l${k} - mx);`)}`;
+${unroll(K, (k) => `    let e${k} = exp2(l${k} - mx);`)}`;
   const store = (value: (c: number) => string) => storeFloats(`index * ${C}`, C, value, vecX);
   if (gmUsesGramForm(K, C)) {
     // x = c_x·x_start + c_s·x_src + Σ_k c_k·μ_k; with startsAtSource x_start is x_src and c_x folds into c_s.
@@ -104,9 +112,9 @@ ${unroll(K, (k) => unroll(k + 1, (l) => `  let ${G(k, l)} = ${dot(range(C, (c) =
   var cx = 1.0;
   var cs = ${startsAtSource ? '1.0' : '0.0'};
 ${unroll(K, (k) => `  var c${k} = 0.0;`)}`;
-    const logits = `    let A = a * invD;
-    let Bs = -rs * invD;
-    let H = -0.5 * zeta * invD;
+    const logits = `    let A = a * invDl;
+    let Bs = -rs * invDl;
+    let H = -0.5 * zeta * invDl;
 ${unroll(K, (k) => `    let l${k} = fma(A, ${dot([...startTerm(`px${k}`), ['cs', `ps${k}`], ...range(K, (l): [string, string] => [`c${l}`, G(k, l)])])}, fma(Bs, ps${k}, fma(H, ${G(k, k)}, lw${k})));`)}`;
     return `${head}
 ${loop(state, logits)}
@@ -125,7 +133,7 @@ ${store((c) => dot([...startTerm(`x${c}`), ['cs', `xs${c}`], ...range(K, (k): [s
   const state = `${unroll(C, (c) => `  var y${c} = ${startsAtSource ? 'xs' : 'x'}${c};`)}
 ${unroll(K, (k) => `  let n${k} = ${dot(range(C, (c) => [m(k, c), m(k, c)]))};`)}`;
   const logits = `${unroll(C, (c) => `    let nu${c} = a * y${c} - rs * xs${c};`)}
-${unroll(K, (k) => `    let l${k} = fma(${dot(range(C, (c) => [m(k, c), `nu${c}`]))} - 0.5 * zeta * n${k}, invD, lw${k});`)}`;
+${unroll(K, (k) => `    let l${k} = fma(${dot(range(C, (c) => [m(k, c), `nu${c}`]))} - 0.5 * zeta * n${k}, invDl, lw${k});`)}`;
   return `${head}
 ${loop(state, logits)}
     let inv = 1.0 / ${treeSum(range(K, (k) => `e${k}`))};

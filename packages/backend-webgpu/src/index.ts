@@ -17,6 +17,8 @@ export {
 } from './gm-rollout-kernel';
 export { registerWebGPUKernels } from './register-kernels';
 export {
+  LLVMPIPE_MAX_THREADS,
+  llvmpipeThreadCount,
   type NodeWebGPUOptions,
   type SetupWebGPUOptions,
   setupWebGPU,

@@ -14,6 +14,17 @@ export interface NodeWebGPUOptions {
    * Default true.
    */
   surfacelessEGL?: boolean;
+  /**
+   * Worker threads of Mesa's llvmpipe (the software GPU behind Dawn's OpenGL ES backend where there is no
+   * GPU), set as `LP_NUM_THREADS` before Dawn starts. `'auto'` (default) sets `llvmpipeThreadCount(cores)`
+   * when `LP_NUM_THREADS` is unset; a number sets it; `false` leaves llvmpipe's default (one thread per core).
+   * llvmpipe splits every dispatch into one fixed chunk per thread, and the kernel scheduler tends to queue
+   * the threads it wakes on the cores that are idle at that instant, away from the thread that woke them:
+   * with one thread per core, two chunks of a dispatch often run one after the other on one core while
+   * another core idles (see docs/BENCHMARKS.md). Smaller chunks keep every core busy. No effect on a real
+   * GPU's driver.
+   */
+  llvmpipeThreads?: number | 'auto' | false;
 }
 
 export interface SetupWebGPUOptions {
@@ -91,17 +102,64 @@ export async function importDawn(specifier = 'webgpu'): Promise<WebGPUNodeModule
   }
 }
 
-async function loadDawn(options: NodeWebGPUOptions): Promise<GPU> {
-  const { dawnOptions = ['backend=opengles'], surfacelessEGL = true } = options;
-  if (!Array.isArray(dawnOptions) || dawnOptions.some((o) => typeof o !== 'string')) {
+/** Largest `LP_NUM_THREADS` llvmpipe honours (its LP_MAX_THREADS). */
+export const LLVMPIPE_MAX_THREADS = 32;
+
+/**
+ * The llvmpipe worker count `setupWebGPU` sets by default on a machine with `cores` cores: twice the cores
+ * and at least 16 (at most LLVMPIPE_MAX_THREADS), so each dispatch is split into chunks small enough that
+ * the scheduler can spread them over every core; undefined on one core, where llvmpipe runs dispatches on
+ * the calling thread.
+ */
+export function llvmpipeThreadCount(cores: number): number | undefined {
+  if (!Number.isInteger(cores) || cores <= 1) return undefined;
+  return Math.min(LLVMPIPE_MAX_THREADS, Math.max(16, 2 * cores));
+}
+
+async function availableCores(): Promise<number> {
+  // A variable specifier keeps browser bundlers away from node:os (only the Node path gets here).
+  const specifier = 'node:os';
+  const os = (await import(/* @vite-ignore */ specifier)) as typeof import('node:os');
+  return os.availableParallelism?.() ?? os.cpus().length;
+}
+
+/** Checks the Node options at the API boundary (also when setup already ran). */
+function validateNodeOptions(options: NodeWebGPUOptions): void {
+  const { dawnOptions, llvmpipeThreads } = options;
+  if (
+    dawnOptions !== undefined &&
+    (!Array.isArray(dawnOptions) || dawnOptions.some((o) => typeof o !== 'string'))
+  ) {
     throw new InvalidArgumentError(
       'options.node.dawnOptions',
       "an array of Dawn toggle strings such as ['backend=opengles']",
       describeValue(dawnOptions),
     );
   }
+  if (
+    llvmpipeThreads !== undefined &&
+    llvmpipeThreads !== 'auto' &&
+    llvmpipeThreads !== false &&
+    !(Number.isInteger(llvmpipeThreads) && llvmpipeThreads >= 0 && llvmpipeThreads <= LLVMPIPE_MAX_THREADS)
+  ) {
+    throw new InvalidArgumentError(
+      'options.node.llvmpipeThreads',
+      `'auto', false or an integer from 0 to ${LLVMPIPE_MAX_THREADS}`,
+      describeValue(llvmpipeThreads),
+    );
+  }
+}
+
+async function loadDawn(options: NodeWebGPUOptions): Promise<GPU> {
+  const { dawnOptions = ['backend=opengles'], surfacelessEGL = true, llvmpipeThreads = 'auto' } = options;
   const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env;
   if (surfacelessEGL && env && env.EGL_PLATFORM === undefined) env.EGL_PLATFORM = 'surfaceless';
+  // llvmpipe reads LP_NUM_THREADS when Dawn opens the OpenGL ES display, i.e. after this.
+  if (env && typeof llvmpipeThreads === 'number') env.LP_NUM_THREADS = String(llvmpipeThreads);
+  if (env && llvmpipeThreads === 'auto' && env.LP_NUM_THREADS === undefined) {
+    const threads = llvmpipeThreadCount(await availableCores());
+    if (threads !== undefined) env.LP_NUM_THREADS = String(threads);
+  }
   const dawn = await importDawn();
   // GPUBufferUsage, GPUMapMode, GPUShaderStage, … : tfjs's WebGPU backend reads them as globals.
   for (const [name, value] of Object.entries(dawn.globals)) {
@@ -165,13 +223,17 @@ export async function setupWebGPU(options: SetupWebGPUOptions = {}): Promise<Web
       describeValue(options),
     );
   }
-  if (options.node !== undefined && typeof options.node !== 'boolean' && typeof options.node !== 'object') {
+  if (
+    options.node !== undefined &&
+    (options.node === null || (typeof options.node !== 'boolean' && typeof options.node !== 'object'))
+  ) {
     throw new InvalidArgumentError(
       'options.node',
-      'a boolean or { dawnOptions?, surfacelessEGL? }',
+      'a boolean or { dawnOptions?, surfacelessEGL?, llvmpipeThreads? }',
       describeValue(options.node),
     );
   }
+  if (typeof options.node === 'object' && options.node !== null) validateNodeOptions(options.node);
   assertOneOf('options.featureLevel', options.featureLevel ?? 'compatibility', ['compatibility', 'core']);
   if (!pending) {
     pending = setup(options);

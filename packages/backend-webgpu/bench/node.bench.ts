@@ -18,12 +18,25 @@ const backend = tf.backend() as unknown as { adapterInfo?: { description?: strin
 console.log(
   `tfjs ${tf.getBackend()} in Node ${process.version} through Dawn (webgpu 0.6.2): ${backend.adapterInfo?.description ?? ''}`,
 );
+/** The share of CPU time the hypervisor took between two cpuTimes() readings, in %. */
+const stealPercent = (before: [number, number], after: [number, number]) =>
+  (100 * (after[0] - before[0])) / Math.max(1, after[1] - before[1]);
+
+// On a virtual machine the hypervisor can take CPU time away (steal): llvmpipe's threads then wait, and the
+// wall-clock figures grow while the CPU figures do not. Each measurement reports the steal during its timed
+// repeats (/proc/stat counts in 10 ms ticks, so short measurements read coarsely).
+const stealProbe = () => {
+  const before = cpuTimes();
+  return () => {
+    const after = cpuTimes();
+    return before && after ? `steal ${stealPercent(before, after).toFixed(0)} %` : undefined;
+  };
+};
 const before = cpuTimes();
-await benchmarkRollouts({ gm, dx, log: (line) => console.log(`  ${line}`) });
+await benchmarkRollouts({ gm, dx, log: (line) => console.log(`  ${line}`), probe: stealProbe });
 const after = cpuTimes();
 if (before && after) {
-  // On a virtual machine the hypervisor can take CPU time away (steal): llvmpipe's threads then wait, and the
-  // wall-clock figures above grow while the CPU figures do not.
-  const steal = (100 * (after[0] - before[0])) / Math.max(1, after[1] - before[1]);
-  console.log(`  CPU steal (time the hypervisor took from this VM) during the run: ${steal.toFixed(1)} %`);
+  console.log(
+    `  CPU steal (time the hypervisor took from this VM) during the whole run: ${stealPercent(before, after).toFixed(1)} %`,
+  );
 }

@@ -10,6 +10,8 @@ import type { PolicyFamily, Student } from '../types';
 
 export interface BenchRow {
   name: string;
+  /** The probe's note on the timed repeats (e.g. the VM's CPU steal during them), when a probe was given. */
+  note?: string;
   /** Median wall time of one run including the readback, in ms. */
   ms: number;
   /** Median process CPU time (all threads, e.g. llvmpipe's) of one run, in ms (Node only). */
@@ -19,7 +21,12 @@ export interface BenchRow {
 interface Timing {
   ms: number;
   cpuMs?: number;
+  /** What `RolloutBenchmarkOptions.probe` said about the timed repeats. */
+  note?: string;
 }
+
+/** Started just before a measurement's timed repeats; the function it returns is called just after them. */
+export type BenchmarkProbe = () => () => string | undefined;
 
 const cpuUsage = (globalThis as { process?: { cpuUsage?: () => { user: number; system: number } } }).process
   ?.cpuUsage;
@@ -47,15 +54,24 @@ async function timeIt(fn: () => tf.Tensor, repeats: number): Promise<Timing> {
  * first calls compile the shader, and for a second or so after start-up V8's background compiler threads
  * optimise tfjs's code and compete with llvmpipe's threads for this machine's two cores.
  */
-async function measure(fn: () => tf.Tensor, repeats: number, warmups = 2, warmupMs = 1500): Promise<Timing> {
+async function measure(
+  fn: () => tf.Tensor,
+  repeats: number,
+  warmups = 2,
+  warmupMs = 1500,
+  probe?: BenchmarkProbe,
+): Promise<Timing> {
   const start = performance.now();
   await timeIt(fn, warmups);
   while (performance.now() - start < warmupMs) await timeIt(fn, 1);
-  return timeIt(fn, repeats);
+  const stop = probe?.();
+  const timing = await timeIt(fn, repeats);
+  const note = stop?.();
+  return note === undefined ? timing : { ...timing, note };
 }
 
 const show = (t: Timing, scale = 1) =>
-  `${(t.ms * scale).toFixed(t.ms * scale < 100 ? 2 : 0)} ms${t.cpuMs === undefined ? '' : ` (CPU ${(t.cpuMs * scale).toFixed(t.cpuMs * scale < 100 ? 2 : 0)} ms)`}`;
+  `${(t.ms * scale).toFixed(t.ms * scale < 100 ? 2 : 0)} ms${t.cpuMs === undefined ? '' : ` (CPU ${(t.cpuMs * scale).toFixed(t.cpuMs * scale < 100 ? 2 : 0)} ms)`}${t.note === undefined ? '' : `, ${t.note}`}`;
 
 export interface RolloutBenchmarkOptions {
   /** The GM family (@piflow/policy-gm's `gm`); x0-space parameters { space, means, logweights, variance }. */
@@ -66,6 +82,11 @@ export interface RolloutBenchmarkOptions {
   log: (line: string) => void;
   /** Substeps of the op-by-op rollouts, scaled to 128 (default 16: op by op takes seconds). */
   opByOpSubsteps?: number;
+  /**
+   * Run around the timed repeats of every measurement (not the warm-up); its note is printed after the
+   * time and kept in the row. The Node WebGPU bench reports the VM's CPU steal during the repeats with it.
+   */
+  probe?: BenchmarkProbe;
 }
 
 /**
@@ -103,18 +124,27 @@ export async function benchmarkRollouts(options: RolloutBenchmarkOptions): Promi
     ['GM (K = 8)', gmPolicy],
     ['DX (N = 10)', dxPolicy],
   ] as const) {
-    const fused = await measure(() => rollout(policy, xSrc, { sigmaSrc: 1, sigmaDst: 0, substeps }), 30);
+    const fused = await measure(
+      () => rollout(policy, xSrc, { sigmaSrc: 1, sigmaDst: 0, substeps }),
+      30,
+      2,
+      1500,
+      options.probe,
+    );
     rows.push({ name: `${family} fused, ${substeps} substeps`, ...fused });
     log(`${family} fused, ${substeps} substeps: ${show(fused)}`);
     const op = await measure(
       () => rollout(policy, xSrc, { sigmaSrc: 1, sigmaDst: 0, substeps: opSubsteps, fused: false }),
       3,
       1,
+      1500,
+      options.probe,
     );
     rows.push({
       name: `${family} op by op, ${opSubsteps} substeps ×${scale}`,
       ms: op.ms * scale,
       ...(op.cpuMs === undefined ? {} : { cpuMs: op.cpuMs * scale }),
+      ...(op.note === undefined ? {} : { note: op.note }),
     });
     log(`${family} op by op, ${opSubsteps} substeps: ${show(op)}; scaled to ${substeps}: ${show(op, scale)}`);
     log(
@@ -134,6 +164,8 @@ export async function benchmarkRollouts(options: RolloutBenchmarkOptions): Promi
       () => sample(student, gm, noise, { numInferenceSteps: 4, fused }),
       fused ? 5 : 1,
       1,
+      1500,
+      options.probe,
     );
     timings.push(t);
     rows.push({ name: `4-step GM sample(), 2048 × 16, ${fused ? 'fused' : 'op by op'}`, ...t });

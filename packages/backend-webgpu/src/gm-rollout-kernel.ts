@@ -58,8 +58,8 @@ export function gmUsesGramForm(K: number, C: number): boolean {
  *   u = (s·(x − μ̄) − v·a·x − st·(a_src·x − x_src)) / d,  d = v·ζ + s²,  st = v·s·a_src/σ_src²,
  * with μ̄ = Σ_k w_k·μ_k, w = softmax_k(log w_k + (μ_k·ν − ζ/2·|μ_k|²)/d) (in base 2, see LOG2E),
  * ν = a·x − ρ²·a_src·x_src, a = 1 − s, ρ = s/σ_src, ζ = a² − ρ²·a_src² — what GMPolicy.velocity computes
- * op by op. In the Gram form
- * (gmUsesGramForm) the state is the coordinates (c_x, c_s, c_k) of x; otherwise the C channels of x.
+ * op by op. In the Gram form (gmUsesGramForm) the state is the coordinates (c_x, c_s, c_k) of x; otherwise
+ * the C channels of x.
  * `startsAtSource`: the rollout starts at x_src itself (as every sampling step does), so x is not loaded and
  * the Gram form drops c_x and the K products μ_k·x_start.
  */

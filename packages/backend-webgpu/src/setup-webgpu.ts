@@ -18,11 +18,10 @@ export interface NodeWebGPUOptions {
    * Worker threads of Mesa's llvmpipe (the software GPU behind Dawn's OpenGL ES backend where there is no
    * GPU), set as `LP_NUM_THREADS` before Dawn starts. `'auto'` (default) sets `llvmpipeThreadCount(cores)`
    * when `LP_NUM_THREADS` is unset; a number sets it; `false` leaves llvmpipe's default (one thread per core).
-   * llvmpipe splits every dispatch into one fixed chunk per thread, and the kernel scheduler tends to queue
-   * the threads it wakes on the cores that are idle at that instant, away from the thread that woke them:
-   * with one thread per core, two chunks of a dispatch often run one after the other on one core while
-   * another core idles (see docs/BENCHMARKS.md). Smaller chunks keep every core busy. No effect on a real
-   * GPU's driver.
+   * llvmpipe splits every dispatch into one fixed chunk per thread; with one thread per core, two chunks of
+   * a dispatch often ran one after the other on one core while the other core idled (measured on a 2-vCPU VM,
+   * docs/BENCHMARKS.md), and nothing moves the work of a waiting chunk. Smaller chunks keep every core busy.
+   * No effect on a real GPU's driver.
    */
   llvmpipeThreads?: number | 'auto' | false;
 }
@@ -102,7 +101,7 @@ export async function importDawn(specifier = 'webgpu'): Promise<WebGPUNodeModule
   }
 }
 
-/** Largest `LP_NUM_THREADS` llvmpipe honours (its LP_MAX_THREADS). */
+/** Largest `LP_NUM_THREADS` llvmpipe honours (its LP_MAX_THREADS; Mesa 22.3 starts 32 threads for 40). */
 export const LLVMPIPE_MAX_THREADS = 32;
 
 /**

@@ -70,8 +70,8 @@ async function measure(
   return note === undefined ? timing : { ...timing, note };
 }
 
-const show = (t: Timing, scale = 1) =>
-  `${(t.ms * scale).toFixed(t.ms * scale < 100 ? 2 : 0)} ms${t.cpuMs === undefined ? '' : ` (CPU ${(t.cpuMs * scale).toFixed(t.cpuMs * scale < 100 ? 2 : 0)} ms)`}${t.note === undefined ? '' : `, ${t.note}`}`;
+const show = (t: Timing, scale = 1, withNote = true) =>
+  `${(t.ms * scale).toFixed(t.ms * scale < 100 ? 2 : 0)} ms${t.cpuMs === undefined ? '' : ` (CPU ${(t.cpuMs * scale).toFixed(t.cpuMs * scale < 100 ? 2 : 0)} ms)`}${t.note === undefined || !withNote ? '' : `, ${t.note}`}`;
 
 export interface RolloutBenchmarkOptions {
   /** The GM family (@piflow/policy-gm's `gm`); x0-space parameters { space, means, logweights, variance }. */
@@ -146,7 +146,9 @@ export async function benchmarkRollouts(options: RolloutBenchmarkOptions): Promi
       ...(op.cpuMs === undefined ? {} : { cpuMs: op.cpuMs * scale }),
       ...(op.note === undefined ? {} : { note: op.note }),
     });
-    log(`${family} op by op, ${opSubsteps} substeps: ${show(op)}; scaled to ${substeps}: ${show(op, scale)}`);
+    log(
+      `${family} op by op, ${opSubsteps} substeps: ${show(op)}; scaled to ${substeps}: ${show(op, scale, false)}`,
+    );
     log(
       `${family} op by op / fused at ${substeps} substeps: ${((op.ms * scale) / fused.ms).toFixed(0)}× wall`,
     );

@@ -1,6 +1,6 @@
-// Runs the rollout benchmark (@piflow/core/testing) in real headless Chromium (Debian's /usr/bin/chromium, WebGPU on Mesa llvmpipe through
-// ANGLE/OpenGL ES): bundles the page with esbuild, serves it from a local HTTP server on 127.0.0.1, and prints
-// what the page reports.
+// Runs the rollout benchmark (@piflow/core/testing) in real headless Chromium (Debian's /usr/bin/chromium,
+// WebGPU on Mesa llvmpipe through ANGLE/OpenGL ES): bundles the page with esbuild, serves it from a local HTTP
+// server on 127.0.0.1, and prints what the page reports.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';

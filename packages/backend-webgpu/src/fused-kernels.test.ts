@@ -10,6 +10,7 @@ import {
   rolloutSigmaGrid,
   type Student,
   sample,
+  type VelocityField,
 } from '@piflow/core';
 import { countLeaks, relativeError, useBackend } from '@piflow/core/testing';
 import { dx } from '@piflow/policy-dx';
@@ -54,12 +55,14 @@ async function kernelsRun(fn: () => tf.Tensor): Promise<string[]> {
   return info.kernelNames;
 }
 
-function segmentOf(options: {
+interface SegmentValues {
   sigmaSrc: number[];
   sigmaDst: number[];
   substeps: number;
   shift: number;
-}): RolloutSegment {
+}
+
+function segmentOf(options: SegmentValues): RolloutSegment {
   return {
     sigmaSrc: Float32Array.from(options.sigmaSrc),
     sigmaDst: Float32Array.from(options.sigmaDst),
@@ -89,6 +92,34 @@ function makeGM(shape: number[], K: number, sigmaSrc: number[], seed: number, op
   );
   tf.dispose([params.means, params.logweights, params.variance]);
   return { policy, xSrc, random };
+}
+
+/**
+ * Rolls `x` out over `segment` with the fused kernel (in a validation error scope) and op by op, and checks
+ * the fused result against both and against `reference` (a float64 Euler rollout over the same σ grid), and
+ * that `kernel` is what ran. Returns the fused values.
+ */
+async function expectFusedMatches(
+  policy: VelocityField,
+  x: tf.Tensor,
+  segment: SegmentValues,
+  kernel: string,
+  reference: (x: Float64Array, segment: RolloutSegment) => Promise<Float64Array>,
+): Promise<Float32Array> {
+  const options = {
+    sigmaSrc: tf.tensor1d(segment.sigmaSrc),
+    sigmaDst: tf.tensor1d(segment.sigmaDst),
+    substeps: segment.substeps,
+    shift: segment.shift,
+  };
+  const fused = await validated(() => rollout(policy, x, options));
+  const opByOp = rollout(policy, x, { ...options, fused: false });
+  expect(relativeError(fused, await opByOp.data())).toBeLessThan(FUSED_TOLERANCE);
+  const expected = await reference(Float64Array.from(await x.data()), segmentOf(segment));
+  expect(relativeError(fused, expected)).toBeLessThan(FLOAT64_TOLERANCE);
+  expect(await kernelsRun(() => rollout(policy, x, options))).toContain(kernel);
+  tf.dispose([opByOp, options.sigmaSrc, options.sigmaDst]);
+  return fused;
 }
 
 describe('fused WGSL rollout kernels on webgpu', () => {
@@ -124,28 +155,16 @@ describe('fused WGSL rollout kernels on webgpu', () => {
       const sigmaSrc = Array.from({ length: B }, (_, b) => [0.93, 0.41, 0.7][b % 3]!);
       const sigmaDst = Array.from({ length: B }, (_, b) => [0, 0.12, 0.3][b % 3]!);
       const { policy, xSrc } = makeGM(shape, K, sigmaSrc, 10 + K);
-      const options = {
-        sigmaSrc: tf.tensor1d(sigmaSrc),
-        sigmaDst: tf.tensor1d(sigmaDst),
-        substeps: 128,
-        shift: 3.2,
-      };
-      const grids = rolloutSigmaGrid(segmentOf({ sigmaSrc, sigmaDst, substeps: 128, shift: 3.2 }));
+      const segment = { sigmaSrc, sigmaDst, substeps: 128, shift: 3.2 };
+      const grids = rolloutSigmaGrid(segmentOf(segment));
       expect(new Set(grids.map((g) => g.length)).size).toBe(Math.min(B, 3)); // per-item grids differ
 
-      const fused = await validated(() => rollout(policy, xSrc, options));
-      const opByOp = rollout(policy, xSrc, { ...options, fused: false });
-      expect(relativeError(fused, await opByOp.data())).toBeLessThan(FUSED_TOLERANCE);
-      const reference = await gmEulerReference(
-        policy,
-        Float64Array.from(await xSrc.data()),
-        segmentOf({ sigmaSrc, sigmaDst, substeps: 128, shift: 3.2 }),
+      const fused = await expectFusedMatches(policy, xSrc, segment, GM_ROLLOUT_KERNEL, (x, seg) =>
+        gmEulerReference(policy, x, seg),
       );
-      expect(relativeError(fused, reference)).toBeLessThan(FLOAT64_TOLERANCE);
-      // The kernel actually ran (one dispatch), and the result moved away from x_src.
-      expect(await kernelsRun(() => rollout(policy, xSrc, options))).toContain(GM_ROLLOUT_KERNEL);
+      // The result moved away from x_src.
       expect(relativeError(fused, await xSrc.data())).toBeGreaterThan(0.05);
-      tf.dispose([opByOp, xSrc, options.sigmaSrc, options.sigmaDst]);
+      xSrc.dispose();
       policy.dispose();
     });
   }
@@ -159,22 +178,11 @@ describe('fused WGSL rollout kernels on webgpu', () => {
       const { policy, xSrc, random } = makeGM(shape, K, [0.95, 0.8, 0.6], 21);
       // Not x_src (sampling steps start there; training rolls out from intermediate states).
       const x = tf.tidy(() => tf.add(xSrc, tf.mul(random.normalTensor(shape), 0.3)));
-      const options = {
-        sigmaSrc: tf.tensor1d([0.7, 0.5, 0.6]),
-        sigmaDst: tf.tensor1d([0.2, 0.05, 0.6]),
-        substeps: 100,
-        shift: 2,
-      };
-      const fused = await validated(() => rollout(policy, x, options));
-      const opByOp = rollout(policy, x, { ...options, fused: false });
-      expect(relativeError(fused, await opByOp.data())).toBeLessThan(FUSED_TOLERANCE);
-      const reference = await gmEulerReference(
-        policy,
-        Float64Array.from(await x.data()),
-        segmentOf({ sigmaSrc: [0.7, 0.5, 0.6], sigmaDst: [0.2, 0.05, 0.6], substeps: 100, shift: 2 }),
+      const segment = { sigmaSrc: [0.7, 0.5, 0.6], sigmaDst: [0.2, 0.05, 0.6], substeps: 100, shift: 2 };
+      await expectFusedMatches(policy, x, segment, GM_ROLLOUT_KERNEL, (x64, seg) =>
+        gmEulerReference(policy, x64, seg),
       );
-      expect(relativeError(fused, reference)).toBeLessThan(FLOAT64_TOLERANCE);
-      tf.dispose([opByOp, x, xSrc, options.sigmaSrc, options.sigmaDst]);
+      tf.dispose([x, xSrc]);
       policy.dispose();
     });
   }
@@ -234,23 +242,14 @@ describe('fused WGSL rollout kernels on webgpu', () => {
         shift: 3.2,
         segmentSize: mode === 'grid' ? 0.6 : 0.3,
       });
-      const options = {
-        sigmaSrc: tf.tensor1d(sigmaSrc),
-        sigmaDst: tf.tensor1d(sigmaDst),
-        substeps: 128,
-        shift: 3.2,
-      };
-      const fused = await validated(() => rollout(policy, xSrc, options));
-      const opByOp = rollout(policy, xSrc, { ...options, fused: false });
-      expect(relativeError(fused, await opByOp.data())).toBeLessThan(FUSED_TOLERANCE);
-      const reference = await dxEulerReference(
+      await expectFusedMatches(
         policy,
-        Float64Array.from(await xSrc.data()),
-        segmentOf({ sigmaSrc, sigmaDst, substeps: 128, shift: 3.2 }),
+        xSrc,
+        { sigmaSrc, sigmaDst, substeps: 128, shift: 3.2 },
+        DX_ROLLOUT_KERNEL,
+        (x, seg) => dxEulerReference(policy, x, seg),
       );
-      expect(relativeError(fused, reference)).toBeLessThan(FLOAT64_TOLERANCE);
-      expect(await kernelsRun(() => rollout(policy, xSrc, options))).toContain(DX_ROLLOUT_KERNEL);
-      tf.dispose([opByOp, xSrc, x0Grid, options.sigmaSrc, options.sigmaDst]);
+      tf.dispose([xSrc, x0Grid]);
       policy.dispose();
     });
   }

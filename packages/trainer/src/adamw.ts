@@ -21,6 +21,11 @@ export interface AdamWState {
   v: Float32Array[];
 }
 
+/** Σ over the gradients of Σ g², as a scalar tensor (read synchronously or not by the caller). */
+function squaredNorm(gradients: readonly tf.Tensor[]): tf.Tensor {
+  return tf.tidy(() => tf.addN(gradients.map((g) => tf.sum(tf.square(g)))));
+}
+
 /**
  * AdamW with linear warm-up and global-norm gradient clipping over a fixed list of variables. Its state is
  * plain arrays so checkpoints can hold it. Defaults follow the reference (β = (0.9, 0.95)).
@@ -74,7 +79,7 @@ export class AdamW {
    * non-finite norm leaves the weights and moments untouched.
    */
   apply(gradients: readonly tf.Tensor[]): number {
-    const squared = tf.tidy(() => tf.addN(gradients.map((g) => tf.sum(tf.square(g)))));
+    const squared = squaredNorm(gradients);
     const norm = Math.sqrt(squared.dataSync()[0]!);
     squared.dispose();
     return this.update(gradients, norm);
@@ -85,7 +90,7 @@ export class AdamW {
    * cannot read GPU values synchronously).
    */
   async applyAsync(gradients: readonly tf.Tensor[]): Promise<number> {
-    const squared = tf.tidy(() => tf.addN(gradients.map((g) => tf.sum(tf.square(g)))));
+    const squared = squaredNorm(gradients);
     const norm = Math.sqrt((await squared.data())[0]!);
     squared.dispose();
     return this.update(gradients, norm);

@@ -9,6 +9,7 @@ import { useBackend } from '@piflow/core/testing';
 import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { flowData, flowTeacher } from './__fixtures__/analytic-teacher';
 import { mlpGMStudent, offsetPosteriorStudent } from './__fixtures__/students';
 import { createPiIDTrainer, NonFiniteLossError } from './pi-id-trainer';
 
@@ -21,11 +22,8 @@ const flow = createAnalyticGMFlow({
   std: 0.25,
   weights: [0.3, 0.4, 0.3],
 });
-const teacher = {
-  metadata: {},
-  velocity: async (x: tf.Tensor, s: number | tf.Tensor1D) => flow.velocity(x, s),
-};
-const data = (n: number, random: ReturnType<typeof createRandom>) => ({ x0: flow.sample(n, random).x0 });
+const teacher = flowTeacher(flow);
+const data = flowData(flow);
 
 describe('π-ID trainer', () => {
   beforeAll(() => useBackend('cpu'));

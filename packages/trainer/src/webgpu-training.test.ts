@@ -10,6 +10,7 @@ import { registerTestBackend, useBackend } from '@piflow/core/testing';
 import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
+import { flowData, flowTeacher } from './__fixtures__/analytic-teacher';
 import { offsetPosteriorStudent } from './__fixtures__/students';
 import { createPiIDTrainer } from './pi-id-trainer';
 
@@ -31,8 +32,8 @@ async function train(backend: string, steps: number) {
   const trainer = createPiIDTrainer({
     student,
     family: gm,
-    teacher: { metadata: {}, velocity: async (x, s) => flow.velocity(x, s) },
-    data: (n, random) => ({ x0: flow.sample(n, random).x0 }),
+    teacher: flowTeacher(flow),
+    data: flowData(flow),
     batchSize: 16,
     numInferenceSteps: 2,
     substeps: 8,

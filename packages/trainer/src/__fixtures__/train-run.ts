@@ -9,6 +9,7 @@ import { createAnalyticGMFlow, createRandom } from '@piflow/core';
 import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { createPiIDTrainer } from '../pi-id-trainer';
+import { flowData, flowTeacher } from './analytic-teacher';
 import { mlpGMStudent } from './students';
 
 const [dir, total, every] = [process.argv[2]!, Number(process.argv[3]), Number(process.argv[4])];
@@ -25,8 +26,8 @@ const student = mlpGMStudent(2, 3, 32, createRandom(1));
 const trainer = createPiIDTrainer({
   student,
   family: gm,
-  teacher: { metadata: {}, velocity: async (x, s) => flow.velocity(x, s) },
-  data: (n, random) => ({ x0: flow.sample(n, random).x0 }),
+  teacher: flowTeacher(flow),
+  data: flowData(flow),
   batchSize: 32,
   numInferenceSteps: 2,
   substeps: 16,

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveBackend } from '@piflow/backend-node';
-import type { Condition, Random, Teacher } from '@piflow/core';
+import type { Condition, PolicyRegistry, Random, Teacher } from '@piflow/core';
 import { checkerboard, type Dataset2D, loadMnist, rings } from '@piflow/datasets';
 import {
   type FlowModel,
@@ -11,10 +11,12 @@ import {
   loadModelDirectory,
   type ModelManifest,
   type StoredModel,
+  upgradeManifest,
 } from '@piflow/models';
 import { createAnalyticGMTeacher, createRemoteTeacher } from '@piflow/teachers';
 import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from './errors';
+import { familyRegistry, registryForModel } from './families';
 
 /** Makes the requested backend active ('auto' = the best available) and says which one runs. */
 export async function selectBackend(name: string, log: (line: string) => void): Promise<string> {
@@ -193,8 +195,14 @@ export async function resolveTeacher(
   );
 }
 
-/** Loads a model folder (student or teacher) or the shipped teacher. */
-export async function loadAnyModel(spec: string): Promise<{ model: StoredModel; manifest: ModelManifest }> {
+/**
+ * Loads a model folder (student or teacher) or the shipped teacher. Students are built by their family, found
+ * among the built-ins, the `plugins` (package names or paths), or the package the model file names.
+ */
+export async function loadAnyModel(
+  spec: string,
+  plugins: readonly string[] = [],
+): Promise<{ model: StoredModel; manifest: ModelManifest; families: PolicyRegistry }> {
   const dir =
     spec === 'checkerboard' || spec === 'mnist'
       ? path.join(shippedModelsDir(), spec, 'teacher')
@@ -207,5 +215,16 @@ export async function loadAnyModel(spec: string): Promise<{ model: StoredModel; 
       'give a folder written by `piflow train-teacher` or `piflow distill`.',
     );
   }
-  return loadModelDirectory(dir);
+  let manifest: ModelManifest;
+  try {
+    manifest = upgradeManifest(JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8')));
+  } catch (error) {
+    throw new UsageError(
+      `Cannot read ${path.join(dir, 'model.json')}: ${(error as Error).message}`,
+      'give a folder written by `piflow train-teacher` or `piflow distill`.',
+    );
+  }
+  const families = await registryForModel(await familyRegistry(plugins), manifest);
+  const loaded = await loadModelDirectory(dir, { families });
+  return { ...loaded, families };
 }

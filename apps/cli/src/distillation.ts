@@ -2,16 +2,12 @@ import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Condition, PolicyFamily, Random, TrainableStudent } from '@piflow/core';
 import {
-  createDXStudent,
-  createGMStudent,
   createMLPBackbone,
-  type DXStudent,
-  type GMStudent,
+  createStudent,
   initStudentFromTeacher,
+  type PolicyStudent,
   saveModelDirectory,
 } from '@piflow/models';
-import { createDXFamily } from '@piflow/policy-dx';
-import { gm } from '@piflow/policy-gm';
 import { createPiIDTrainer, type StepMetrics } from '@piflow/trainer';
 import * as tf from '@tensorflow/tfjs-core';
 import type { ResolvedTeacher } from './context';
@@ -21,19 +17,21 @@ import { commandLine } from './options';
 import { createProgress } from './progress';
 
 export interface DistillOptions {
-  family: 'gm' | 'dx';
+  /** The policy family (from the registry: built-ins and plugins). */
+  family: PolicyFamily;
+  /** The family's head options (e.g. GM numComponents), validated by its declarations. */
+  head: Record<string, unknown>;
+  /** The family's training options (e.g. GM dropout), validated by its declarations. */
+  familyOptions: Record<string, unknown>;
   nfe: number;
   steps: number;
   batchSize: number;
-  components: number;
-  points: number;
   width?: number;
   depth?: number;
   lr: number;
   intermediateStates: number;
   windowSubsteps: number;
   decayIters: number;
-  gmDropout: number;
   finalStepSizeScale: number;
   checkpointEvery: number;
   seed: number;
@@ -46,8 +44,8 @@ export interface DistillOptions {
 }
 
 export interface DistillResult {
-  student: GMStudent | DXStudent;
-  family: PolicyFamily<any, any>;
+  student: PolicyStudent;
+  family: PolicyFamily;
   losses: number[];
   steps: number;
   seconds: number;
@@ -79,20 +77,35 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
         seed: o.seed,
       });
   const segmentSize = 1 / (o.nfe - 1 + o.finalStepSizeScale);
-  const student: GMStudent | DXStudent =
-    o.family === 'gm'
-      ? createGMStudent(backbone, { numComponents: o.components, seed: o.seed })
-      : createDXStudent(backbone, { numPoints: o.points, shift: resolved.shift, segmentSize, seed: o.seed });
+  const family = o.family;
+  let student: PolicyStudent;
+  try {
+    student = createStudent(backbone, {
+      family,
+      head: o.head,
+      shift: resolved.shift,
+      segmentSize,
+      seed: o.seed,
+    });
+  } catch (error) {
+    backbone.dispose();
+    throw new UsageError(
+      (error as Error).message.replace('options.head.', '--head '),
+      `run \`piflow distill --help\` for the options of the family "${family.name}".`,
+    );
+  }
   if (reuse && resolved.flowModel) initStudentFromTeacher(student, resolved.flowModel, { seed: o.seed });
-  const family = o.family === 'gm' ? gm : createDXFamily({ shift: resolved.shift, segmentSize });
   await mkdir(o.out, { recursive: true });
   const logFile = path.join(o.out, 'distill-log.jsonl');
   if (!o.resume) await writeFile(logFile, '');
   const losses: number[] = [];
-  const progress = o.quiet ? undefined : createProgress(o.label ?? `distill ${o.family}-${o.nfe}`, o.steps);
+  const progress = o.quiet
+    ? undefined
+    : createProgress(o.label ?? `distill ${family.name}-${o.nfe}`, o.steps);
   let pending = '';
   const trainer = createPiIDTrainer({
     student: student as TrainableStudent<unknown>,
+    familyOptions: o.familyOptions,
     family,
     teacher: resolved.teacher,
     ...(resolved.data && !o.dataFree
@@ -108,7 +121,6 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
     numIntermediateStates: o.intermediateStates,
     windowSubsteps: o.windowSubsteps,
     numDecayIters: o.decayIters,
-    gmDropout: o.family === 'gm' ? o.gmDropout : 0,
     optimizer: { learningRate: o.lr, warmupSteps: Math.min(100, Math.floor(o.steps / 10)), gradientClip: 1 },
     ema: { gamma: 7, start: Math.min(100, Math.floor(o.steps / 10)) },
     seed: o.seed,
@@ -119,7 +131,7 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
       pending += `${JSON.stringify(m)}\n`;
       progress?.update(m.step, { loss: m.loss, ...(m.skipped ? { skipped: 'non-finite' } : {}) });
     },
-    metadata: { teacher: resolved.label, family: o.family, nfe: o.nfe },
+    metadata: { teacher: resolved.label, family: family.name, nfe: o.nfe },
   });
   if (o.resume) {
     const step = await trainer.resume();

@@ -1,9 +1,8 @@
-import { createRandom, InvalidArgumentError, sample, sampleTeacher } from '@piflow/core';
+import { createRandom, InvalidArgumentError, type PolicyRegistry, sample, sampleTeacher } from '@piflow/core';
 import { energyDistance, mmdRBF, slicedWasserstein, teacherAlignment } from '@piflow/eval';
 import { isFlowModel, type ModelManifest, type StoredModel } from '@piflow/models';
-import { createDXFamily } from '@piflow/policy-dx';
-import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
+import { builtinFamilies } from './families';
 
 /** Samples a stored model: a student with its few-step sampler, or a flow model with its Euler ODE. */
 export async function sampleModel(
@@ -13,7 +12,10 @@ export async function sampleModel(
   options: {
     nfe?: number;
     teacherSteps?: number;
-    temperature?: number | 'auto';
+    /** The family's sampling options (e.g. GM { temperature: 'auto' }); over those recorded with the model. */
+    familyOptions?: Record<string, unknown>;
+    /** Where the student's family is found (default: the built-in families). */
+    families?: PolicyRegistry;
     guidanceScale?: number;
     /** Class labels, cycled over the samples (class-conditional models). */
     labels?: readonly number[];
@@ -56,15 +58,21 @@ export async function sampleModel(
     }
     const nfe = options.nfe ?? manifest.sampling?.numInferenceSteps ?? 4;
     const trained = manifest.sampling?.numInferenceSteps;
-    const family =
-      model.family === 'gm'
-        ? gm
-        : createDXFamily({ ...(model as { policyOptions: Record<string, unknown> }).policyOptions });
-    const x = sample(model as never, family as never, noise, {
+    const family = options.families ? options.families.get(model.family) : builtinFamilies[model.family];
+    if (!family) {
+      throw new InvalidArgumentError(
+        'options.families',
+        `a registry holding the family "${model.family}"`,
+        'the built-in families only',
+      );
+    }
+    const atTrained = nfe === trained;
+    const x = sample(model, family, noise, {
       numInferenceSteps: nfe,
       shift,
-      finalStepSizeScale: nfe === trained ? (manifest.sampling?.finalStepSizeScale ?? 1) : 1,
-      temperature: options.temperature ?? 1,
+      finalStepSizeScale: atTrained ? (manifest.sampling?.finalStepSizeScale ?? 1) : 1,
+      familyOptions: { ...(atTrained ? manifest.sampling?.familyOptions : {}), ...options.familyOptions },
+      policyOptions: { ...model.policyOptions },
       ...(condition ? { condition } : {}),
     });
     return { x, nfe, seconds: (performance.now() - started) / 1000, ...(labels ? { labels } : {}) };

@@ -16,8 +16,8 @@ import { setupWasm } from '@piflow/backend-node';
 import { checkerboard } from '@piflow/datasets';
 import {
   createFlowModel,
-  createGMStudent,
   createMLPBackbone,
+  createStudent,
   type FlowModel,
   isFlowModel,
   loadModelDirectory,
@@ -90,7 +90,11 @@ if (teacherDirectory) {
 const teacherView = teacher.asTeacher({ shift });
 for (const steps of [1, 2, 4]) {
   started = performance.now();
-  const student = createGMStudent(backbone(10 + steps), { numComponents: 8, initFrom: teacher });
+  const student = createStudent(backbone(10 + steps), {
+    family: gm,
+    head: { numComponents: 8 },
+    initFrom: teacher,
+  });
   const trainer = createPiIDTrainer({
     student,
     family: gm,
@@ -100,7 +104,7 @@ for (const steps of [1, 2, 4]) {
     numInferenceSteps: steps,
     shift,
     numIntermediateStates: 2,
-    gmDropout: 0.05,
+    familyOptions: { dropout: 0.05 },
     optimizer: { learningRate: 1e-3, warmupSteps: 50, gradientClip: 1 },
     ema: { gamma: 7, start: 50 },
     seed: steps,

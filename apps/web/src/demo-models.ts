@@ -1,11 +1,12 @@
 import { InvalidArgumentError, PiflowError } from '@piflow/core';
 import {
   type FlowModel,
-  type GMStudent,
   isFlowModel,
   loadModelFromUrl,
   type ModelManifest,
+  type PolicyStudent,
 } from '@piflow/models';
+import { webFamilies } from './families';
 
 /** The step counts the shipped students were trained for (folders gm-1, gm-2, gm-4). */
 export const studentSteps = [1, 2, 4] as const;
@@ -13,7 +14,7 @@ export type StudentSteps = (typeof studentSteps)[number];
 
 export interface DemoModels {
   teacher: { model: FlowModel; manifest: ModelManifest };
-  students: Map<StudentSteps, { model: GMStudent; manifest: ModelManifest }>;
+  students: Map<StudentSteps, { model: PolicyStudent; manifest: ModelManifest }>;
   dispose(): void;
 }
 
@@ -31,8 +32,10 @@ export async function loadDemoModels(
   }
   const root = `${baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`}${dataset}/`;
   const loaded = await Promise.all([
-    loadModelFromUrl(`${root}teacher/`, fetchImpl),
-    ...studentSteps.map((steps) => loadModelFromUrl(`${root}gm-${steps}/`, fetchImpl)),
+    loadModelFromUrl(`${root}teacher/`, { fetch: fetchImpl, families: webFamilies }),
+    ...studentSteps.map((steps) =>
+      loadModelFromUrl(`${root}gm-${steps}/`, { fetch: fetchImpl, families: webFamilies }),
+    ),
   ]);
   const dispose = () => {
     for (const entry of loaded) entry.model.dispose();
@@ -42,15 +45,13 @@ export async function loadDemoModels(
     dispose();
     throw new PiflowError(`${root}teacher/ holds a ${teacher!.manifest.kind}, not a flow model.`);
   }
-  const map = new Map<StudentSteps, { model: GMStudent; manifest: ModelManifest }>();
+  const map = new Map<StudentSteps, { model: PolicyStudent; manifest: ModelManifest }>();
   for (const [i, entry] of students.entries()) {
-    if (entry.manifest.kind !== 'gm-student') {
+    if (isFlowModel(entry.model)) {
       dispose();
-      throw new PiflowError(
-        `${root}gm-${studentSteps[i]}/ holds a ${entry.manifest.kind}, not a GM student.`,
-      );
+      throw new PiflowError(`${root}gm-${studentSteps[i]}/ holds a ${entry.manifest.kind}, not a student.`);
     }
-    map.set(studentSteps[i]!, entry as { model: GMStudent; manifest: ModelManifest });
+    map.set(studentSteps[i]!, entry as { model: PolicyStudent; manifest: ModelManifest });
   }
   return { teacher: teacher as { model: FlowModel; manifest: ModelManifest }, students: map, dispose };
 }

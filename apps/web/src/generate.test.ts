@@ -1,7 +1,7 @@
 import '@tensorflow/tfjs-backend-cpu';
 import { createAnalyticGMFlow, createRandom, InvalidArgumentError, rollout, sample } from '@piflow/core';
 import { maxAbsDifference } from '@piflow/core/testing';
-import { createFlowModel, createGMStudent, createMLPBackbone } from '@piflow/models';
+import { createFlowModel, createMLPBackbone, createStudent } from '@piflow/models';
 import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,10 +12,9 @@ beforeAll(async () => {
   await tf.setBackend('cpu');
 });
 
-const student = createGMStudent(createMLPBackbone({ inputDim: 2, width: 16, depth: 1, seed: 4 }), {
-  numComponents: 3,
-  logstdHiddenDim: 8,
-  initialLogstd: Math.log(0.3),
+const student = createStudent(createMLPBackbone({ inputDim: 2, width: 16, depth: 1, seed: 4 }), {
+  family: gm,
+  head: { numComponents: 3, logstdHiddenDim: 8, initialLogstd: Math.log(0.3) },
 });
 afterAll(() => student.dispose());
 
@@ -31,28 +30,39 @@ describe('samplingSettings', () => {
       numInferenceSteps: 2,
       shift: 1,
       finalStepSizeScale: 1,
-      temperature: 1,
+      familyOptions: {},
       substeps: 128,
     });
     expect(
-      samplingSettings({ sampling: { shift: 3, finalStepSizeScale: 0.5, temperature: 0.3 } }, 4, 32),
-    ).toEqual({ numInferenceSteps: 4, shift: 3, finalStepSizeScale: 0.5, temperature: 0.3, substeps: 32 });
+      samplingSettings(
+        { sampling: { shift: 3, finalStepSizeScale: 0.5, familyOptions: { temperature: 0.3 } } },
+        4,
+        32,
+      ),
+    ).toEqual({
+      numInferenceSteps: 4,
+      shift: 3,
+      finalStepSizeScale: 0.5,
+      familyOptions: { temperature: 0.3 },
+      substeps: 32,
+    });
   });
 
   it('rejects bad step counts and sampling blocks, naming the argument', () => {
     expect(() => samplingSettings({}, 0)).toThrow(InvalidArgumentError);
     expect(() => samplingSettings({}, 1.5)).toThrow(/numInferenceSteps/);
     expect(() => samplingSettings({ sampling: { shift: 0 } }, 1)).toThrow(/manifest.sampling.shift/);
-    expect(() => samplingSettings({ sampling: { temperature: -1 } }, 1)).toThrow(/temperature/);
+    expect(() => samplingSettings({ sampling: { finalStepSizeScale: 2 } }, 1)).toThrow(/finalStepSizeScale/);
   });
 });
 
 describe('policyTrajectories', () => {
   // sample() rolls out through the same policies (op by op on cpu); the kept substeps must end where it ends.
   it.each([
-    [1, { shift: 1, finalStepSizeScale: 1, temperature: 1 }],
-    [2, { shift: 3, finalStepSizeScale: 0.5, temperature: 1 }],
-    [4, { shift: 2, finalStepSizeScale: 1, temperature: 0.5 }],
+    [1, { shift: 1, finalStepSizeScale: 1 }],
+    [2, { shift: 3, finalStepSizeScale: 0.5 }],
+    [4, { shift: 2, finalStepSizeScale: 1, familyOptions: { temperature: 0.5 } }],
+    [4, { shift: 1, finalStepSizeScale: 1, familyOptions: { temperature: 'auto' } }],
   ])('ends where sample() ends at %i step(s) (float32, ≤ 1e-5)', async (steps, sampling) => {
     const settings = samplingSettings({ sampling }, steps, 16);
     const noise = createRandom(steps).normalTensor([12, 2]);
@@ -86,6 +96,10 @@ describe('policyTrajectories', () => {
     const settings = samplingSettings({}, 1);
     await expect(policyTrajectories({} as never, tf.zeros([2, 2]), settings)).rejects.toThrow(/student/);
     await expect(policyTrajectories(student, tf.zeros([2]), settings)).rejects.toThrow(/noise/);
+    const odd = { ...settings, familyOptions: { temperature: 0 } };
+    await expect(policyTrajectories(student, tf.zeros([2, 2]), odd)).rejects.toThrow(
+      /settings.familyOptions.temperature/,
+    );
   });
 });
 

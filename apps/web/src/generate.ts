@@ -4,20 +4,22 @@ import {
   disposeParams,
   flowMapSchedule,
   InvalidArgumentError,
+  type PolicyRegistry,
+  resolveFamilyOptions,
   rolloutSigmaGrid,
   sample,
 } from '@piflow/core';
-import type { FlowModel, GMStudent, ModelManifest } from '@piflow/models';
-import { gm } from '@piflow/policy-gm';
+import type { FlowModel, ModelManifest, PolicyStudent } from '@piflow/models';
 import * as tf from '@tensorflow/tfjs-core';
+import { familyOf, webFamilies } from './families';
 
 /** How a student is sampled: its manifest's sampling block, with the step count chosen in the page. */
 export interface SamplingSettings {
   numInferenceSteps: number;
   shift: number;
   finalStepSizeScale: number;
-  /** GM temperature of every step but the last (1 = off). */
-  temperature: number;
+  /** The student family's sampling options (e.g. GM `{ temperature: 0.3 }`), from the manifest. */
+  familyOptions: Readonly<Record<string, number | string>>;
   /** Euler substeps per unit raw time in the policy rollouts and the teacher's ODE. */
   substeps: number;
 }
@@ -34,7 +36,7 @@ export function samplingSettings(
     numInferenceSteps,
     shift: sampling.shift ?? 1,
     finalStepSizeScale: sampling.finalStepSizeScale ?? 1,
-    temperature: sampling.temperature ?? 1,
+    familyOptions: { ...sampling.familyOptions },
     substeps,
   };
   assertNumber('manifest.sampling.shift', settings.shift, { min: 0, minExclusive: true });
@@ -43,29 +45,28 @@ export function samplingSettings(
     max: 1,
     minExclusive: true,
   });
-  assertNumber('manifest.sampling.temperature', settings.temperature, { min: 0, minExclusive: true });
   return settings;
 }
 
-function assertStudent(student: GMStudent): void {
-  if (student?.family !== 'gm' || typeof student.predict !== 'function') {
-    throw new InvalidArgumentError(
-      'student',
-      'a GM student (createGMStudent / loadModelFromUrl)',
-      typeof student,
-    );
+function assertStudent(student: PolicyStudent): void {
+  if (typeof student?.family !== 'string' || typeof student.predict !== 'function') {
+    throw new InvalidArgumentError('student', 'a student (createStudent / loadModelFromUrl)', typeof student);
   }
 }
 
 /** Few-step generation: `sample()` from @piflow/core (fused rollout kernels where the backend has them). */
 export async function generateSamples(
-  student: GMStudent,
+  student: PolicyStudent,
   noise: tf.Tensor,
   settings: SamplingSettings,
+  families: PolicyRegistry = webFamilies,
 ): Promise<Float32Array> {
   assertStudent(student);
   assertTensor('noise', noise, { rank: 2 });
-  const x = sample(student, gm, noise, settings);
+  const x = sample(student, familyOf(student, families), noise, {
+    ...settings,
+    policyOptions: { ...student.policyOptions },
+  });
   try {
     return (await x.data()) as Float32Array;
   } finally {
@@ -98,17 +99,24 @@ async function collect(states: tf.Tensor[], evaluations: number[]): Promise<Traj
 
 /**
  * The policy's substep trajectories: what `sample()` computes, with every Euler substep kept. At each step the
- * student is evaluated once at (x, σ_src); its GM policy is then integrated to σ_dst on the same σ grid as
+ * student is evaluated once at (x, σ_src); its policy (with the family's sampling options) is then integrated to σ_dst on the same σ grid as
  * `rollout` (`rolloutSigmaGrid`), without further network evaluations. The last state equals `sample()`'s
  * output (ODE sampling) to float rounding.
  */
 export async function policyTrajectories(
-  student: GMStudent,
+  student: PolicyStudent,
   noise: tf.Tensor,
   settings: SamplingSettings,
+  families: PolicyRegistry = webFamilies,
 ): Promise<Trajectories> {
   assertStudent(student);
   assertTensor('noise', noise, { rank: 2 });
+  const family = familyOf(student, families);
+  const familyOptions = resolveFamilyOptions(
+    'settings.familyOptions',
+    family.sampling?.options,
+    settings.familyOptions,
+  );
   const schedule = flowMapSchedule(settings);
   const count = noise.shape[0]!;
   const states: tf.Tensor[] = [noise.clone()];
@@ -122,12 +130,12 @@ export async function policyTrajectories(
       const sigma = tf.fill([count], sigmaSrc) as tf.Tensor1D;
       const params = student.predict(xSrc, sigma);
       sigma.dispose();
-      const policy = gm.create(
-        params,
-        xSrc,
-        sigmaSrc,
-        isLast || settings.temperature >= 1 ? {} : { temperature: settings.temperature },
-      );
+      const stepOptions = family.sampling?.policyOptions(familyOptions, {
+        step: i,
+        numInferenceSteps: schedule.numInferenceSteps,
+        isLast,
+      });
+      const policy = family.create(params, xSrc, sigmaSrc, { ...student.policyOptions, ...stepOptions });
       try {
         const [grid] = rolloutSigmaGrid({
           sigmaSrc: Float32Array.of(sigmaSrc),

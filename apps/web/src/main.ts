@@ -5,6 +5,7 @@ import { type BackendChoice, backendOrderFromQuery, initBackend } from './backen
 import { MODELS_BASE_URL, TRAJECTORY_COUNT, VIEW } from './config';
 import { type DemoModels, loadDemoModels, type StudentSteps, studentSteps } from './demo-models';
 import { drawBackground, drawSamples, drawTrajectories, stepColor } from './draw';
+import { studentLabel } from './families';
 import {
   generateSamples,
   policyTrajectories,
@@ -181,11 +182,7 @@ async function load2d(): Promise<void> {
   element('model-info').textContent = [
     describe('Teacher (flow model)', models.teacher.manifest.metadata, count(models.teacher.model.variables)),
     ...[...models.students].map(([steps, s]) =>
-      describe(
-        `${steps}-step GM student (K = ${s.model.numComponents})`,
-        s.manifest.metadata,
-        count(s.model.variables),
-      ),
+      describe(`${steps}-step ${studentLabel(s.model)}`, s.manifest.metadata, count(s.model.variables)),
     ),
   ].join(' · ');
   setState('ready');

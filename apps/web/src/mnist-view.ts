@@ -1,6 +1,7 @@
 import { createRandom } from '@piflow/core';
 import type * as tf from '@tensorflow/tfjs-core';
 import { cycleLabels, type GridLayout, gridLayout, renderDigitGrid } from './digit-grid';
+import { studentLabel } from './families';
 import {
   generateImages,
   loadMnistStudent,
@@ -163,7 +164,7 @@ export function createMnistView(options: MnistViewOptions) {
     const metadata = manifest.metadata ?? {};
     const parameters = model.variables.reduce((a, v) => a + v.size, 0);
     element('mnist-model-info').textContent =
-      `MNIST GM student (U-Net, K = ${model.numComponents}, class-conditional): ` +
+      `MNIST ${studentLabel(model)} (U-Net, class-conditional): ` +
       `${parameters.toLocaleString('en')} parameters` +
       (typeof metadata.distillationSteps === 'number'
         ? `, ${metadata.distillationSteps} π-ID iterations`

@@ -2,14 +2,15 @@ import '@tensorflow/tfjs-backend-cpu';
 import { createRandom, InvalidArgumentError, PiflowError, sample } from '@piflow/core';
 import { maxAbsDifference } from '@piflow/core/testing';
 import {
-  createGMStudent,
   createMLPBackbone,
+  createStudent,
   createUNetBackbone,
   describeModel,
   encodeWeights,
   type ModelManifest,
   type StoredModel,
 } from '@piflow/models';
+import { dx } from '@piflow/policy-dx';
 import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,15 +21,20 @@ beforeAll(async () => {
 });
 
 // A tiny class-conditional U-Net GM student on 8 × 8 grey images (the shipped one is 28 × 28, K = 8).
-const student = createGMStudent(
+const student = createStudent(
   createUNetBackbone({ channels: [4, 8], inChannels: 1, timeEmbedDim: 8, embeddingDim: 8, numClasses: 10 }),
-  { numComponents: 2, logstdHiddenDim: 8, initialLogstd: Math.log(0.3) },
+  { family: gm, head: { numComponents: 2, logstdHiddenDim: 8, initialLogstd: Math.log(0.3) } },
 );
 afterAll(() => student.dispose());
 
 describe('studentSamplingSettings', () => {
   const manifest = {
-    sampling: { shift: 3, numInferenceSteps: 4, finalStepSizeScale: 0.5, temperature: 0.3 },
+    sampling: {
+      shift: 3,
+      numInferenceSteps: 4,
+      finalStepSizeScale: 0.5,
+      familyOptions: { temperature: 0.3 },
+    },
   };
 
   it("uses the manifest's shift always, its final step scale and temperature at the trained step count", () => {
@@ -36,7 +42,7 @@ describe('studentSamplingSettings', () => {
       numInferenceSteps: 4,
       shift: 3,
       finalStepSizeScale: 0.5,
-      temperature: 0.3,
+      familyOptions: { temperature: 0.3 },
       substeps: 128,
     });
     for (const steps of [1, 2]) {
@@ -44,11 +50,15 @@ describe('studentSamplingSettings', () => {
         numInferenceSteps: steps,
         shift: 3,
         finalStepSizeScale: 1,
-        temperature: 1,
+        familyOptions: {},
         substeps: 32,
       });
     }
-    expect(studentSamplingSettings({}, 2)).toMatchObject({ shift: 1, finalStepSizeScale: 1, temperature: 1 });
+    expect(studentSamplingSettings({}, 2)).toMatchObject({
+      shift: 1,
+      finalStepSizeScale: 1,
+      familyOptions: {},
+    });
   });
 
   it('rejects bad step counts and sampling blocks', () => {
@@ -128,6 +138,44 @@ describe('loadMnistStudent', () => {
     loaded.model.dispose();
   });
 
+  it('loads and samples a student of any family the build includes (DX here)', async () => {
+    const dxStudent = createStudent(
+      createUNetBackbone({
+        channels: [4, 8],
+        inChannels: 1,
+        timeEmbedDim: 8,
+        embeddingDim: 8,
+        numClasses: 10,
+      }),
+      { family: dx, head: { numPoints: 3 }, shift: 2, segmentSize: 0.5 },
+    );
+    const { manifest, weights } = stored(dxStudent, [8, 8, 1]);
+    const loaded = await loadMnistStudent(
+      'https://example.test/models/',
+      serve({
+        'https://example.test/models/mnist/dx-4/model.json': manifest,
+        'https://example.test/models/mnist/dx-4/weights.bin': weights,
+      }),
+      { studentPath: 'mnist/dx-4/' },
+    );
+    expect(loaded.model.family).toBe('dx');
+    expect(loaded.model.policyOptions).toEqual({ shift: 2, segmentSize: 0.5, mode: 'grid' });
+    const settings = studentSamplingSettings(loaded.manifest, 2, 8);
+    const noise = createRandom(4).normalTensor([2, 8, 8, 1]);
+    const labels = Int32Array.of(1, 2);
+    const labelTensor = tf.tensor1d(labels, 'int32');
+    const expected = sample(dxStudent, dx, noise, {
+      ...settings,
+      condition: { labels: labelTensor },
+      policyOptions: dxStudent.policyOptions,
+    });
+    const images = await generateImages(loaded.model, noise, labels, settings);
+    expect(maxAbsDifference(images, await expected.data())).toBe(0);
+    tf.dispose([noise, labelTensor, expected]);
+    loaded.model.dispose();
+    dxStudent.dispose();
+  });
+
   it('refuses models that are not class-conditional image GM students, and says which URL failed', async () => {
     const base = 'https://example.test/m/';
     const files = (model: StoredModel, shape: number[]) => {
@@ -137,11 +185,13 @@ describe('loadMnistStudent', () => {
         [`${base}mnist/gm-4/weights.bin`]: weights,
       });
     };
-    const flat = createGMStudent(createMLPBackbone({ inputDim: 2, width: 8, depth: 1 }), {
-      numComponents: 2,
+    const flat = createStudent(createMLPBackbone({ inputDim: 2, width: 8, depth: 1 }), {
+      family: gm,
+      head: { numComponents: 2 },
     });
-    const unconditional = createGMStudent(createUNetBackbone({ channels: [4], inChannels: 1 }), {
-      numComponents: 2,
+    const unconditional = createStudent(createUNetBackbone({ channels: [4], inChannels: 1 }), {
+      family: gm,
+      head: { numComponents: 2 },
     });
     const before = tf.memory().numTensors;
     await expect(loadMnistStudent(base, files(flat, [2]))).rejects.toThrow(/mnist\/gm-4\/ makes samples/);

@@ -1,12 +1,13 @@
-import { assertTensor, InvalidArgumentError, PiflowError, sample } from '@piflow/core';
+import { assertTensor, InvalidArgumentError, PiflowError, type PolicyRegistry, sample } from '@piflow/core';
 import {
-  type GMStudent,
+  isFlowModel,
   loadModelFromUrl,
   type ModelManifest,
+  type PolicyStudent,
   type UNetBackboneOptions,
 } from '@piflow/models';
-import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
+import { familyOf, webFamilies } from './families';
 import { type SamplingSettings, samplingSettings } from './generate';
 
 /** Step counts the MNIST view offers (the shipped student was trained for 4; fewer steps still work). */
@@ -17,7 +18,7 @@ export type MnistSteps = (typeof mnistSteps)[number];
 export const MNIST_STUDENT_PATH = 'mnist/gm-4/';
 
 export interface MnistStudent {
-  model: GMStudent;
+  model: PolicyStudent;
   manifest: ModelManifest;
   /** One image without the batch axis, [H, W, C]. */
   imageShape: [number, number, number];
@@ -25,34 +26,38 @@ export interface MnistStudent {
 }
 
 /**
- * Loads the class-conditional MNIST GM student from `<baseUrl>mnist/gm-4/` (`model.json` + `weights.bin`)
- * onto the active tfjs backend, and checks that it is one: a GM student of images with class labels.
+ * Loads the class-conditional MNIST student from `<baseUrl><studentPath>` (`model.json` + `weights.bin`) onto
+ * the active tfjs backend, and checks that it is one: a student (of any family in `families`) of images with
+ * class labels.
  */
 export async function loadMnistStudent(
   baseUrl: string,
   fetchImpl: typeof fetch = fetch,
+  options: { studentPath?: string; families?: PolicyRegistry } = {},
 ): Promise<MnistStudent> {
   if (typeof baseUrl !== 'string' || baseUrl.length === 0) {
     throw new InvalidArgumentError('baseUrl', 'a URL string such as "./models/"', String(baseUrl));
   }
-  const url = `${baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`}${MNIST_STUDENT_PATH}`;
-  const { model, manifest } = await loadModelFromUrl(url, fetchImpl);
+  const url = `${baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`}${options.studentPath ?? MNIST_STUDENT_PATH}`;
+  const { model, manifest } = await loadModelFromUrl(url, {
+    fetch: fetchImpl,
+    families: options.families ?? webFamilies,
+  });
   const numClasses = (manifest.backbone?.config as UNetBackboneOptions | undefined)?.numClasses;
   const shape = manifest.sampleShape;
-  const problem =
-    manifest.kind !== 'gm-student'
-      ? `holds a ${manifest.kind}, not a GM student`
-      : !Array.isArray(shape) || shape.length !== 3
-        ? `makes samples of shape [${shape}], not images [H, W, C]`
-        : typeof numClasses !== 'number'
-          ? 'is not class-conditional (its backbone has no numClasses)'
-          : undefined;
+  const problem = isFlowModel(model)
+    ? `holds a ${manifest.kind}, not a student`
+    : !Array.isArray(shape) || shape.length !== 3
+      ? `makes samples of shape [${shape}], not images [H, W, C]`
+      : typeof numClasses !== 'number'
+        ? 'is not class-conditional (its backbone has no numClasses)'
+        : undefined;
   if (problem) {
     model.dispose();
     throw new PiflowError(`${url} ${problem}.`);
   }
   return {
-    model: model as GMStudent,
+    model: model as PolicyStudent,
     manifest,
     imageShape: shape as [number, number, number],
     numClasses: numClasses as number,
@@ -61,8 +66,8 @@ export async function loadMnistStudent(
 
 /**
  * How a student is sampled at `steps` steps, as `piflow sample` does: the manifest's shift always; its final
- * step size scale (and temperature) only at the step count it was trained for (elastic inference at other
- * counts uses uniform steps and no temperature).
+ * step size scale (and family sampling options such as a temperature) only at the step count it was trained
+ * for (elastic inference at other counts uses uniform steps and the family's defaults).
  */
 export function studentSamplingSettings(
   manifest: Pick<ModelManifest, 'sampling'>,
@@ -76,7 +81,10 @@ export function studentSamplingSettings(
       sampling: {
         shift: sampling.shift ?? 1,
         ...(steps === trained
-          ? { finalStepSizeScale: sampling.finalStepSizeScale ?? 1, temperature: sampling.temperature ?? 1 }
+          ? {
+              finalStepSizeScale: sampling.finalStepSizeScale ?? 1,
+              familyOptions: { ...sampling.familyOptions },
+            }
           : {}),
       },
     },
@@ -86,19 +94,21 @@ export function studentSamplingSettings(
 }
 
 /**
- * Class-conditional few-step generation: `sample()` from @piflow/core with the GM family and
+ * Class-conditional few-step generation: `sample()` from @piflow/core with the student's family and
  * `condition: { labels }` (int32, one label per image). Returns the images [B, H, W, C] flattened; `noise` is
  * not disposed.
  */
 export async function generateImages(
-  student: GMStudent,
+  student: PolicyStudent,
   noise: tf.Tensor,
   labels: Int32Array,
   settings: SamplingSettings,
+  families: PolicyRegistry = webFamilies,
 ): Promise<Float32Array> {
-  if (student?.family !== 'gm' || typeof student.predict !== 'function') {
-    throw new InvalidArgumentError('student', 'a GM student (loadMnistStudent)', typeof student);
+  if (typeof student?.family !== 'string' || typeof student.predict !== 'function') {
+    throw new InvalidArgumentError('student', 'a student (loadMnistStudent)', typeof student);
   }
+  const family = familyOf(student, families);
   assertTensor('noise', noise, { rank: 4 });
   if (!(labels instanceof Int32Array) || labels.length !== noise.shape[0]) {
     throw new InvalidArgumentError(
@@ -110,7 +120,11 @@ export async function generateImages(
   const condition = { labels: tf.tensor1d(labels, 'int32') };
   let x: tf.Tensor | undefined;
   try {
-    x = sample(student, gm, noise, { ...settings, condition });
+    x = sample(student, family, noise, {
+      ...settings,
+      condition,
+      policyOptions: { ...student.policyOptions },
+    });
     return (await x.data()) as Float32Array;
   } finally {
     condition.labels.dispose();

@@ -19,7 +19,7 @@ import {
   type TrainableStudent,
 } from '@piflow/core';
 import { gaussianMixtureMeasures, teacherAlignment } from '@piflow/eval';
-import { type Backbone, createDXStudent, createGMStudent, createMLPBackbone } from '@piflow/models';
+import { type Backbone, createMLPBackbone, createStudent } from '@piflow/models';
 import { createDXFamily } from '@piflow/policy-dx';
 import { gm } from '@piflow/policy-gm';
 import { createPiIDTrainer } from '@piflow/trainer';
@@ -127,7 +127,6 @@ async function distil(
     batchSize: 256,
     numInferenceSteps: nfe,
     numIntermediateStates: 2,
-    gmDropout: family.name === 'gm' ? 0.05 : 0,
     optimizer: { learningRate: 1e-3, warmupSteps: 50, gradientClip: 1 },
     ema: { gamma: 7, start: 50 },
     seed: 1,
@@ -150,14 +149,14 @@ const backbone = (seed: number) => createMLPBackbone({ inputDim: C, width: 128, 
 await distil(
   `GM student (K=${K})`,
   `${K * C + K + 1}`,
-  createGMStudent(backbone(1), { numComponents: K }),
+  createStudent(backbone(1), { family: gm, head: { numComponents: K } }),
   gm,
 );
 const dxFamily = createDXFamily({ segmentSize: 1 / nfe });
 await distil(
   'DX student (N=10)',
   `${10 * C}`,
-  createDXStudent(backbone(1), { numPoints: 10, segmentSize: 1 / nfe }),
+  createStudent(backbone(1), { family: dxFamily, head: { numPoints: 10 }, segmentSize: 1 / nfe }),
   dxFamily,
 );
 await distil('Gaussian plugin student', `${2 * C}`, createGaussianStudent(backbone(1)), gaussian);

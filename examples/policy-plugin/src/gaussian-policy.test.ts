@@ -10,8 +10,57 @@ import {
 import { dx } from '@piflow/policy-dx';
 import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGaussianFamily, type GaussianX0Params, gaussian } from './gaussian-policy';
+import { GAUSSIAN_FUSED_ROLLOUT_KERNEL, gaussianFusedRolloutKernel } from './gaussian-rollout-kernel';
+
+/**
+ * A counting spy on a backend's Gaussian fused kernel: `install` registers, under the family's kernel name, a
+ * wrapper of the package's own kernel that counts its successful runs. Were it unregistered, core's
+ * runFusedRollout would register the plain kernel again on first use, and its runs would not count.
+ */
+class KernelSpy {
+  runs = 0;
+  constructor(readonly backend: string) {}
+  install(): void {
+    this.uninstall();
+    const inner = gaussianFusedRolloutKernel.kernels![this.backend]!;
+    tf.registerKernel({
+      kernelName: GAUSSIAN_FUSED_ROLLOUT_KERNEL,
+      backendName: this.backend,
+      kernelFunc: (args) => {
+        const out = inner(args);
+        this.runs++;
+        return out;
+      },
+    });
+  }
+  uninstall(): void {
+    if (tf.getKernel(GAUSSIAN_FUSED_ROLLOUT_KERNEL, this.backend)) {
+      tf.unregisterKernel(GAUSSIAN_FUSED_ROLLOUT_KERNEL, this.backend);
+    }
+  }
+}
+
+/**
+ * The fused rollout (through core's dispatch; the kernel must run exactly once, counted by `spy`) and the
+ * op-by-op one, as values.
+ */
+function fusedAndOpByOp(
+  spy: KernelSpy,
+  policy: ReturnType<typeof gaussian.create>,
+  x: tf.Tensor,
+  substeps: number,
+) {
+  const before = spy.runs;
+  const fused = rollout(policy, x, { sigmaSrc: 1, sigmaDst: 0, substeps });
+  const runs = spy.runs - before;
+  const opByOp = rollout(policy, x, { sigmaSrc: 1, sigmaDst: 0, substeps, fused: false });
+  const values = { fused: fused.dataSync().slice(), opByOp: opByOp.dataSync().slice() };
+  tf.dispose([fused, opByOp]);
+  expect(runs, `runs of ${GAUSSIAN_FUSED_ROLLOUT_KERNEL} on ${spy.backend}`).toBe(1);
+  return values;
+}
 
 /**
  * Float64 reference in the paper's form (divides by σ and σ², unlike the implementation): u-space
@@ -86,8 +135,13 @@ function exactPosterior(x: tf.Tensor, sigma: ArrayLike<number>): GaussianX0Param
 
 for (const backend of testBackends()) {
   describe(`gaussian policy on Gaussian data (exact), ${backend}`, () => {
+    const spy = new KernelSpy(backend);
     beforeAll(async () => {
       await useBackend(backend);
+      spy.install();
+    });
+    afterAll(() => {
+      spy.uninstall();
     });
 
     it('reproduces the exact teacher velocity below σ_src (≤ 1e-4 relative, float32)', () => {
@@ -137,18 +191,57 @@ for (const backend of testBackends()) {
       const policy = gaussian.create(params, noise, 1);
       const exact = Float64Array.from(noise.dataSync(), (e, i) => dataMean[i % 3]! + dataStd[i % 3]! * e);
       const errors = [32, 128].map((substeps) => {
-        const fused = rollout(policy, noise, { sigmaSrc: 1, sigmaDst: 0, substeps });
-        const opByOp = rollout(policy, noise, { sigmaSrc: 1, sigmaDst: 0, substeps, fused: false });
-        expect(relativeError(fused.dataSync(), opByOp.dataSync())).toBeLessThan(1e-5);
-        const error = relativeError(fused.dataSync(), exact);
-        tf.dispose([fused, opByOp]);
-        return error;
+        const { fused, opByOp } = fusedAndOpByOp(spy, policy, noise, substeps);
+        expect(relativeError(fused, opByOp)).toBeLessThan(1e-5);
+        return relativeError(fused, exact);
       });
       // 4× the substeps: about 4× less error (first-order Euler)
       expect(errors[0]! / errors[1]!).toBeGreaterThan(3);
       expect(errors[0]! / errors[1]!).toBeLessThan(5);
       policy.dispose();
       tf.dispose([noise, params.mean, params.variance]);
+    });
+
+    it('planted bug: with the kernel unregistered, the fused-vs-op-by-op helper fails (its run count stays 0)', () => {
+      const random = createRandom(15);
+      const noise = random.normalTensor([16, 3]);
+      const params = exactPosterior(noise, new Float32Array(16).fill(1));
+      const policy = gaussian.create(params, noise, 1);
+      tf.unregisterKernel(GAUSSIAN_FUSED_ROLLOUT_KERNEL, backend);
+      try {
+        // the rollout is still right (core registers the package's kernel again, uncounted, on first use)
+        expect(() => fusedAndOpByOp(spy, policy, noise, 16)).toThrow(
+          `runs of ${GAUSSIAN_FUSED_ROLLOUT_KERNEL} on ${backend}`,
+        );
+        expect(tf.getKernel(GAUSSIAN_FUSED_ROLLOUT_KERNEL, backend)?.kernelFunc).toBe(
+          gaussianFusedRolloutKernel.kernels![backend],
+        );
+      } finally {
+        spy.install();
+      }
+      const { fused, opByOp } = fusedAndOpByOp(spy, policy, noise, 16);
+      expect(relativeError(fused, opByOp)).toBeLessThan(1e-5);
+      policy.dispose();
+      tf.dispose([noise, params.mean, params.variance]);
+    });
+
+    it('the fused kernel runs as one kernel, only outside a gradient tape', async () => {
+      const random = createRandom(16);
+      const noise = random.normalTensor([8, 3]);
+      const params = exactPosterior(noise, new Float32Array(8).fill(1));
+      const policy = gaussian.create(params, noise, 1);
+      const profile = await tf.profile(() =>
+        rollout(policy, noise, { sigmaSrc: 1, sigmaDst: 0, substeps: 16 }),
+      );
+      expect(profile.kernelNames).toEqual([GAUSSIAN_FUSED_ROLLOUT_KERNEL]);
+      const before = spy.runs;
+      const grad = tf.grad((x: tf.Tensor) =>
+        tf.sum(rollout(policy, x, { sigmaSrc: 1, sigmaDst: 0, substeps: 16 })),
+      )(noise);
+      expect(spy.runs).toBe(before);
+      expect(Array.from(grad.dataSync()).every(Number.isFinite)).toBe(true);
+      tf.dispose([profile.result as tf.Tensor, grad, noise, params.mean, params.variance]);
+      policy.dispose();
     });
 
     it('temperature scales the x0 variance', () => {
@@ -183,6 +276,12 @@ describe('gaussian family', () => {
       logstd: [8, 4, 4, 3],
     });
     expect(() => gaussian.paramShapes({ shape: [8] })).toThrow(/Invalid argument `shape`/);
+  });
+
+  it('declares its fused rollout kernel: one name, cpu and wasm kernels', () => {
+    expect(gaussian.fusedRollout).toBe(gaussianFusedRolloutKernel);
+    expect(gaussianFusedRolloutKernel.kernelName).toBe(GAUSSIAN_FUSED_ROLLOUT_KERNEL);
+    expect(Object.keys(gaussianFusedRolloutKernel.kernels!)).toEqual(['cpu', 'wasm']);
   });
 
   it('registers beside gm and dx, and a duplicate name throws', () => {

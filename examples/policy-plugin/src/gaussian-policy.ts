@@ -4,6 +4,7 @@ import {
   assertTensor,
   describeValue,
   detachTensor,
+  type FusedRolloutCall,
   InvalidArgumentError,
   type ParamShapeOptions,
   type Policy,
@@ -14,7 +15,7 @@ import {
   sigmaValues,
 } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
-import { gaussianFusedRollout } from './gaussian-rollout-kernel';
+import { gaussianFusedRolloutCall, gaussianFusedRolloutKernel } from './gaussian-rollout-kernel';
 
 /** x0-space parameters: one Gaussian N(mean, variance) over x0 per element of x. */
 export interface GaussianX0Params {
@@ -102,9 +103,9 @@ export class GaussianPolicy implements Policy {
     });
   }
 
-  /** The whole segment as one plain-JS kernel on cpu and wasm (not while a gradient tape records). */
-  fusedRollout(x: tf.Tensor, segment: RolloutSegment): tf.Tensor | undefined {
-    return gaussianFusedRollout(this, x, segment);
+  /** The whole segment as one call of the family's fused kernel (plain JS on cpu and wasm). */
+  fusedRolloutCall(x: tf.Tensor, segment: RolloutSegment): FusedRolloutCall | undefined {
+    return gaussianFusedRolloutCall(this, x, segment);
   }
 
   detach(): GaussianPolicy {
@@ -135,14 +136,59 @@ export type GaussianFamily = Omit<
   ): GaussianPolicy;
 };
 
+/**
+ * What a student outputs for this family (`@piflow/models` builds the head from it): per position, the
+ * velocity mean [C] (from a teacher: the teacher's own output layer, so the first policy starts at the
+ * teacher's velocity) and log-std [C] (zero kernel, bias `initialLogstd`).
+ */
+const gaussianStudentHead: NonNullable<PolicyFamily['studentHead']> = {
+  options: {
+    initialLogstd: {
+      type: 'number',
+      default: Math.log(0.3),
+      description: 'initial log-std of u per element',
+    },
+  },
+  build: ({ channels, options }) => ({
+    space: 'u',
+    outputs: {
+      mean: { per: 'position', shape: [channels], fromTeacher: 'replicate' },
+      logstd: {
+        per: 'position',
+        shape: [channels],
+        init: { kernel: 'zeros', bias: { constant: options.initialLogstd as number } },
+      },
+    },
+  }),
+};
+
+/** Sampling options: a temperature on every step but the last (1 = off). */
+const gaussianSampling: NonNullable<PolicyFamily['sampling']> = {
+  options: {
+    temperature: {
+      type: 'number',
+      min: 0,
+      minExclusive: true,
+      default: 1,
+      description: 'x0 variance multiplier on every step but the last (1 = off)',
+    },
+  },
+  policyOptions: ({ temperature }, { isLast }) => (isLast || temperature === 1 ? {} : { temperature }),
+};
+
 /** Builds the diagonal-Gaussian policy family; `defaults.temperature` applies unless overridden per call. */
 export function createGaussianFamily(defaults: GaussianPolicyOptions = {}): GaussianFamily {
   if (defaults.temperature !== undefined) {
     assertNumber('defaults.temperature', defaults.temperature, { min: 0, minExclusive: true });
   }
   return {
-    specificationVersion: 'v1',
+    specificationVersion: 'v2',
     name: 'gaussian',
+    packageName: 'piflow-policy-gaussian',
+    description: 'one Gaussian over x0 per element (closed-form posterior)',
+    studentHead: gaussianStudentHead,
+    sampling: gaussianSampling,
+    fusedRollout: gaussianFusedRolloutKernel,
     paramShapes(options) {
       const shape = (options as ParamShapeOptions | undefined)?.shape;
       if (!Array.isArray(shape) || shape.length < 2 || !shape.every((d) => Number.isInteger(d) && d > 0)) {

@@ -1,17 +1,22 @@
-import { canFuseRollout, ensureKernel, type RolloutSegment, rolloutSigmaGrid } from '@piflow/core';
+import {
+  canFuseRollout,
+  type FusedRolloutCall,
+  type FusedRolloutKernel,
+  type RolloutSegment,
+  rolloutSigmaGrid,
+} from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
 import type { GaussianPolicy } from './gaussian-policy';
 
 /**
- * A fused rollout as a tfjs kernel (the tfjs pattern: a kernel name, one registration per backend, and a thin
- * call through `runKernel`). It runs every Euler substep of a segment in one pass over plain typed arrays, in
- * float64, with the same σ grid as core's op-by-op rollout (`rolloutSigmaGrid`).
+ * A fused rollout as a tfjs kernel (the tfjs pattern: one kernel name, one kernel per backend, dispatched by
+ * core's `runFusedRollout` through `runKernel`). It runs every Euler substep of a segment in one pass over plain
+ * typed arrays, in float64, with the same σ grid as core's op-by-op rollout (`rolloutSigmaGrid`). Another
+ * package (a GPU backend, say) can register its own kernel for its backend under the same name.
  */
-export const GaussianRolloutKernel = 'PiflowGaussianRollout';
+export const GAUSSIAN_FUSED_ROLLOUT_KERNEL = 'PiflowGaussianRollout';
 
-/** Backends this package registers the kernel for. */
-export const gaussianFusedBackends = ['cpu', 'wasm'] as const;
-
+/** Attributes of a call: what the kernel needs besides its inputs x, xSrc, mean and variance. */
 interface Attrs {
   /** Per batch item, the σ values visited (first = σ_src of the segment). */
   grids: number[][];
@@ -25,6 +30,7 @@ interface BackendLike {
   makeOutput?(shape: number[], dtype: 'float32', memoryOffset?: number, values?: Float32Array): tf.TensorInfo;
 }
 
+/** The cpu and wasm kernel. */
 function gaussianRolloutKernelFunc({ inputs, backend, attrs }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo {
   const { x, xSrc, mean, variance } = inputs as Record<'x' | 'xSrc' | 'mean' | 'variance', tf.TensorInfo>;
   const { grids, policySigmaSrc } = attrs as unknown as Attrs;
@@ -63,25 +69,33 @@ function gaussianRolloutKernelFunc({ inputs, backend, attrs }: Parameters<tf.Ker
 }
 
 /**
- * The fused rollout of a Gaussian policy on the current backend, or undefined when this backend has no
- * kernel (core's `rollout` then goes op by op) or a gradient tape is recording (the kernel has no gradient).
+ * The family's fused rollout kernel (its `fusedRollout`): the name, and the kernels this package provides,
+ * which core registers for the active backend on first use (importing the package registers nothing).
  */
-export function gaussianFusedRollout(
+export const gaussianFusedRolloutKernel: FusedRolloutKernel = {
+  kernelName: GAUSSIAN_FUSED_ROLLOUT_KERNEL,
+  kernels: { cpu: gaussianRolloutKernelFunc, wasm: gaussianRolloutKernelFunc },
+};
+
+/**
+ * The fused rollout call of a Gaussian policy over `segment` (what `GaussianPolicy.fusedRolloutCall` returns),
+ * or undefined when x is not a float32 tensor of x_src's shape (core's `rollout` then goes op by op). Core runs
+ * it on the active backend's kernel, when there is one and no gradient tape records (the kernel has no
+ * gradient).
+ */
+export function gaussianFusedRolloutCall(
   policy: GaussianPolicy,
   x: tf.Tensor,
   segment: RolloutSegment,
-): tf.Tensor | undefined {
-  if (!canFuseRollout(x, policy.xSrc, gaussianFusedBackends)) return undefined;
-  ensureKernel(GaussianRolloutKernel, tf.getBackend(), gaussianRolloutKernelFunc);
+): FusedRolloutCall | undefined {
+  if (!canFuseRollout(x, policy.xSrc)) return undefined;
   const attrs: Attrs = {
     grids: rolloutSigmaGrid(segment).map((g) => Array.from(g)),
     policySigmaSrc: Array.from(policy.sigmaSrc),
   };
-  return tf
-    .engine()
-    .runKernel(
-      GaussianRolloutKernel,
-      { x, xSrc: policy.xSrc, mean: policy.mean, variance: policy.variance },
-      attrs as unknown as tf.NamedAttrMap,
-    ) as tf.Tensor;
+  return {
+    kernel: gaussianFusedRolloutKernel,
+    inputs: { x, xSrc: policy.xSrc, mean: policy.mean, variance: policy.variance },
+    attrs: attrs as unknown as tf.NamedAttrMap,
+  };
 }

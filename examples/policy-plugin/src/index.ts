@@ -9,7 +9,7 @@ export {
   gaussian,
 } from './gaussian-policy';
 export {
-  GaussianRolloutKernel,
-  gaussianFusedBackends,
-  gaussianFusedRollout,
+  GAUSSIAN_FUSED_ROLLOUT_KERNEL,
+  gaussianFusedRolloutCall,
+  gaussianFusedRolloutKernel,
 } from './gaussian-rollout-kernel';

@@ -1,16 +1,21 @@
-// The core conformance suites, rerun on tfjs's WebGPU backend in Node through Dawn (the npm `webgpu` package;
+// The conformance suites (core's and the GM / DX families'), rerun on tfjs's WebGPU backend in Node through Dawn (the npm `webgpu` package;
 // Mesa llvmpipe through EGL_PLATFORM=surfaceless where there is no GPU). Their "fused rollout matches op by
 // op" cases run this package's WGSL kernels. conformance.browser.test.ts runs the same in headless Chromium.
 // The suites read results with `await t.data()`: Node's WebGPU has no synchronous readback of GPU values.
 import { createRandom, InvalidArgumentError, rollout } from '@piflow/core';
-import { dxUParams, gmUParams, useBackend } from '@piflow/core/testing';
-import { dx } from '@piflow/policy-dx';
-import { gm, sampleGaussianMixture, sampleGaussianMixtureAsync } from '@piflow/policy-gm';
+import { useBackend } from '@piflow/core/testing';
+import { DX_FUSED_ROLLOUT_KERNEL, dx } from '@piflow/policy-dx';
+import { dxUParams } from '@piflow/policy-dx/testing';
+import {
+  GM_FUSED_ROLLOUT_KERNEL,
+  gm,
+  sampleGaussianMixture,
+  sampleGaussianMixtureAsync,
+} from '@piflow/policy-gm';
+import { gmUParams } from '@piflow/policy-gm/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { describeWebGPUConformance } from './__fixtures__/webgpu-conformance';
-import { DX_ROLLOUT_KERNEL } from './dx-rollout-kernel';
-import { GM_ROLLOUT_KERNEL } from './gm-rollout-kernel';
 import { setupWebGPU } from './setup-webgpu';
 
 describeWebGPUConformance();
@@ -47,8 +52,8 @@ describe('the suites above ran on Dawn in Node, fused kernels included', () => {
       kernels.push(info.kernelNames);
       policy.dispose();
     }
-    expect(kernels[0]).toContain(GM_ROLLOUT_KERNEL);
-    expect(kernels[1]).toContain(DX_ROLLOUT_KERNEL);
+    expect(kernels[0]).toContain(GM_FUSED_ROLLOUT_KERNEL);
+    expect(kernels[1]).toContain(DX_FUSED_ROLLOUT_KERNEL);
     xSrc.dispose();
   });
 

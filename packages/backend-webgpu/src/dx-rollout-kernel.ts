@@ -1,5 +1,6 @@
-import { canFuseRollout, type RolloutSegment } from '@piflow/core';
-import { type DXPolicyState, planDXRollout } from '@piflow/policy-dx';
+import { FusedRolloutDeclined } from '@piflow/core';
+import type { DXFusedRolloutAttrs } from '@piflow/policy-dx';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import * as tf from '@tensorflow/tfjs-core';
 import {
   dot,
@@ -12,18 +13,8 @@ import {
   unroll,
 } from './webgpu-program';
 
-/** tfjs kernel name of the fused DX rollout (registered for the 'webgpu' backend). */
-export const DX_ROLLOUT_KERNEL = 'PiflowDXRollout';
-
 /** Largest N·C the fused DX kernel unrolls; bigger grids fall back to the op-by-op rollout. */
 export const DX_MAX_UNROLLED = 2048;
-
-export interface DXRolloutAttrs {
-  numPoints: number;
-  numChannels: number;
-  positionsPerItem: number;
-  [key: string]: number;
-}
 
 /** vec4s per item in the DX table: the coefficient of x_start and the N grid coefficients, padded. */
 export const dxTableRowSize = (N: number): number => Math.ceil((1 + N) / 4);
@@ -63,7 +54,27 @@ ${storeFloats(
 `;
 }
 
-/** The kernel: inputs x [B, …positions, C], grid [B, N, …positions, C] (the x0 grid), table; read flat. */
+/** The kernel's table, read as vec4s: per item one row [a, c_0 … c_{N−1}, 0…] of the plan (planDXRollout). */
+export function dxRolloutTable(plan: { a: ArrayLike<number>; c: ArrayLike<number> }): Float32Array {
+  const { a, c } = plan;
+  const B = a.length;
+  const N = c.length / B;
+  const rowSize = dxTableRowSize(N);
+  const table = new Float32Array(4 * rowSize * B);
+  for (let b = 0; b < B; b++) {
+    table[4 * rowSize * b] = a[b]!;
+    for (let n = 0; n < N; n++) table[4 * rowSize * b + 1 + n] = c[b * N + n]!;
+  }
+  return table;
+}
+
+/**
+ * The WebGPU kernel of @piflow/policy-dx's fused rollout (registered for 'webgpu' under its kernel name,
+ * DX_FUSED_ROLLOUT_KERNEL): one dispatch. Takes the family's inputs (x [B, …positions, C], x0Grid
+ * [B, N, …positions, C]; read flat) and attributes (the plan: a, c, numPoints), and builds its table
+ * (dxRolloutTable) here. Throws FusedRolloutDeclined (the rollout then goes op by op) when N·C is too large to
+ * unroll, x is empty, or there are too many positions for one dispatch. The output has x's shape.
+ */
 export function dxRolloutKernelFunc({
   inputs,
   backend,
@@ -73,9 +84,25 @@ export function dxRolloutKernelFunc({
   backend: unknown;
   attrs?: tf.NamedAttrMap;
 }): tf.TensorInfo {
-  const { numPoints: N, numChannels: C, positionsPerItem } = attrs as unknown as DXRolloutAttrs;
-  const { x, grid, table } = inputs as Record<string, tf.TensorInfo>;
-  const numPositions = tf.util.sizeFromShape(x!.shape) / C;
+  const plan = attrs as unknown as DXFusedRolloutAttrs;
+  const { x, x0Grid } = inputs as Record<string, tf.TensorInfo>;
+  const N = plan.numPoints;
+  const C = x!.shape[x!.shape.length - 1]!;
+  const size = tf.util.sizeFromShape(x!.shape);
+  if (N * C > DX_MAX_UNROLLED) {
+    throw new FusedRolloutDeclined(
+      `N·C = ${N * C} is more than the WGSL kernel unrolls (${DX_MAX_UNROLLED}).`,
+    );
+  }
+  if (size === 0) throw new FusedRolloutDeclined('x is empty.');
+  const numPositions = size / C;
+  if (!fitsDispatch(numPositions)) {
+    throw new FusedRolloutDeclined(`${numPositions} positions are too many for one dispatch.`);
+  }
+  const positionsPerItem = numPositions / x!.shape[0]!;
+  const be = backend as WebGPUBackend;
+  const tableData = dxRolloutTable(plan);
+  const table = be.makeTensorInfo([tableData.length], 'float32', tableData);
   const vec = C % 4 === 0 ? 4 : 1;
   const program = makeProgram({
     variableNames: ['xIn', 'gridIn', 'tableIn'],
@@ -87,57 +114,17 @@ export function dxRolloutKernelFunc({
     uniforms: 'numPositions : i32, positionsPerItem : i32,',
     body: () => dxRolloutShader(N, C),
   });
-  return runProgram(
-    backend,
-    program,
-    [x!, grid!, table!],
-    [
-      { type: 'int32', data: [numPositions] },
-      { type: 'int32', data: [positionsPerItem] },
-    ],
-  );
-}
-
-/** The kernel's table, read as vec4s: per item one row [a, c_0 … c_{N−1}, 0…] of planDXRollout. */
-export function dxRolloutTable(policy: DXPolicyState, segment: RolloutSegment): Float32Array {
-  const { a, c } = planDXRollout(policy, segment);
-  const B = a.length;
-  const N = c.length / B;
-  const rowSize = dxTableRowSize(N);
-  const table = new Float32Array(4 * rowSize * B);
-  for (let b = 0; b < B; b++) {
-    table[4 * rowSize * b] = a[b]!;
-    table.set(c.subarray(b * N, (b + 1) * N), 4 * rowSize * b + 1);
+  try {
+    return runProgram(
+      backend,
+      program,
+      [x!, x0Grid!, table],
+      [
+        { type: 'int32', data: [numPositions] },
+        { type: 'int32', data: [positionsPerItem] },
+      ],
+    );
+  } finally {
+    be.disposeData(table.dataId);
   }
-  return table;
-}
-
-/**
- * The hook registered with @piflow/policy-dx: runs the whole rollout as one WebGPU dispatch when the active
- * backend is 'webgpu', no gradient tape records, and N·C is small enough to unroll; else undefined.
- */
-export function dxFusedRollout(
-  policy: DXPolicyState,
-  x: tf.Tensor,
-  segment: RolloutSegment,
-): tf.Tensor | undefined {
-  if (!canFuseRollout(x, policy.xSrc, ['webgpu'])) return undefined;
-  const C = x.shape[x.rank - 1]!;
-  const N = policy.x0Grid.shape[1]!;
-  if (N * C > DX_MAX_UNROLLED || x.size === 0) return undefined;
-  const B = x.shape[0]!;
-  const numPositions = x.size / C;
-  if (!fitsDispatch(numPositions)) return undefined;
-  const tableData = dxRolloutTable(policy, segment);
-  // Flat indexing: the tensors go in as they are (no reshape ops); the output takes x's shape.
-  return tf.tidy(
-    () =>
-      tf
-        .engine()
-        .runKernel(
-          DX_ROLLOUT_KERNEL,
-          { x, grid: policy.x0Grid, table: tf.tensor1d(tableData) },
-          { numPoints: N, numChannels: C, positionsPerItem: numPositions / B },
-        ) as tf.Tensor,
-  );
 }

@@ -4,24 +4,26 @@
 import {
   createAnalyticGMFlow,
   createRandom,
+  FusedRolloutDeclined,
   InvalidArgumentError,
   type RolloutSegment,
   rollout,
   rolloutSigmaGrid,
+  runFusedRollout,
   type Student,
   sample,
   type VelocityField,
 } from '@piflow/core';
 import { countLeaks, relativeError, useBackend } from '@piflow/core/testing';
-import { dx } from '@piflow/policy-dx';
-import { type GMParams, type GMPolicy, gm } from '@piflow/policy-gm';
+import { DX_FUSED_ROLLOUT_KERNEL, dx } from '@piflow/policy-dx';
+import { GM_FUSED_ROLLOUT_KERNEL, type GMParams, gm } from '@piflow/policy-gm';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dxEulerReference, gmEulerReference } from './__fixtures__/euler-reference';
 import './__fixtures__/webgpu-test-backend';
-import { DX_ROLLOUT_KERNEL, dxFusedRollout } from './dx-rollout-kernel';
-import { GM_MAX_UNROLLED, GM_ROLLOUT_KERNEL, gmFusedRollout, gmUsesGramForm } from './gm-rollout-kernel';
+import { dxRolloutKernelFunc } from './dx-rollout-kernel';
+import { GM_MAX_UNROLLED, gmRolloutKernelFunc, gmUsesGramForm } from './gm-rollout-kernel';
 import { registerWebGPUKernels } from './register-kernels';
 import { setupWebGPU } from './setup-webgpu';
 
@@ -54,6 +56,41 @@ async function kernelsRun(fn: () => tf.Tensor): Promise<string[]> {
   result?.dispose();
   return info.kernelNames;
 }
+
+/**
+ * Counting spies on this package's WebGPU kernels: `install` registers, for 'webgpu' under the families' kernel
+ * names, wrappers of gmRolloutKernelFunc and dxRolloutKernelFunc that count their successful runs (by name);
+ * `uninstall` registers the plain kernels again (registerWebGPUKernels).
+ */
+const spy = {
+  runs: new Map<string, number>(),
+  install(): void {
+    for (const [name, inner] of [
+      [GM_FUSED_ROLLOUT_KERNEL, gmRolloutKernelFunc],
+      [DX_FUSED_ROLLOUT_KERNEL, dxRolloutKernelFunc],
+    ] as const) {
+      if (tf.getKernel(name, 'webgpu')) tf.unregisterKernel(name, 'webgpu');
+      tf.registerKernel({
+        kernelName: name,
+        backendName: 'webgpu',
+        kernelFunc: (args) => {
+          const out = inner(args);
+          spy.runs.set(name, spy.count(name) + 1);
+          return out;
+        },
+      });
+    }
+  },
+  uninstall(): void {
+    for (const name of [GM_FUSED_ROLLOUT_KERNEL, DX_FUSED_ROLLOUT_KERNEL]) {
+      if (tf.getKernel(name, 'webgpu')) tf.unregisterKernel(name, 'webgpu');
+    }
+    registerWebGPUKernels();
+  },
+  count(name: string): number {
+    return spy.runs.get(name) ?? 0;
+  },
+};
 
 interface SegmentValues {
   sigmaSrc: number[];
@@ -96,8 +133,9 @@ function makeGM(shape: number[], K: number, sigmaSrc: number[], seed: number, op
 
 /**
  * Rolls `x` out over `segment` with the fused kernel (in a validation error scope) and op by op, and checks
- * the fused result against both and against `reference` (a float64 Euler rollout over the same σ grid), and
- * that `kernel` is what ran. Returns the fused values.
+ * that `kernel` ran exactly once for the fused rollout (the spy's count) and shows in a profile, and the fused
+ * result against the op-by-op one and against `reference` (a float64 Euler rollout over the same σ grid).
+ * Returns the fused values.
  */
 async function expectFusedMatches(
   policy: VelocityField,
@@ -112,7 +150,9 @@ async function expectFusedMatches(
     substeps: segment.substeps,
     shift: segment.shift,
   };
+  const before = spy.count(kernel);
   const fused = await validated(() => rollout(policy, x, options));
+  expect(spy.count(kernel) - before, `runs of ${kernel} on webgpu`).toBe(1);
   const opByOp = rollout(policy, x, { ...options, fused: false });
   expect(relativeError(fused, await opByOp.data())).toBeLessThan(FUSED_TOLERANCE);
   const expected = await reference(Float64Array.from(await x.data()), segmentOf(segment));
@@ -125,9 +165,10 @@ async function expectFusedMatches(
 describe('fused WGSL rollout kernels on webgpu', () => {
   beforeAll(async () => {
     await useBackend('webgpu');
+    spy.install();
   });
   afterAll(() => {
-    registerWebGPUKernels();
+    spy.uninstall();
   });
 
   it('setupWebGPU found WebGPU where the test runs (Dawn in Node, navigator.gpu in Chromium)', async () => {
@@ -159,7 +200,7 @@ describe('fused WGSL rollout kernels on webgpu', () => {
       const grids = rolloutSigmaGrid(segmentOf(segment));
       expect(new Set(grids.map((g) => g.length)).size).toBe(Math.min(B, 3)); // per-item grids differ
 
-      const fused = await expectFusedMatches(policy, xSrc, segment, GM_ROLLOUT_KERNEL, (x, seg) =>
+      const fused = await expectFusedMatches(policy, xSrc, segment, GM_FUSED_ROLLOUT_KERNEL, (x, seg) =>
         gmEulerReference(policy, x, seg),
       );
       // The result moved away from x_src.
@@ -179,7 +220,7 @@ describe('fused WGSL rollout kernels on webgpu', () => {
       // Not x_src (sampling steps start there; training rolls out from intermediate states).
       const x = tf.tidy(() => tf.add(xSrc, tf.mul(random.normalTensor(shape), 0.3)));
       const segment = { sigmaSrc: [0.7, 0.5, 0.6], sigmaDst: [0.2, 0.05, 0.6], substeps: 100, shift: 2 };
-      await expectFusedMatches(policy, x, segment, GM_ROLLOUT_KERNEL, (x64, seg) =>
+      await expectFusedMatches(policy, x, segment, GM_FUSED_ROLLOUT_KERNEL, (x64, seg) =>
         gmEulerReference(policy, x64, seg),
       );
       tf.dispose([x, xSrc]);
@@ -202,9 +243,11 @@ describe('fused WGSL rollout kernels on webgpu', () => {
       tf.dispose([noise, out]);
       return values;
     };
+    const before = spy.count(GM_FUSED_ROLLOUT_KERNEL);
     const onWebGPU = await run();
+    expect(spy.count(GM_FUSED_ROLLOUT_KERNEL) - before).toBe(4); // one fused rollout per step
     expect(await kernelsRun(() => sample(student, gm, tf.zeros([2, 4]), { numInferenceSteps: 2 }))).toContain(
-      GM_ROLLOUT_KERNEL,
+      GM_FUSED_ROLLOUT_KERNEL,
     );
     await useBackend('cpu');
     const onCpu = await run();
@@ -219,7 +262,9 @@ describe('fused WGSL rollout kernels on webgpu', () => {
     const logweights = await policy.logweights.data();
     expect(Array.from(logweights).some((v) => v === -Infinity)).toBe(true);
     const options = { sigmaSrc: tf.tensor1d(sigmaSrc), sigmaDst: 0, substeps: 64, shift: 1 };
+    const before = spy.count(GM_FUSED_ROLLOUT_KERNEL);
     const fused = await validated(() => rollout(policy, xSrc, options));
+    expect(spy.count(GM_FUSED_ROLLOUT_KERNEL) - before).toBe(1);
     const opByOp = rollout(policy, xSrc, { ...options, fused: false });
     expect(Array.from(fused).every(Number.isFinite)).toBe(true);
     expect(relativeError(fused, await opByOp.data())).toBeLessThan(FUSED_TOLERANCE);
@@ -246,7 +291,7 @@ describe('fused WGSL rollout kernels on webgpu', () => {
         policy,
         xSrc,
         { sigmaSrc, sigmaDst, substeps: 128, shift: 3.2 },
-        DX_ROLLOUT_KERNEL,
+        DX_FUSED_ROLLOUT_KERNEL,
         (x, seg) => dxEulerReference(policy, x, seg),
       );
       tf.dispose([xSrc, x0Grid]);
@@ -254,19 +299,54 @@ describe('fused WGSL rollout kernels on webgpu', () => {
     });
   }
 
+  it('planted bug: with the webgpu kernel unregistered, no fused kernel runs and the helper fails', async () => {
+    const { policy, xSrc } = makeGM([2, 6, 4], 3, [0.9, 0.5], 41);
+    const segment = { sigmaSrc: [0.9, 0.5], sigmaDst: [0, 0.1], substeps: 32, shift: 1 };
+    tf.unregisterKernel(GM_FUSED_ROLLOUT_KERNEL, 'webgpu');
+    try {
+      // no kernel on 'webgpu' under the name (policy-gm provides cpu and wasm only): the rollout goes op by
+      // op, which matches the references, so only the run count shows that nothing fused ran
+      const before = spy.count(GM_FUSED_ROLLOUT_KERNEL);
+      await expect(
+        expectFusedMatches(policy, xSrc, segment, GM_FUSED_ROLLOUT_KERNEL, (x, seg) =>
+          gmEulerReference(policy, x, seg),
+        ),
+      ).rejects.toThrow(`runs of ${GM_FUSED_ROLLOUT_KERNEL} on webgpu`);
+      expect(spy.count(GM_FUSED_ROLLOUT_KERNEL)).toBe(before);
+      expect(tf.getKernel(GM_FUSED_ROLLOUT_KERNEL, 'webgpu')).toBeUndefined();
+    } finally {
+      spy.install();
+    }
+    await expectFusedMatches(policy, xSrc, segment, GM_FUSED_ROLLOUT_KERNEL, (x, seg) =>
+      gmEulerReference(policy, x, seg),
+    );
+    xSrc.dispose();
+    policy.dispose();
+  });
+
   it('leaves no tensors behind (GM and DX)', async () => {
     const { policy, xSrc, random } = makeGM([2, 5, 4], 3, [0.8, 0.6], 6);
     const x0Grid = random.normalTensor([2, 4, 5, 4]);
     const dxPolicy = dx.create({ space: 'x0', x0Grid }, xSrc, 0.8);
+    const x = tf.tidy(() => tf.add(xSrc, 0.1)); // (x_src itself takes the GM kernel's other variant)
+    const dataIds = (tf.backend() as unknown as WebGPUBackend).numDataIds();
+    const before = [spy.count(GM_FUSED_ROLLOUT_KERNEL), spy.count(DX_FUSED_ROLLOUT_KERNEL)];
     const { leaked, result } = countLeaks(() => [
       rollout(policy, xSrc, { sigmaSrc: 0.8, sigmaDst: 0.1, substeps: 32 }),
+      rollout(policy, x, { sigmaSrc: 0.8, sigmaDst: 0.1, substeps: 32 }),
       rollout(dxPolicy, xSrc, { sigmaSrc: 0.8, sigmaDst: 0.1, substeps: 32 }),
     ]);
     expect(leaked).toBe(0);
+    expect([spy.count(GM_FUSED_ROLLOUT_KERNEL), spy.count(DX_FUSED_ROLLOUT_KERNEL)]).toEqual([
+      before[0]! + 2,
+      before[1]! + 1,
+    ]);
+    // the kernels' tables (backend data made inside the kernels) are freed too
+    expect((tf.backend() as unknown as WebGPUBackend).numDataIds()).toBe(dataIds + 3);
     expect(await kernelsRun(() => rollout(dxPolicy, xSrc, { sigmaSrc: 0.8, sigmaDst: 0 }))).toContain(
-      DX_ROLLOUT_KERNEL,
+      DX_FUSED_ROLLOUT_KERNEL,
     );
-    tf.dispose([...result, xSrc, x0Grid]);
+    tf.dispose([...result, x, xSrc, x0Grid]);
     policy.dispose();
     dxPolicy.dispose();
   });
@@ -274,12 +354,14 @@ describe('fused WGSL rollout kernels on webgpu', () => {
   it('steps aside while a gradient tape records, so rollouts stay differentiable', async () => {
     const { policy, xSrc } = makeGM([2, 3], 2, [0.9, 0.9], 7);
     const segment = segmentOf({ sigmaSrc: [0.9, 0.9], sigmaDst: [0, 0], substeps: 8, shift: 1 });
+    const before = spy.count(GM_FUSED_ROLLOUT_KERNEL);
     let insideTape: tf.Tensor | undefined | 'unset' = 'unset';
     const grad = tf.grad((x: tf.Tensor) => {
-      insideTape = gmFusedRollout(policy as GMPolicy, x, segment);
+      insideTape = runFusedRollout(policy.fusedRolloutCall(x, segment)!);
       return tf.sum(rollout(policy, x, { sigmaSrc: 0.9, sigmaDst: 0, substeps: 8 }));
     })(xSrc);
     expect(insideTape).toBeUndefined();
+    expect(spy.count(GM_FUSED_ROLLOUT_KERNEL)).toBe(before);
     const g = await grad.data();
     expect(Array.from(g).every(Number.isFinite)).toBe(true);
     expect(Array.from(g).some((v) => v !== 0)).toBe(true);
@@ -299,35 +381,45 @@ describe('fused WGSL rollout kernels on webgpu', () => {
     const C = Math.floor(GM_MAX_UNROLLED / 2) + 1;
     const { policy, xSrc } = makeGM([1, C], 2, [0.5], 8);
     const segment = segmentOf({ sigmaSrc: [0.5], sigmaDst: [0.4], substeps: 8, shift: 1 });
-    expect(gmFusedRollout(policy, xSrc, segment)).toBeUndefined();
+    const call = policy.fusedRolloutCall(xSrc, segment)!;
+    expect(() =>
+      gmRolloutKernelFunc({ inputs: call.inputs, attrs: call.attrs, backend: tf.backend() }),
+    ).toThrow(FusedRolloutDeclined);
+    const before = spy.count(GM_FUSED_ROLLOUT_KERNEL);
+    expect(runFusedRollout(call)).toBeUndefined();
     const y = rollout(policy, xSrc, { sigmaSrc: 0.5, sigmaDst: 0.4, substeps: 8 });
     expect(y.shape).toEqual([1, C]);
-    tf.dispose([y, xSrc]);
+    // declined under tf.profile too (tfjs runs kernels in an async timer there): op by op, no fused entry
+    const profiled = await tf.profile(() =>
+      rollout(policy, xSrc, { sigmaSrc: 0.5, sigmaDst: 0.4, substeps: 8 }),
+    );
+    expect(profiled.kernelNames).not.toContain(GM_FUSED_ROLLOUT_KERNEL);
+    expect(spy.count(GM_FUSED_ROLLOUT_KERNEL)).toBe(before);
+    expect(relativeError(await (profiled.result as tf.Tensor).data(), await y.data())).toBe(0);
+    tf.dispose([y, xSrc, profiled.result as tf.Tensor]);
     policy.dispose();
   });
 
-  it('the hooks run only on webgpu, and unregistering them restores op by op', async () => {
-    const { policy, xSrc, random } = makeGM([2, 4], 2, [0.7, 0.7], 9);
-    const x0Grid = random.normalTensor([2, 3, 4]);
-    const dxPolicy = dx.create({ space: 'x0', x0Grid }, xSrc, 0.7);
-    const unregister = registerWebGPUKernels();
-    expect(registerWebGPUKernels()).toBe(unregister); // idempotent
-    unregister();
-    const names = await kernelsRun(() => rollout(policy, xSrc, { sigmaSrc: 0.7, sigmaDst: 0, substeps: 4 }));
-    expect(names).not.toContain(GM_ROLLOUT_KERNEL);
-    registerWebGPUKernels();
-    const segment = segmentOf({ sigmaSrc: [0.7, 0.7], sigmaDst: [0, 0], substeps: 4, shift: 1 });
+  it('registerWebGPUKernels registers for webgpu only, under the families’ names, idempotently; cpu runs the families’ own', async () => {
+    const names = registerWebGPUKernels(); // the spies stay registered: a name already registered is left alone
+    expect(names).toEqual([GM_FUSED_ROLLOUT_KERNEL, DX_FUSED_ROLLOUT_KERNEL]);
+    expect(registerWebGPUKernels()).toEqual(names);
+    expect(gm.fusedRollout?.kernelName).toBe(GM_FUSED_ROLLOUT_KERNEL);
+    expect(dx.fusedRollout?.kernelName).toBe(DX_FUSED_ROLLOUT_KERNEL);
+    expect(Object.keys(gm.fusedRollout?.kernels ?? {})).not.toContain('webgpu');
+    const before = spy.count(GM_FUSED_ROLLOUT_KERNEL);
     await useBackend('cpu');
-    const xCpu = tf.tensor2d([
-      [0, 1, 2, 3],
-      [1, 0, 1, 0],
-    ]);
-    expect(gmFusedRollout(policy, xCpu, segment)).toBeUndefined();
-    expect(dxFusedRollout(dxPolicy, xCpu, segment)).toBeUndefined();
-    xCpu.dispose();
-    await useBackend('webgpu');
-    tf.dispose([xSrc, x0Grid]);
-    policy.dispose();
-    dxPolicy.dispose();
+    try {
+      // on cpu the same kernel name runs @piflow/policy-gm's own kernel, registered on first use
+      const { policy, xSrc } = makeGM([2, 4], 2, [0.7, 0.7], 9);
+      const ran = await kernelsRun(() => rollout(policy, xSrc, { sigmaSrc: 0.7, sigmaDst: 0, substeps: 4 }));
+      expect(ran).toEqual([GM_FUSED_ROLLOUT_KERNEL]);
+      expect(tf.getKernel(GM_FUSED_ROLLOUT_KERNEL, 'cpu')?.kernelFunc).toBe(gm.fusedRollout?.kernels?.cpu);
+      expect(spy.count(GM_FUSED_ROLLOUT_KERNEL)).toBe(before);
+      xSrc.dispose();
+      policy.dispose();
+    } finally {
+      await useBackend('webgpu');
+    }
   });
 });

@@ -1,5 +1,6 @@
-import { canFuseRollout, type RolloutSegment, rolloutRawSteps } from '@piflow/core';
-import type { GMPolicyState } from '@piflow/policy-gm';
+import { FusedRolloutDeclined, type RolloutSegment, rolloutRawSteps } from '@piflow/core';
+import { type GMFusedRolloutAttrs, gmFusedRolloutSegment } from '@piflow/policy-gm';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import * as tf from '@tensorflow/tfjs-core';
 import {
   dot,
@@ -14,20 +15,8 @@ import {
   unroll,
 } from './webgpu-program';
 
-/** tfjs kernel name of the fused GM rollout (registered for the 'webgpu' backend). */
-export const GM_ROLLOUT_KERNEL = 'PiflowGMRollout';
-
 /** Largest K·C the fused GM kernel unrolls; bigger mixtures fall back to the op-by-op rollout. */
 export const GM_MAX_UNROLLED = 2048;
-
-export interface GMRolloutAttrs {
-  numComponents: number;
-  numChannels: number;
-  positionsPerItem: number;
-  /** 1 when the rollout starts at the policy's own x_src (x is not bound: the kernel reads x_src). */
-  startsAtSource: number;
-  [key: string]: number;
-}
 
 /**
  * log2(e): the kernel keeps the logits in base 2 (log-weights and logit coefficients scaled once), so each
@@ -147,56 +136,11 @@ ${store((c) => `y${c}`)}
 }
 
 /**
- * The kernel: inputs x (absent when the rollout starts at x_src) and xSrc [B, …positions, C], means
- * [B, …, K, C], logweights [B, …, K], variance [B], table (gmRolloutTable); read flat. The output has x's shape.
- */
-export function gmRolloutKernelFunc({
-  inputs,
-  backend,
-  attrs,
-}: {
-  inputs: tf.NamedTensorInfoMap;
-  backend: unknown;
-  attrs?: tf.NamedAttrMap;
-}): tf.TensorInfo {
-  const {
-    numComponents: K,
-    numChannels: C,
-    positionsPerItem,
-    startsAtSource,
-  } = attrs as unknown as GMRolloutAttrs;
-  const { x, xSrc, means, logweights, variance, table } = inputs as Record<string, tf.TensorInfo>;
-  const same = startsAtSource === 1;
-  const numPositions = tf.util.sizeFromShape(xSrc!.shape) / C;
-  const vecX = C % 4 === 0 ? 4 : 1;
-  // An unused binding is an error (the compiler strips it from the layout), so x is bound only when read.
-  const program = makeProgram({
-    variableNames: [...(same ? [] : ['xIn']), 'xSrcIn', 'meansIn', 'logwIn', 'varianceIn', 'tableIn'],
-    variableComponents: [...(same ? [] : [vecX]), vecX, vecX, K % 4 === 0 ? 4 : 1, 1, 4],
-    outputComponent: vecX,
-    outputShape: xSrc!.shape,
-    shaderKey: `piflowGMRollout_K${K}_C${C}${same ? '_fromSource' : ''}`,
-    numInvocations: numPositions,
-    uniforms: 'numPositions : i32, positionsPerItem : i32,',
-    body: () => gmRolloutShader(K, C, same),
-  });
-  return runProgram(
-    backend,
-    program,
-    [...(same ? [] : [x!]), xSrc!, means!, logweights!, variance!, table!],
-    [
-      { type: 'int32', data: [numPositions] },
-      { type: 'int32', data: [positionsPerItem] },
-    ],
-  );
-}
-
-/**
  * The kernel's per-item constants, read as two vec4s per item: [σ at the rollout's start, its raw time,
  * the raw step, the substep count] (rolloutRawSteps; the kernel walks σ_j = warp(r_j) in closed form) and
  * [shift, 1/σ_src, (1 − σ_src)/σ_src², 1 − σ_src] of the policy's σ_src.
  */
-export function gmRolloutTable(sigmaSrc: Float32Array, segment: RolloutSegment): Float32Array {
+export function gmRolloutTable(sigmaSrc: ArrayLike<number>, segment: RolloutSegment): Float32Array {
   const walks = rolloutRawSteps(segment);
   const table = new Float32Array(8 * walks.length);
   walks.forEach(({ rawSrc, rawStep, count }, b) => {
@@ -210,44 +154,67 @@ export function gmRolloutTable(sigmaSrc: Float32Array, segment: RolloutSegment):
 }
 
 /**
- * The hook registered with @piflow/policy-gm: runs the whole rollout as one WebGPU dispatch when the active
- * backend is 'webgpu', no gradient tape records, and the mixture is small enough to unroll; else undefined.
+ * The WebGPU kernel of @piflow/policy-gm's fused rollout (registered for 'webgpu' under its kernel name,
+ * GM_FUSED_ROLLOUT_KERNEL): the whole rollout as one dispatch. Takes the family's inputs (x, xSrc [B, …positions,
+ * C], means [B, …, K, C], logweights [B, …, K], variance [B]; read flat, so they go in as they are) and
+ * attributes (the policy's σ_src and the segment), and builds its table (gmRolloutTable) here. When x is the
+ * policy's own x_src (sampling rolls out from there; the policy keeps a clone: the same data), x is not bound.
+ * Throws FusedRolloutDeclined (the rollout then goes op by op) when K·C is too large to unroll, x is empty,
+ * or there are too many positions for one dispatch. The output has x's shape.
  */
-export function gmFusedRollout(
-  policy: GMPolicyState,
-  x: tf.Tensor,
-  segment: RolloutSegment,
-): tf.Tensor | undefined {
-  if (!canFuseRollout(x, policy.xSrc, ['webgpu'])) return undefined;
-  const C = x.shape[x.rank - 1]!;
-  const K = policy.means.shape[policy.means.rank - 2]!;
-  if (K * C > GM_MAX_UNROLLED || x.size === 0) return undefined;
-  const B = x.shape[0]!;
-  const numPositions = x.size / C;
-  if (!fitsDispatch(numPositions)) return undefined;
-  const tableData = gmRolloutTable(policy.sigmaSrc, segment);
-  // Sampling rolls out from the policy's own x_src (the policy keeps a clone: the same data).
-  const startsAtSource = x.dataId === policy.xSrc.dataId;
-  // The kernel indexes the buffers flat, so the tensors go in as they are (no reshape ops) and the output
-  // takes x's shape.
-  return tf.tidy(
-    () =>
-      tf.engine().runKernel(
-        GM_ROLLOUT_KERNEL,
-        {
-          ...(startsAtSource ? {} : { x }),
-          xSrc: policy.xSrc,
-          means: policy.means,
-          logweights: policy.logweights,
-          variance: policy.variance,
-          table: tf.tensor1d(tableData),
-        },
-        {
-          numComponents: K,
-          numChannels: C,
-          positionsPerItem: numPositions / B,
-          startsAtSource: startsAtSource ? 1 : 0,
-        },
-      ) as tf.Tensor,
-  );
+export function gmRolloutKernelFunc({
+  inputs,
+  backend,
+  attrs,
+}: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+  attrs?: tf.NamedAttrMap;
+}): tf.TensorInfo {
+  const { x, xSrc, means, logweights, variance } = inputs as Record<string, tf.TensorInfo>;
+  const C = x!.shape[x!.shape.length - 1]!;
+  const K = means!.shape[means!.shape.length - 2]!;
+  const size = tf.util.sizeFromShape(x!.shape);
+  if (K * C > GM_MAX_UNROLLED) {
+    throw new FusedRolloutDeclined(
+      `K·C = ${K * C} is more than the WGSL kernel unrolls (${GM_MAX_UNROLLED}).`,
+    );
+  }
+  if (size === 0) throw new FusedRolloutDeclined('x is empty.');
+  const numPositions = size / C;
+  if (!fitsDispatch(numPositions)) {
+    throw new FusedRolloutDeclined(`${numPositions} positions are too many for one dispatch.`);
+  }
+  const B = x!.shape[0]!;
+  const positionsPerItem = numPositions / B;
+  const a = attrs as unknown as GMFusedRolloutAttrs;
+  const be = backend as WebGPUBackend;
+  const tableData = gmRolloutTable(a.policySigmaSrc, gmFusedRolloutSegment(a));
+  const table = be.makeTensorInfo([tableData.length], 'float32', tableData);
+  const same = x!.dataId === xSrc!.dataId;
+  const vecX = C % 4 === 0 ? 4 : 1;
+  // An unused binding is an error (the compiler strips it from the layout), so x is bound only when read.
+  const program = makeProgram({
+    variableNames: [...(same ? [] : ['xIn']), 'xSrcIn', 'meansIn', 'logwIn', 'varianceIn', 'tableIn'],
+    variableComponents: [...(same ? [] : [vecX]), vecX, vecX, K % 4 === 0 ? 4 : 1, 1, 4],
+    outputComponent: vecX,
+    outputShape: x!.shape,
+    shaderKey: `piflowGMRollout_K${K}_C${C}${same ? '_fromSource' : ''}`,
+    numInvocations: numPositions,
+    uniforms: 'numPositions : i32, positionsPerItem : i32,',
+    body: () => gmRolloutShader(K, C, same),
+  });
+  try {
+    return runProgram(
+      backend,
+      program,
+      [...(same ? [] : [x!]), xSrc!, means!, logweights!, variance!, table],
+      [
+        { type: 'int32', data: [numPositions] },
+        { type: 'int32', data: [positionsPerItem] },
+      ],
+    );
+  } finally {
+    be.disposeData(table.dataId);
+  }
 }

@@ -1,7 +1,5 @@
 export {
   DX_MAX_UNROLLED,
-  DX_ROLLOUT_KERNEL,
-  dxFusedRollout,
   dxRolloutShader,
   dxRolloutTable,
   dxTableRowSize,
@@ -9,8 +7,6 @@ export {
 export {
   GM_MAX_GRAM_COMPONENTS,
   GM_MAX_UNROLLED,
-  GM_ROLLOUT_KERNEL,
-  gmFusedRollout,
   gmRolloutShader,
   gmRolloutTable,
   gmUsesGramForm,

@@ -22,6 +22,11 @@ export {
 export { detachTensor } from './detach';
 export { InvalidArgumentError, PiflowError } from './errors';
 export {
+  describeFamilyOption,
+  parseFamilyOptionValue,
+  resolveFamilyOptions,
+} from './family-options';
+export {
   type FlowMapSchedule,
   type FlowMapScheduleOptions,
   flowMapSchedule,
@@ -29,8 +34,34 @@ export {
   rawTimeOf,
   type StochasticityH,
 } from './flow-map-schedule';
-export { canFuseRollout, ensureKernel } from './fused-rollout';
-export { createPolicyRegistry, type PolicyRegistry, UnknownPolicyFamilyError } from './policy-registry';
+export {
+  canFuseRollout,
+  FusedRolloutDeclined,
+  hasFusedRolloutKernel,
+  runFusedRollout,
+} from './fused-rollout';
+export {
+  type FamilyOptionSpec,
+  type FamilyOptionSpecs,
+  type FamilyOptionValues,
+  type FusedRolloutCall,
+  type FusedRolloutKernel,
+  type HeadOutputSpec,
+  type ParamShapeOptions,
+  POLICY_SPECIFICATION_VERSION,
+  type PolicyFamily,
+  type SamplingPolicyContext,
+  type StudentHeadContext,
+  type StudentHeadSpec,
+  type TrainingPolicyContext,
+} from './policy-family';
+export {
+  createPolicyRegistry,
+  familiesFromModule,
+  isPolicyFamily,
+  type PolicyRegistry,
+  UnknownPolicyFamilyError,
+} from './policy-registry';
 export { createRandom, Random, type RandomState } from './random';
 export { registerGradients } from './register-gradients';
 export {
@@ -45,7 +76,6 @@ export {
   type VelocityField,
 } from './rollout';
 export {
-  autoTemperature,
   type SampleOptions,
   type SampleStepInfo,
   type SampleTeacherOptions,
@@ -57,9 +87,7 @@ export { type DynamicShiftOptions, dynamicShift, unwarp, warp } from './time-war
 export {
   type Condition,
   disposeParams,
-  type ParamShapeOptions,
   type Policy,
-  type PolicyFamily,
   type RolloutSegment,
   type Student,
   type Teacher,

@@ -1,9 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { createPolicyRegistry, UnknownPolicyFamilyError } from './policy-registry';
-import type { PolicyFamily } from './types';
+import type { PolicyFamily } from './policy-family';
+import {
+  createPolicyRegistry,
+  familiesFromModule,
+  isPolicyFamily,
+  UnknownPolicyFamilyError,
+} from './policy-registry';
 
 const family = (name: string): PolicyFamily => ({
-  specificationVersion: 'v1',
+  specificationVersion: 'v2',
   name,
   paramShapes: () => ({}),
   create: () => {
@@ -29,8 +34,19 @@ describe('policy registry', () => {
     expect(() => registry.get('flow')).toThrow(UnknownPolicyFamilyError);
     expect(() => registry.get('flow')).toThrow('Known families: "gm", "dx"');
     expect(() =>
-      createPolicyRegistry({ old: { ...family('old'), specificationVersion: 'v0' as never } }),
-    ).toThrow(/specificationVersion/);
+      createPolicyRegistry({ old: { ...family('old'), specificationVersion: 'v1' as never } }),
+    ).toThrow(/families.old.specificationVersion.*'v2'.*studentHead/);
     expect(() => createPolicyRegistry({ bad: {} as never })).toThrow(/families.bad/);
+  });
+});
+
+describe('plugin modules', () => {
+  it('finds every family a module exports (default and named, each once) and rejects modules without one', () => {
+    const a = family('a');
+    const b = family('b');
+    expect(familiesFromModule({ default: a, a, b, helper: () => 1, n: 3 })).toEqual([a, b]);
+    expect(() => familiesFromModule({ x: 1 }, 'my-plugin')).toThrow(/my-plugin exports no policy family/);
+    expect(isPolicyFamily({ name: 'x', create: () => 0, specificationVersion: 'v1' })).toBe(true);
+    expect(isPolicyFamily({ name: 'x' })).toBe(false);
   });
 });

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, PiflowError } from './errors';
-import type { PolicyFamily } from './types';
+import { POLICY_SPECIFICATION_VERSION, type PolicyFamily } from './policy-family';
 import { describeValue } from './validation';
 
 export interface PolicyRegistry {
@@ -26,13 +26,48 @@ function assertFamily(key: string, family: unknown): asserts family is PolicyFam
       describeValue(family),
     );
   }
-  if (f.specificationVersion !== 'v1') {
+  if (f.specificationVersion !== POLICY_SPECIFICATION_VERSION) {
     throw new InvalidArgumentError(
       `families.${key}.specificationVersion`,
-      "'v1' (this version of @piflow/core implements policy specification v1)",
+      `'${POLICY_SPECIFICATION_VERSION}' (this version of @piflow/core implements policy specification ${POLICY_SPECIFICATION_VERSION}; ` +
+        'v2 families also declare packageName, studentHead, training, sampling and fusedRollout: see docs/PLUGINS.md)',
       describeValue(f.specificationVersion),
     );
   }
+}
+
+/** Whether a value looks like a policy family of any specification version (a name and a create function). */
+export function isPolicyFamily(value: unknown): value is PolicyFamily {
+  const f = value as Partial<PolicyFamily> | undefined;
+  return (
+    typeof f === 'object' &&
+    f !== null &&
+    typeof f.name === 'string' &&
+    typeof f.create === 'function' &&
+    typeof f.specificationVersion === 'string'
+  );
+}
+
+/**
+ * The policy families a plugin module exports (its default export and every named export that is a family,
+ * each once), e.g. `familiesFromModule(await import('piflow-policy-gaussian'))`. Throws when there is none.
+ */
+export function familiesFromModule(
+  module: Record<string, unknown>,
+  specifier = 'the module',
+): PolicyFamily[] {
+  const found: PolicyFamily[] = [];
+  const candidates = [module.default, ...Object.values(module)];
+  for (const value of candidates) {
+    if (isPolicyFamily(value) && !found.includes(value)) found.push(value);
+  }
+  if (found.length === 0) {
+    throw new PiflowError(
+      `${specifier} exports no policy family (a value with specificationVersion, name and create); ` +
+        'a plugin package exports its family, e.g. `export const gaussian = createGaussianFamily()`.',
+    );
+  }
+  return found;
 }
 
 /**

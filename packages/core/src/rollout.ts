@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { assertSigma, type Sigma, sigmaValues } from './conventions';
 import { InvalidArgumentError } from './errors';
+import { runFusedRollout } from './fused-rollout';
 import { unwarp, warp } from './time-warp';
 import type { Policy, RolloutSegment } from './types';
 import { assertNumber, assertTensor, describeValue } from './validation';
@@ -8,7 +9,7 @@ import { assertNumber, assertTensor, describeValue } from './validation';
 /** Anything with a synchronous velocity field: a policy, or the analytic flow. */
 export interface VelocityField {
   velocity(x: tf.Tensor, sigma: Sigma): tf.Tensor;
-  fusedRollout?: Policy['fusedRollout'];
+  fusedRolloutCall?: Policy['fusedRolloutCall'];
 }
 
 export interface RolloutOptions {
@@ -118,8 +119,9 @@ export function rollout(policy: VelocityField, x: tf.Tensor, options: RolloutOpt
       );
     }
   }
-  if (fused && policy.fusedRollout) {
-    const out = policy.fusedRollout(x, segment);
+  if (fused && policy.fusedRolloutCall && !tf.engine().isTapeOn()) {
+    const call = policy.fusedRolloutCall(x, segment);
+    const out = call && runFusedRollout(call);
     if (out) return out;
   }
   return rolloutOpByOp(policy, x, segment);

@@ -2,12 +2,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createAnalyticGMFlow } from './analytic-gm-flow';
 import { InvalidArgumentError } from './errors';
+import type { PolicyFamily } from './policy-family';
 import { createRandom } from './random';
 import { rolloutOpByOp } from './rollout';
-import { autoTemperature, sample, sampleTeacher } from './sample';
+import { sample, sampleTeacher } from './sample';
 import { useBackend } from './testing/backends';
 import { countLeaks, relativeError } from './testing/numerics';
-import type { Policy, PolicyFamily, Student, Teacher } from './types';
+import type { Policy, Student, Teacher } from './types';
 
 const flow = createAnalyticGMFlow({
   means: [
@@ -18,12 +19,22 @@ const flow = createAnalyticGMFlow({
   std: 0.3,
 });
 
-/** A family whose policy is the exact teacher field (params carry the temperature it was given, to check). */
+/**
+ * A family whose policy is the exact teacher field; its sampling option `level` becomes the `create` option
+ * `temperature` on every step but the last (recorded in `seen`, to check what the sampler passes).
+ */
 const seen: unknown[] = [];
 const exactFamily: PolicyFamily<{ tag: number }, { temperature?: number }> = {
-  specificationVersion: 'v1',
+  specificationVersion: 'v2',
   name: 'exact',
   paramShapes: () => ({}),
+  sampling: {
+    options: { level: { type: 'number-or-auto', min: 0, minExclusive: true, description: 'test option' } },
+    policyOptions: ({ level }, { step, numInferenceSteps, isLast }) =>
+      level === undefined || isLast
+        ? {}
+        : { temperature: level === 'auto' ? step / numInferenceSteps : (level as number) },
+  },
   create(_params, xSrc, _sigmaSrc, options) {
     seen.push(options?.temperature);
     const policy: Policy = {
@@ -62,17 +73,26 @@ describe('sample', () => {
     noise.dispose();
   });
 
-  it('passes the temperature to every step but the last; auto = min(0.1·(N − 1), 1)', () => {
+  it("turns the family's sampling options into create options per step, through the family", () => {
     const noise = tf.zeros([2, 2]);
     seen.length = 0;
     tf.dispose(
-      sample(student, exactFamily, noise, { numInferenceSteps: 4, temperature: 'auto', substeps: 8 }),
+      sample(student, exactFamily, noise, {
+        numInferenceSteps: 4,
+        familyOptions: { level: 'auto' },
+        substeps: 8,
+      }),
     );
-    expect(seen).toEqual(
-      [0.3, 0.3, 0.3, undefined].map((v) => (v === undefined ? v : expect.closeTo(v, 12))),
+    expect(seen).toEqual([0, 0.25, 0.5, undefined]);
+    seen.length = 0;
+    tf.dispose(
+      sample(student, exactFamily, noise, {
+        numInferenceSteps: 2,
+        familyOptions: { level: 0.4 },
+        substeps: 8,
+      }),
     );
-    expect(autoTemperature(8)).toBeCloseTo(0.7, 12);
-    expect(autoTemperature(1)).toBe(0);
+    expect(seen).toEqual([0.4, undefined]);
     noise.dispose();
   });
 
@@ -114,9 +134,12 @@ describe('sample', () => {
       sample({ family: 'gm', predict: () => ({}) } as never, exactFamily, noise, { numInferenceSteps: 2 }),
     ).toThrow(InvalidArgumentError);
     expect(() => sample(student, exactFamily, noise, { numInferenceSteps: 0 })).toThrow(/numInferenceSteps/);
-    expect(() => sample(student, exactFamily, noise, { numInferenceSteps: 2, temperature: 0 })).toThrow(
-      /temperature/,
-    );
+    expect(() =>
+      sample(student, exactFamily, noise, { numInferenceSteps: 2, familyOptions: { level: 0 } }),
+    ).toThrow(/options.familyOptions.level/);
+    expect(() =>
+      sample(student, exactFamily, noise, { numInferenceSteps: 2, familyOptions: { temperature: 0.5 } }),
+    ).toThrow(/options.familyOptions.temperature.*declared options: level/);
     expect(() => sample(student, exactFamily, tf.zeros([2]), { numInferenceSteps: 2 })).toThrow(/noise/);
     noise.dispose();
   });

@@ -1,10 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { sigmaVector } from './conventions';
 import { InvalidArgumentError } from './errors';
+import { resolveFamilyOptions } from './family-options';
 import { type FlowMapSchedule, flowMapSchedule, flowMapStep, type StochasticityH } from './flow-map-schedule';
+import type { PolicyFamily } from './policy-family';
 import { createRandom, type Random } from './random';
 import { rollout } from './rollout';
-import type { Condition, PolicyFamily, Student, Teacher } from './types';
+import type { Condition, Student, Teacher } from './types';
 import { assertNumber, assertTensor, describeValue } from './validation';
 
 export interface SampleStepInfo {
@@ -23,10 +25,10 @@ export interface SampleOptions {
   /** Time-warp shift of the schedule and the rollouts (default 1). */
   shift?: number;
   /**
-   * GM temperature applied to every step but the last (default 1 = off). 'auto' = min(0.1·(N − 1), 1),
-   * i.e. 0.3 at 4 steps and 0.7 at 8. Families without a temperature ignore it.
+   * The family's sampling options (declared in `family.sampling.options`, e.g. GM's `{ temperature: 'auto' }`),
+   * validated against the declaration and turned into `create` options for each step by the family.
    */
-  temperature?: number | 'auto';
+  familyOptions?: Record<string, unknown>;
   /** Euler substeps per unit raw time in each rollout (default 128). */
   substeps?: number;
   /** Conditioning passed to the student. */
@@ -42,11 +44,6 @@ export interface SampleOptions {
   fused?: boolean;
   /** Called after each step. */
   onStep?: (info: SampleStepInfo) => void;
-}
-
-/** The temperature that 'auto' resolves to for N steps. */
-export function autoTemperature(numInferenceSteps: number): number {
-  return Math.min(Math.max(0.1 * (numInferenceSteps - 1), 0), 1);
 }
 
 /**
@@ -78,11 +75,14 @@ export function sample<P>(
     );
   }
   assertTensor('noise', noise, { minRank: 2 });
-  const { substeps = 128, temperature = 1, fused = true } = options;
+  const { substeps = 128, fused = true } = options;
   assertNumber('substeps', substeps, { min: 1, integer: true });
   const schedule = flowMapSchedule(options);
-  const T = temperature === 'auto' ? autoTemperature(schedule.numInferenceSteps) : temperature;
-  assertNumber('temperature', T, { min: 0, minExclusive: true });
+  const familyOptions = resolveFamilyOptions(
+    'options.familyOptions',
+    family.sampling?.options,
+    options.familyOptions,
+  );
   const random = options.random ?? (schedule.h === 0 ? undefined : createRandom(options.seed));
   const batch = noise.shape[0]!;
   let x = noise.clone();
@@ -92,11 +92,12 @@ export function sample<P>(
     const next = tf.tidy(() => {
       const sigma = sigmaVector(sigmaSrc, batch);
       const params = student.predict(x, sigma, options.condition);
-      const isLast = i === schedule.numInferenceSteps - 1;
-      const policy = family.create(params, x, sigmaSrc, {
-        ...options.policyOptions,
-        ...(isLast || T >= 1 ? {} : { temperature: T }),
+      const stepOptions = family.sampling?.policyOptions(familyOptions, {
+        step: i,
+        numInferenceSteps: schedule.numInferenceSteps,
+        isLast: i === schedule.numInferenceSteps - 1,
       });
+      const policy = family.create(params, x, sigmaSrc, { ...options.policyOptions, ...stepOptions });
       try {
         const xDst = rollout(policy, x, { sigmaSrc, sigmaDst, substeps, shift: schedule.shift, fused });
         return flowMapStep(xDst, i, schedule, random);

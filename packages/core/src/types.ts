@@ -1,5 +1,6 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import type { Sigma } from './conventions';
+import type { FusedRolloutCall } from './policy-family';
 
 /** Conditioning inputs of a teacher or student, by name (e.g. `{ labels }` or `{ textEmbeddings, pooled }`). */
 export type Condition = Readonly<Record<string, tf.Tensor>>;
@@ -32,31 +33,11 @@ export interface Policy {
   /** Frees the parameter tensors. */
   dispose(): void;
   /**
-   * Optional: the whole segment in one fused kernel on the current backend. Returns `undefined` when no
-   * fused kernel is available here, and `rollout` then runs op by op.
+   * Optional: the family's fused rollout kernel call for this segment (kernel name, inputs, attributes), or
+   * `undefined` when x does not suit it. `rollout` runs it through `runFusedRollout` when the active backend
+   * has a kernel registered under that name and no gradient tape records; otherwise it goes op by op.
    */
-  fusedRollout?(x: tf.Tensor, segment: RolloutSegment): tf.Tensor | undefined;
-}
-
-/** What a family needs to know to shape a student's output head. */
-export interface ParamShapeOptions {
-  /** Shape of x: [B, ...positions, C]. */
-  shape: readonly number[];
-  [option: string]: unknown;
-}
-
-/**
- * A policy family: the plugin spec. Families are values, combined in an explicit registry
- * (`createPolicyRegistry({ gm, dx, myFamily })`).
- */
-export interface PolicyFamily<TParams = unknown, TOptions = unknown> {
-  readonly specificationVersion: 'v1';
-  /** Unique name, e.g. 'gm'. */
-  readonly name: string;
-  /** Shapes of the parameter tensors a student must output for x of the given shape. */
-  paramShapes(options: ParamShapeOptions): Record<string, number[]>;
-  /** Builds a policy from parameters at (xSrc, sigmaSrc). Takes no ownership of `params`. */
-  create(params: TParams, xSrc: tf.Tensor, sigmaSrc: Sigma, options?: TOptions): Policy;
+  fusedRolloutCall?(x: tf.Tensor, segment: RolloutSegment): FusedRolloutCall | undefined;
 }
 
 export interface TeacherMetadata {

@@ -1,4 +1,12 @@
-import { assertNumber, describeValue, InvalidArgumentError, PiflowError } from '@piflow/core';
+import {
+  describeValue,
+  InvalidArgumentError,
+  PiflowError,
+  POLICY_SPECIFICATION_VERSION,
+  type PolicyFamily,
+  type PolicyRegistry,
+  UnknownPolicyFamilyError,
+} from '@piflow/core';
 import type * as tf from '@tensorflow/tfjs-core';
 import {
   type Backbone,
@@ -8,36 +16,72 @@ import {
   type UNetBackboneOptions,
 } from './backbone';
 import { createFlowModel, type FlowModel, isFlowModel } from './flow-model';
-import { createDXStudent, createGMStudent, type DXStudent, type GMStudent } from './policy-heads';
+import { createStudent, type PolicyStudent } from './policy-heads';
 import { getWeights, setWeights } from './weights';
 
-/** How a trained model is described on disk or over HTTP: `model.json` beside a float32 `weights.bin`. */
+/** The policy family a student's model file names, so a loader can find it (or say what to install). */
+export interface ManifestFamily {
+  name: string;
+  /** The plugin specification version the family implemented when the file was written. */
+  specificationVersion: string;
+  /** The npm package that provides it. */
+  package?: string;
+}
+
+/**
+ * How a trained model is described on disk or over HTTP: `model.json` beside a float32 `weights.bin`.
+ * Version 2 (written now): students are `kind: 'student'` and name their `family`; version 1 files
+ * (`'gm-student'`, `'dx-student'`) are still read.
+ */
 export interface ModelManifest {
   format: 'piflow-model';
-  version: 1;
-  kind: 'flow-model' | 'gm-student' | 'dx-student';
+  version: 2;
+  kind: 'flow-model' | 'student';
   backbone: { kind: 'mlp' | 'unet'; config: MLPBackboneOptions | UNetBackboneOptions };
-  /** Student heads: GM { numComponents, logstdHiddenDim } or DX { numPoints, shift, segmentSize, mode }. */
+  /** Students: the policy family (name, specification version, npm package). */
+  family?: ManifestFamily;
+  /** Students: the family's head options (e.g. GM { numComponents, logstdHiddenDim }, DX { numPoints, mode }). */
   head?: Record<string, number | string>;
+  /** Students: the options the family's `create` gets with the student's parameters (e.g. DX shift). */
+  policyOptions?: Record<string, unknown>;
   /** Shape of one sample, without the batch axis (e.g. [2] or [28, 28, 1]). */
   sampleShape: number[];
   /** Variables in order, with their stable names and shapes. */
   variables: { name: string; shape: number[] }[];
-  /** How to sample it: shift, steps the student was trained for, final step scale, guidance, temperature. */
+  /**
+   * How to sample it: shift, steps the student was trained for, final step scale, guidance, and the family's
+   * sampling options (e.g. GM `{ temperature: 'auto' }`).
+   */
   sampling?: {
     shift?: number;
     numInferenceSteps?: number;
     finalStepSizeScale?: number;
     guidanceScale?: number;
-    temperature?: number;
+    familyOptions?: Record<string, number | string>;
   };
   /** Free-form: the command that produced it, training steps, metrics. */
   metadata?: Record<string, unknown>;
 }
 
-export type StoredModel = FlowModel | GMStudent | DXStudent;
+/** A version 1 manifest (before students named their family); read by {@link upgradeManifest}. */
+interface ManifestV1
+  extends Omit<ModelManifest, 'version' | 'kind' | 'family' | 'policyOptions' | 'sampling'> {
+  version: 1;
+  kind: 'flow-model' | 'gm-student' | 'dx-student';
+  sampling?: Omit<NonNullable<ModelManifest['sampling']>, 'familyOptions'> & { temperature?: number };
+}
 
-function isStudent(model: StoredModel): model is GMStudent | DXStudent {
+export type StoredModel = FlowModel | PolicyStudent;
+
+/** Where model loading finds policy families: a registry, or a list of family values. */
+export type FamilySource = PolicyRegistry | readonly PolicyFamily[];
+
+export interface LoadModelOptions {
+  /** The families a student file may name (e.g. `createPolicyRegistry({ gm, dx, myFamily })`). */
+  families?: FamilySource;
+}
+
+function isStudent(model: StoredModel): model is PolicyStudent {
   return !isFlowModel(model);
 }
 
@@ -47,33 +91,100 @@ export function describeModel(
   extras: Pick<ModelManifest, 'sampleShape'> & Partial<Pick<ModelManifest, 'sampling' | 'metadata'>>,
 ): ModelManifest {
   const backbone = model.backbone;
-  let kind: ModelManifest['kind'] = 'flow-model';
-  let head: ModelManifest['head'];
-  if (isStudent(model)) {
-    if (model.family === 'gm') {
-      kind = 'gm-student';
-      const i = model.variableNames.findIndex((n) => n.startsWith('head/logstd1'));
-      const hidden = i >= 0 ? model.variables[i]!.shape[model.variables[i]!.shape.length - 1]! : 128;
-      head = { numComponents: model.numComponents, logstdHiddenDim: hidden };
-    } else {
-      kind = 'dx-student';
-      head = { numPoints: model.numPoints, ...model.policyOptions };
-    }
-  }
+  const student = isStudent(model)
+    ? {
+        family: {
+          name: model.family,
+          specificationVersion: POLICY_SPECIFICATION_VERSION,
+          ...(model.familyPackage ? { package: model.familyPackage } : {}),
+        },
+        head: { ...model.headOptions },
+        ...(Object.keys(model.policyOptions).length ? { policyOptions: { ...model.policyOptions } } : {}),
+      }
+    : {};
   return {
     format: 'piflow-model',
-    version: 1,
-    kind,
+    version: 2,
+    kind: isStudent(model) ? 'student' : 'flow-model',
     backbone: {
       kind: backbone.kind,
       config: { ...backbone.config } as MLPBackboneOptions | UNetBackboneOptions,
     },
-    ...(head ? { head } : {}),
+    ...student,
     sampleShape: [...extras.sampleShape],
     variables: model.variables.map((v, i) => ({ name: model.variableNames[i]!, shape: [...v.shape] })),
     ...(extras.sampling ? { sampling: extras.sampling } : {}),
     ...(extras.metadata ? { metadata: extras.metadata } : {}),
   };
+}
+
+/**
+ * A manifest in the current version: version 1 GM/DX students become `kind: 'student'` with their family
+ * named (their head options split from the DX policy options; a stored GM temperature becomes the family's
+ * sampling option).
+ */
+export function upgradeManifest(manifest: ModelManifest | ManifestV1): ModelManifest {
+  if (!manifest || manifest.format !== 'piflow-model') {
+    throw new InvalidArgumentError('manifest.format', "'piflow-model'", describeValue(manifest?.format));
+  }
+  if (manifest.version === 2) return manifest;
+  if (manifest.version !== 1) {
+    throw new InvalidArgumentError(
+      'manifest.version',
+      '1 or 2',
+      describeValue((manifest as { version: unknown }).version),
+    );
+  }
+  const { temperature, ...sampling } = manifest.sampling ?? {};
+  const upgraded: ModelManifest = {
+    ...manifest,
+    version: 2,
+    kind: manifest.kind === 'flow-model' ? 'flow-model' : 'student',
+    ...(manifest.sampling
+      ? {
+          sampling: { ...sampling, ...(temperature !== undefined ? { familyOptions: { temperature } } : {}) },
+        }
+      : {}),
+  };
+  const head = manifest.head ?? {};
+  if (manifest.kind === 'gm-student') {
+    upgraded.family = { name: 'gm', specificationVersion: 'v1', package: '@piflow/policy-gm' };
+  } else if (manifest.kind === 'dx-student') {
+    const { shift = 1, segmentSize = 1, ...rest } = head;
+    upgraded.family = { name: 'dx', specificationVersion: 'v1', package: '@piflow/policy-dx' };
+    upgraded.head = rest;
+    upgraded.policyOptions = { shift, segmentSize, mode: rest.mode ?? 'grid' };
+  }
+  return upgraded;
+}
+
+function findFamily(manifest: ModelManifest, families: FamilySource | undefined): PolicyFamily {
+  const named = manifest.family;
+  if (!named || typeof named.name !== 'string') {
+    throw new InvalidArgumentError(
+      'manifest.family',
+      'the policy family of a student { name, specificationVersion, package }',
+      describeValue(named),
+    );
+  }
+  const list = families === undefined ? [] : Array.isArray(families) ? families : null;
+  const registry = list ? null : (families as PolicyRegistry);
+  const family = list
+    ? list.find((f) => f.name === named.name)
+    : registry!.has(named.name)
+      ? registry!.get(named.name)
+      : undefined;
+  if (!family) {
+    const known = list ? list.map((f) => f.name) : registry!.names();
+    const pkg = named.package;
+    throw new UnknownPolicyFamilyError(
+      `This model is a student of the policy family "${named.name}"${pkg ? ` from the npm package "${pkg}"` : ''}, which is not registered here (known: ${known.length ? known.map((k) => `"${k}"`).join(', ') : 'none'}). ` +
+        (pkg
+          ? `Install it (npm i ${pkg}) and pass its family: loadModel(manifest, weights, { families: [...families, ${named.name}] }); with the piflow command: --plugin ${pkg}.`
+          : 'Pass the family value that made it in options.families.'),
+    );
+  }
+  return family;
 }
 
 /** The variables' values as one little-endian float32 buffer, in order. */
@@ -96,44 +207,42 @@ function buildBackbone(manifest: ModelManifest): Backbone {
   throw new InvalidArgumentError('manifest.backbone.kind', "'mlp' or 'unet'", describeValue(kind));
 }
 
-/** Builds the architecture a manifest describes (fresh weights). */
-export function buildModel(manifest: ModelManifest): StoredModel {
-  if (!manifest || manifest.format !== 'piflow-model') {
-    throw new InvalidArgumentError('manifest.format', "'piflow-model'", describeValue(manifest?.format));
+/**
+ * Builds the architecture a manifest describes (fresh weights). A student's head comes from its family, found
+ * by the name the file records in `options.families`; an unknown family throws naming the package to install.
+ */
+export function buildModel(manifestIn: ModelManifest, options: LoadModelOptions = {}): StoredModel {
+  const manifest = upgradeManifest(manifestIn);
+  if (manifest.kind === 'flow-model') return createFlowModel(buildBackbone(manifest));
+  if (manifest.kind !== 'student') {
+    throw new InvalidArgumentError(
+      'manifest.kind',
+      "'flow-model' or 'student'",
+      describeValue(manifest.kind),
+    );
   }
-  if (manifest.version !== 1)
-    throw new InvalidArgumentError('manifest.version', '1', describeValue(manifest.version));
+  const family = findFamily(manifest, options.families);
   const backbone = buildBackbone(manifest);
-  const head = manifest.head ?? {};
-  switch (manifest.kind) {
-    case 'flow-model':
-      return createFlowModel(backbone);
-    case 'gm-student':
-      assertNumber('manifest.head.numComponents', head.numComponents, { min: 1, integer: true });
-      return createGMStudent(backbone, {
-        numComponents: head.numComponents as number,
-        logstdHiddenDim: (head.logstdHiddenDim as number | undefined) ?? 128,
-      });
-    case 'dx-student':
-      assertNumber('manifest.head.numPoints', head.numPoints, { min: 1, integer: true });
-      return createDXStudent(backbone, {
-        numPoints: head.numPoints as number,
-        shift: head.shift as number | undefined,
-        segmentSize: head.segmentSize as number | undefined,
-        mode: head.mode as 'grid' | 'polynomial' | undefined,
-      });
-    default:
-      throw new InvalidArgumentError(
-        'manifest.kind',
-        "'flow-model', 'gm-student' or 'dx-student'",
-        describeValue(manifest.kind),
-      );
+  try {
+    return createStudent(backbone, {
+      family,
+      head: manifest.head ?? {},
+      ...(manifest.policyOptions ? { policyOptions: manifest.policyOptions } : {}),
+    });
+  } catch (error) {
+    backbone.dispose();
+    throw error;
   }
 }
 
 /** Builds the model and loads its weights, checking every variable's name and shape against the manifest. */
-export function loadModel(manifest: ModelManifest, weights: ArrayBuffer | Uint8Array): StoredModel {
-  const model = buildModel(manifest);
+export function loadModel(
+  manifestIn: ModelManifest,
+  weights: ArrayBuffer | Uint8Array,
+  options: LoadModelOptions = {},
+): StoredModel {
+  const manifest = upgradeManifest(manifestIn);
+  const model = buildModel(manifest, options);
   try {
     if (model.variables.length !== manifest.variables.length) {
       throw new PiflowError(
@@ -193,6 +302,7 @@ export async function saveModelDirectory(
 /** Reads a model directory written by {@link saveModelDirectory}. Node only. */
 export async function loadModelDirectory(
   dir: string,
+  options: LoadModelOptions = {},
 ): Promise<{ model: StoredModel; manifest: ModelManifest }> {
   const fs = await import('node:fs/promises');
   const path = await import('node:path');
@@ -203,14 +313,16 @@ export async function loadModelDirectory(
     throw new PiflowError(`Cannot read ${path.join(dir, 'model.json')}: ${(error as Error).message}`);
   }
   const weights = await fs.readFile(path.join(dir, 'weights.bin'));
-  return { model: loadModel(manifest, new Uint8Array(weights)), manifest };
+  const upgraded = upgradeManifest(manifest);
+  return { model: loadModel(upgraded, new Uint8Array(weights), options), manifest: upgraded };
 }
 
 /** Fetches `model.json` and `weights.bin` from a base URL (browser or Node 20 fetch). */
 export async function loadModelFromUrl(
   baseUrl: string,
-  fetchImpl: typeof fetch = fetch,
+  options: LoadModelOptions & { fetch?: typeof fetch } = {},
 ): Promise<{ model: StoredModel; manifest: ModelManifest }> {
+  const fetchImpl = options.fetch ?? fetch;
   const base = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
   const get = async (name: string) => {
     const response = await fetchImpl(`${base}${name}`);
@@ -218,7 +330,7 @@ export async function loadModelFromUrl(
       throw new PiflowError(`GET ${base}${name} answered ${response.status} ${response.statusText}.`);
     return response;
   };
-  const manifest = (await (await get('model.json')).json()) as ModelManifest;
+  const manifest = upgradeManifest((await (await get('model.json')).json()) as ModelManifest);
   const weights = await (await get('weights.bin')).arrayBuffer();
-  return { model: loadModel(manifest, weights), manifest };
+  return { model: loadModel(manifest, weights, options), manifest };
 }

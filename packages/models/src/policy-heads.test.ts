@@ -1,12 +1,12 @@
-import { createRandom, InvalidArgumentError } from '@piflow/core';
+import { createRandom, type HeadOutputSpec, InvalidArgumentError, type PolicyFamily } from '@piflow/core';
 import { countLeaks, maxAbsDifference, testBackends, useBackend } from '@piflow/core/testing';
-import { dx } from '@piflow/policy-dx';
-import { gm } from '@piflow/policy-gm';
+import { type DXUParams, dx } from '@piflow/policy-dx';
+import { type GMUParams, gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type Backbone, createMLPBackbone, createUNetBackbone } from './backbone';
 import { createFlowModel } from './flow-model';
-import { createDXStudent, createGMStudent, initStudentFromTeacher } from './policy-heads';
+import { createStudent, initStudentFromTeacher } from './policy-heads';
 import { registerWasmTrainingKernels } from './wasm-training-kernels';
 
 const B = 3;
@@ -52,7 +52,10 @@ for (const backend of testBackends()) {
         const C = layout.shape[layout.shape.length - 1]!;
 
         it('GM head shapes, normalised log-weights, no leaks', () => {
-          const student = createGMStudent(layout.backbone(1), { numComponents: 5 });
+          const student = createStudent<GMUParams>(layout.backbone(1), {
+            family: gm,
+            head: { numComponents: 5 },
+          });
           const { x, sigma, labels, dispose } = inputs(layout.shape, 1);
           const { result, leaked } = countLeaks(() => student.predict(x, sigma, { labels }));
           expect(leaked).toBe(0);
@@ -70,7 +73,12 @@ for (const backend of testBackends()) {
         });
 
         it('DX head shapes (grid-major), no leaks', () => {
-          const student = createDXStudent(layout.backbone(1), { numPoints: 4, shift: 3, segmentSize: 0.5 });
+          const student = createStudent<DXUParams>(layout.backbone(1), {
+            family: dx,
+            head: { numPoints: 4 },
+            shift: 3,
+            segmentSize: 0.5,
+          });
           expect(student.policyOptions).toEqual({ shift: 3, segmentSize: 0.5, mode: 'grid' });
           const { x, sigma, labels, dispose } = inputs(layout.shape, 1);
           const { result, leaked } = countLeaks(() => student.predict(x, sigma, { labels }));
@@ -85,8 +93,9 @@ for (const backend of testBackends()) {
           const teacher = createFlowModel(layout.backbone(7), { seed: 8 });
           const K = 8;
           const noiseScale = 0.05;
-          const student = createGMStudent(layout.backbone(99), {
-            numComponents: K,
+          const student = createStudent<GMUParams>(layout.backbone(99), {
+            family: gm,
+            head: { numComponents: K },
             initFrom: teacher,
             init: { noiseScale, seed: 42 },
           });
@@ -118,7 +127,10 @@ for (const backend of testBackends()) {
         for (const mode of ['grid', 'polynomial'] as const) {
           it(`the initial DX policy (${mode}) equals the teacher velocity at (x_src, σ_src)`, () => {
             const teacher = createFlowModel(layout.backbone(7), { seed: 8 });
-            const student = createDXStudent(teacher.backbone.clone(), { numPoints: 6, mode });
+            const student = createStudent<DXUParams>(teacher.backbone.clone(), {
+              family: dx,
+              head: { numPoints: 6, mode },
+            });
             expect(countLeaks(() => initStudentFromTeacher(student, teacher)).leaked).toBe(0);
             const { x, sigma, labels, dispose } = inputs(layout.shape, 3);
             const { result: uTeacher, leaked } = countLeaks(() => teacher.velocity(x, sigma, { labels }));
@@ -136,7 +148,10 @@ for (const backend of testBackends()) {
         }
 
         it('gradients reach every variable; the log-std gradient stops at the head', () => {
-          const student = createGMStudent(layout.backbone(4), { numComponents: 3 });
+          const student = createStudent<GMUParams>(layout.backbone(4), {
+            family: gm,
+            head: { numComponents: 3 },
+          });
           const { x, sigma, labels, dispose } = inputs(layout.shape, 4);
           const random = createRandom(9);
           // The log-std MLP's last layer starts at zero (as in the reference), which zeroes the gradient of
@@ -189,13 +204,21 @@ describe('policy heads: arguments', () => {
 
   it('rejects bad options and inputs with named errors', () => {
     const backbone = createMLPBackbone({ inputDim: 2, width: 8, depth: 1 });
-    expect(() => createGMStudent(backbone, { numComponents: 0 })).toThrow(/options.numComponents/);
-    expect(() => createGMStudent({} as Backbone, { numComponents: 2 })).toThrow(InvalidArgumentError);
-    expect(() => createDXStudent(backbone, { numPoints: 3, mode: 'cubic' as 'grid' })).toThrow(
-      /options.mode/,
+    expect(() => createStudent(backbone, { family: gm, head: { numComponents: 0 } })).toThrow(
+      /options.head.numComponents/,
     );
-    expect(() => createDXStudent(backbone, { numPoints: 3, segmentSize: 0 })).toThrow(/options.segmentSize/);
-    const student = createDXStudent(backbone, { numPoints: 3 });
+    expect(() => createStudent(backbone, { family: gm, head: { components: 2 } })).toThrow(
+      /options.head.components.*numComponents/,
+    );
+    expect(() => createStudent({} as Backbone, { family: gm })).toThrow(InvalidArgumentError);
+    expect(() => createStudent(backbone, { family: {} as never })).toThrow(/options.family/);
+    const { studentHead: _, ...headless } = gm;
+    expect(() => createStudent(backbone, { family: headless as never })).toThrow(/studentHead/);
+    expect(() => createStudent(backbone, { family: dx, head: { numPoints: 3, mode: 'cubic' } })).toThrow(
+      /options.head.mode/,
+    );
+    expect(() => createStudent(backbone, { family: dx, segmentSize: 0 })).toThrow(/options.segmentSize/);
+    const student = createStudent(backbone, { family: dx, head: { numPoints: 3 } });
     const x = tf.zeros([2, 3]);
     const sigma = tf.ones([2]) as tf.Tensor1D;
     expect(() => student.predict(x, sigma)).toThrow(/`x`/);
@@ -205,7 +228,7 @@ describe('policy heads: arguments', () => {
     // Teacher/student architecture mismatch and the teacher's own backbone.
     const teacher = createFlowModel(createMLPBackbone({ inputDim: 2, width: 16, depth: 1 }));
     expect(() => initStudentFromTeacher(student, teacher)).toThrow(/teacher/);
-    const shared = createDXStudent(teacher.backbone, { numPoints: 2 });
+    const shared = createStudent(teacher.backbone, { family: dx, head: { numPoints: 2 } });
     expect(() => initStudentFromTeacher(shared, teacher)).toThrow(/student.backbone/);
     expect(() => initStudentFromTeacher({} as never, teacher)).toThrow(/`student`/);
     expect(() => createUNetBackbone({ channels: [], inChannels: 1 })).toThrow(/options.channels/);
@@ -215,5 +238,101 @@ describe('policy heads: arguments', () => {
     unet.dispose();
     student.dispose();
     teacher.dispose();
+  });
+});
+
+describe('heads of a user family (built from its studentHead description only)', () => {
+  beforeAll(async () => {
+    await useBackend('cpu');
+  });
+
+  const custom = (outputs: Record<string, HeadOutputSpec>): PolicyFamily => ({
+    specificationVersion: 'v2',
+    name: 'custom',
+    packageName: 'piflow-policy-custom',
+    paramShapes: () => ({}),
+    create: () => {
+      throw new Error('not used');
+    },
+    studentHead: {
+      options: { width: { type: 'integer', min: 1, default: 3, description: 'block width' } },
+      build: ({ options, shift, segmentSize }) => ({
+        outputs,
+        policyOptions: { shift, segmentSize, width: options.width },
+      }),
+    },
+  });
+
+  it('lays out per-position and per-sample blocks, applies log-softmax and records its options', () => {
+    const family = custom({
+      a: { per: 'position', shape: [3, 2], layout: 'block-first' },
+      b: { per: 'position', shape: [4], activation: 'logSoftmax', init: { bias: { constant: 0.5 } } },
+      c: { per: 'sample', shape: [2], hiddenDim: 5, init: { kernel: 'zeros', bias: { constant: 2 } } },
+    });
+    const backbone = createUNetBackbone({ channels: [4, 8], inChannels: 2, embeddingDim: 8, seed: 1 });
+    const student = createStudent<Record<string, tf.Tensor>>(backbone, {
+      family,
+      shift: 3,
+      segmentSize: 0.5,
+    });
+    expect(student.family).toBe('custom');
+    expect(student.familyPackage).toBe('piflow-policy-custom');
+    expect(student.headOptions).toEqual({ width: 3 });
+    expect(student.policyOptions).toEqual({ shift: 3, segmentSize: 0.5, width: 3 });
+    expect(student.variableNames.slice(-8)).toEqual([
+      'head/a/kernel',
+      'head/a/bias',
+      'head/b/kernel',
+      'head/b/bias',
+      'head/c1/kernel',
+      'head/c1/bias',
+      'head/c2/kernel',
+      'head/c2/bias',
+    ]);
+    const x = createRandom(2).normalTensor([2, 4, 4, 2]);
+    const sigma = tf.tensor1d([0.3, 0.8]);
+    const { result, leaked } = countLeaks(() => student.predict(x, sigma));
+    expect(leaked).toBe(0);
+    expect(Object.keys(result)).toEqual(['a', 'b', 'c']); // no `space`: the family gave none
+    expect(result.a!.shape).toEqual([2, 3, 4, 4, 2]);
+    expect(result.b!.shape).toEqual([2, 4, 4, 4]);
+    expect(result.c!.shape).toEqual([2, 2]);
+    // block-first is the positions-first block with its first axis moved after the batch axis
+    const flat = tf.tidy(() => {
+      const { features } = backbone.apply(x, sigma);
+      const a = student.variables[student.variableNames.indexOf('head/a/kernel')]!;
+      const bias = student.variables[student.variableNames.indexOf('head/a/bias')]!;
+      const y = tf.add(tf.matMul(tf.reshape(features, [-1, features.shape[3]!]), a), bias);
+      return tf.transpose(tf.reshape(y, [2, 4, 4, 3, 2]), [0, 3, 1, 2, 4]);
+    });
+    expect(maxAbsDifference(result.a!.dataSync(), flat.dataSync())).toBeLessThan(1e-6);
+    const sums = tf.tidy(() => tf.sum(tf.exp(result.b!), -1).dataSync());
+    for (const s of sums) expect(s).toBeCloseTo(1, 5);
+    expect(Array.from(result.c!.dataSync())).toEqual([2, 2, 2, 2]); // zero kernel, constant bias
+    tf.dispose([x, sigma, flat, ...Object.values(result)]);
+    student.dispose();
+  });
+
+  it("rejects a head description that cannot be built, naming the family's output", () => {
+    const backbone = createMLPBackbone({ inputDim: 2, width: 8, depth: 1 });
+    expect(() =>
+      createStudent(backbone, { family: custom({ a: { per: 'pixel' as never, shape: [2] } }) }),
+    ).toThrow(/family "custom" studentHead output "a".per/);
+    expect(() => createStudent(backbone, { family: custom({ a: { per: 'position', shape: [0] } }) })).toThrow(
+      /output "a".shape/,
+    );
+    expect(() =>
+      createStudent(backbone, {
+        family: custom({ a: { per: 'sample', shape: [2], layout: 'block-first' } }),
+      }),
+    ).toThrow(/output "a".layout/);
+    const teacher = createFlowModel(createMLPBackbone({ inputDim: 2, width: 8, depth: 1 }));
+    expect(() =>
+      createStudent(teacher.backbone.clone(), {
+        family: custom({ a: { per: 'position', shape: [3], fromTeacher: 'replicate' } }),
+      }),
+    ).toThrow(/a block ending in the 2 channels/);
+    teacher.dispose();
+    backbone.dispose();
   });
 });

@@ -1,11 +1,16 @@
 import {
   assertNumber,
-  assertOneOf,
   type Condition,
   createRandom,
   describeValue,
   detachTensor,
+  type FamilyOptionValues,
+  type HeadOutputSpec,
   InvalidArgumentError,
+  isPolicyFamily,
+  type PolicyFamily,
+  type Random,
+  resolveFamilyOptions,
   type TrainableStudent,
 } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
@@ -14,34 +19,22 @@ import { assertBackbone, type FlowModel, isFlowModel } from './flow-model';
 import { createDense, type DenseLayer, dense, type NamedVariable, poolPositions, silu } from './layers';
 import { ensureWasmTrainingKernels } from './wasm-training-kernels';
 
-/** What a GM head outputs: u-space GM parameters (the `GMUParams` of @piflow/policy-gm). */
-export interface GMHeadParams {
-  space: 'u';
-  /** [B, …positions, K, C] component means of u. */
-  means: tf.Tensor;
-  /** [B, …positions, K], log-softmax-normalised over K. */
-  logweights: tf.Tensor;
-  /** [B] shared log standard deviation of u. */
-  logstd: tf.Tensor1D;
-}
-
-/** What a DX head outputs: u-space DX parameters (the `DXUParams` of @piflow/policy-dx). */
-export interface DXHeadParams {
-  space: 'u';
-  /** [B, N, …positions, C]: X[n] = x_src − σ_src·uGrid[n]. */
-  uGrid: tf.Tensor;
-}
-
 /** Options of {@link initStudentFromTeacher} (and of the students' `initFrom`). */
 export interface TeacherInitOptions {
-  /** Std of the Gaussian noise added per (k, c) to the replicated GM means bias. Default 0.05. */
+  /** Std of the Gaussian noise added to the bias of outputs initialised with 'replicate-with-noise' (GM means). Default 0.05. */
   noiseScale?: number;
   /** Seed of that noise. Default 2. */
   seed?: number;
 }
 
 /** A π-Flow student made of a backbone and a policy head; trainable by the π-ID trainer. */
-export interface PolicyStudent<TParams> extends TrainableStudent<TParams> {
+export interface PolicyStudent<TParams = unknown> extends TrainableStudent<TParams> {
+  /** The npm package of the student's family (recorded in model files). */
+  readonly familyPackage?: string;
+  /** The resolved head options of its family (e.g. GM's numComponents). */
+  readonly headOptions: FamilyOptionValues;
+  /** Options its family's `create` gets with its parameters (e.g. DX's shift, segment size, mode). */
+  readonly policyOptions: Readonly<Record<string, unknown>>;
   readonly backbone: Backbone;
   /** Backbone variables, then the head's (stable order). */
   readonly variables: readonly tf.Variable[];
@@ -49,47 +42,6 @@ export interface PolicyStudent<TParams> extends TrainableStudent<TParams> {
   /** Copies the teacher's backbone weights and initialises the head from its output layer. */
   initFromTeacher(teacher: FlowModel, options?: TeacherInitOptions): void;
   dispose(): void;
-}
-
-export interface GMStudent extends PolicyStudent<GMHeadParams> {
-  readonly family: 'gm';
-  readonly numComponents: number;
-}
-
-export interface DXStudent extends PolicyStudent<DXHeadParams> {
-  readonly family: 'dx';
-  readonly numPoints: number;
-  readonly policyOptions: Readonly<{ shift: number; segmentSize: number; mode: 'grid' | 'polynomial' }>;
-}
-
-export interface GMStudentOptions {
-  /** Number of mixture components K per position. */
-  numComponents: number;
-  /** Hidden width of the log-std MLP. Default 128. */
-  logstdHiddenDim?: number;
-  /** Initial log-std of u (the bias of the log-std MLP's last layer). Default log(0.05). */
-  initialLogstd?: number;
-  /** Initialise from this teacher (backbone weights + replicated output layer; see initStudentFromTeacher). */
-  initFrom?: FlowModel;
-  /** Options of the teacher initialisation. */
-  init?: TeacherInitOptions;
-  /** Seed of the head's own initial weights. Default 3. */
-  seed?: number;
-}
-
-export interface DXStudentOptions {
-  /** Number of grid points (or polynomial coefficients) N. */
-  numPoints: number;
-  /** Shift of the DX policy's time warp (intrinsic). Default 1. */
-  shift?: number;
-  /** Raw-time span of the grid below σ_src (intrinsic). Default 1. */
-  segmentSize?: number;
-  /** 'grid' (default) or 'polynomial'. */
-  mode?: 'grid' | 'polynomial';
-  initFrom?: FlowModel;
-  init?: TeacherInitOptions;
-  /** Seed of the head's initial weights. Default 3. */
-  seed?: number;
 }
 
 const studentInit = Symbol('piflow.studentInit');
@@ -151,29 +103,112 @@ function checkTeacherInitOptions(options: TeacherInitOptions | undefined): Requi
   return { noiseScale, seed };
 }
 
+/** Options of {@link createStudent}. */
+export interface StudentOptions<TParams = unknown> {
+  /** The policy family the student outputs parameters for (its `studentHead` describes the head). */
+  family: PolicyFamily<TParams, any>;
+  /** The family's head options (declared in `family.studentHead.options`, e.g. GM's `{ numComponents: 8 }`). */
+  head?: Record<string, unknown>;
+  /** Time-warp shift the student is trained and sampled with (default 1; families may record it). */
+  shift?: number;
+  /** Raw-time span of one training step, 1/(N − 1 + finalStepSizeScale) (default 1; families may record it). */
+  segmentSize?: number;
+  /** `create` options to record instead of those the family derives (model loading passes the stored ones). */
+  policyOptions?: Readonly<Record<string, unknown>>;
+  /** Initialise from this teacher (backbone weights + head from its output layer; see initStudentFromTeacher). */
+  initFrom?: FlowModel;
+  /** Options of the teacher initialisation. */
+  init?: TeacherInitOptions;
+  /** Seed of the head's own initial weights. Default 3. */
+  seed?: number;
+}
+
+interface HeadOutput {
+  name: string;
+  spec: HeadOutputSpec;
+  units: number;
+  /** The dense layer giving the output (for 'sample' outputs the MLP's last layer). */
+  last: DenseLayer;
+  /** 'sample' outputs: the MLP's hidden layer. */
+  hidden?: DenseLayer;
+}
+
+function checkHeadOutput(family: string, name: string, spec: HeadOutputSpec, C: number): number {
+  const where = `family "${family}" studentHead output "${name}"`;
+  if (!spec || (spec.per !== 'position' && spec.per !== 'sample')) {
+    throw new InvalidArgumentError(`${where}.per`, "'position' or 'sample'", describeValue(spec?.per));
+  }
+  if (!Array.isArray(spec.shape) || spec.shape.some((d) => !Number.isInteger(d) || d < 1)) {
+    throw new InvalidArgumentError(
+      `${where}.shape`,
+      'an array of positive integers',
+      describeValue(spec.shape),
+    );
+  }
+  if (spec.layout === 'block-first' && (spec.per !== 'position' || spec.shape.length < 1)) {
+    throw new InvalidArgumentError(
+      `${where}.layout`,
+      "'block-first' only for a per-position block of rank ≥ 1",
+      spec.layout,
+    );
+  }
+  const replicates = spec.fromTeacher === 'replicate' || spec.fromTeacher === 'replicate-with-noise';
+  if ((replicates || spec.fromTeacher === 'first') && spec.shape[spec.shape.length - 1] !== C) {
+    throw new InvalidArgumentError(
+      `${where}.shape`,
+      `a block ending in the ${C} channels to initialise it from a teacher ('${spec.fromTeacher}')`,
+      `[${spec.shape.join(', ')}]`,
+    );
+  }
+  return spec.shape.reduce((a, d) => a * d, 1);
+}
+
+function initBias(layer: DenseLayer, spec: HeadOutputSpec, random: Random): void {
+  const bias = spec.init?.bias ?? 'zeros';
+  if (bias === 'zeros') return;
+  const n = layer.outputDim;
+  const values =
+    'normal' in bias
+      ? random.fillNormal(new Float32Array(n)).map((v) => v * bias.normal)
+      : new Float32Array(n).fill(bias.constant);
+  tf.tidy(() => layer.bias.variable.assign(tf.tensor1d(values)));
+}
+
 /**
- * A GM π-Flow student: the backbone's features go through
- * - a means layer F → K·C (layout k·C + c) giving means [B, …, K, C],
- * - a log-weights layer F → K, log-softmax over K, giving logweights [B, …, K],
- * - a log-std MLP on the detached conditioning embedding concatenated with the detached position-pooled
- *   features: SiLU → dense(hidden) → SiLU → dense(1), giving logstd [B] (its gradient does not reach the
- *   backbone, as in the reference).
+ * A π-Flow student for any policy family: a backbone plus the head the family's `studentHead` describes.
+ * Per-position outputs are dense layers over the backbone's features (reshaped to the block's shape and
+ * layout); per-sample outputs are an MLP over the detached conditioning embedding and the detached
+ * position-pooled features (their gradient does not reach the backbone, as in the reference's GM log-std).
+ * Variables: the backbone's, then each output's in the order the family lists them.
  */
-export function createGMStudent(backbone: Backbone, options: GMStudentOptions): GMStudent {
+export function createStudent<TParams = Record<string, unknown>>(
+  backbone: Backbone,
+  options: StudentOptions<TParams>,
+): PolicyStudent<TParams> {
   assertBackbone('backbone', backbone);
   if (typeof options !== 'object' || options === null) {
     throw new InvalidArgumentError(
       'options',
-      'an options object { numComponents, … }',
+      'an options object { family, head?, … }',
       describeValue(options),
     );
   }
-  const K = options.numComponents;
-  assertNumber('options.numComponents', K, { min: 1, integer: true });
-  const hidden = options.logstdHiddenDim ?? 128;
-  assertNumber('options.logstdHiddenDim', hidden, { min: 1, integer: true });
-  const initialLogstd = options.initialLogstd ?? Math.log(0.05);
-  assertNumber('options.initialLogstd', initialLogstd);
+  const { family } = options;
+  if (!isPolicyFamily(family)) {
+    throw new InvalidArgumentError('options.family', 'a PolicyFamily value', describeValue(family));
+  }
+  if (!family.studentHead) {
+    throw new InvalidArgumentError(
+      'options.family',
+      'a family that describes its student head (studentHead: { options, build })',
+      `family "${family.name}" without studentHead`,
+    );
+  }
+  const headOptions = resolveFamilyOptions('options.head', family.studentHead.options, options.head);
+  const shift = options.shift ?? 1;
+  assertNumber('options.shift', shift, { min: 0, minExclusive: true });
+  const segmentSize = options.segmentSize ?? 1;
+  assertNumber('options.segmentSize', segmentSize, { min: 0, max: 1, minExclusive: true });
   const seed = options.seed ?? 3;
   assertNumber('options.seed', seed, { integer: true });
   if (options.initFrom !== undefined && !isFlowModel(options.initFrom)) {
@@ -183,44 +218,75 @@ export function createGMStudent(backbone: Backbone, options: GMStudentOptions): 
       describeValue(options.initFrom),
     );
   }
-  const random = createRandom(seed);
   const F = backbone.featureChannels;
   const C = backbone.channels;
-  const meansLayer = createDense('head/means', F, K * C, random);
-  // Reference init without a teacher: means bias N(0, 1)·0.1 so the components differ.
-  tf.tidy(() => {
-    meansLayer.bias.variable.assign(
-      tf.tensor1d(random.fillNormal(new Float32Array(K * C)).map((v) => v * 0.1)),
-    );
+  const spec = family.studentHead.build({ channels: C, options: headOptions, shift, segmentSize });
+  const random = createRandom(seed);
+  const outputs: HeadOutput[] = Object.entries(spec.outputs).map(([name, output]) => {
+    const units = checkHeadOutput(family.name, name, output, C);
+    const layerName = output.layerName ?? `head/${name}`;
+    const kernelInit = output.init?.kernel ?? 'glorot';
+    if (output.per === 'position') {
+      const last = createDense(layerName, F, units, random, kernelInit);
+      initBias(last, output, random);
+      return { name, spec: output, units, last };
+    }
+    const hiddenDim = output.hiddenDim ?? 128;
+    assertNumber(`family "${family.name}" studentHead output "${name}".hiddenDim`, hiddenDim, {
+      min: 1,
+      integer: true,
+    });
+    const hidden = createDense(`${layerName}1`, backbone.embeddingDim + F, hiddenDim, random);
+    const last = createDense(`${layerName}2`, hiddenDim, units, random, kernelInit);
+    initBias(last, output, random);
+    return { name, spec: output, units, last, hidden };
   });
-  const logweightsLayer = createDense('head/logweights', F, K, random, 'zeros');
-  const logstd1 = createDense('head/logstd1', backbone.embeddingDim + F, hidden, random);
-  const logstd2 = createDense('head/logstd2', hidden, 1, random, 'zeros');
-  tf.tidy(() => logstd2.bias.variable.assign(tf.tensor1d([initialLogstd])));
-  const headNamed = namedList([meansLayer, logweightsLayer, logstd1, logstd2]);
+  const headNamed = namedList(outputs.flatMap((o) => (o.hidden ? [o.hidden, o.last] : [o.last])));
   const variables = [...backbone.variables, ...headNamed.map((n) => n.variable)];
   const variableNames = [...backbone.variableNames, ...headNamed.map((n) => n.name)];
+  const needsPooled = outputs.some((o) => o.spec.per === 'sample');
 
-  const student: GMStudent = {
-    family: 'gm',
-    numComponents: K,
+  const student: PolicyStudent<TParams> = {
+    family: family.name,
+    ...(family.packageName ? { familyPackage: family.packageName } : {}),
+    headOptions,
+    policyOptions: Object.freeze({ ...spec.policyOptions, ...options.policyOptions }),
     backbone,
     variables,
     variableNames,
-    predict(x: tf.Tensor, sigma: tf.Tensor1D, condition?: Condition): GMHeadParams {
+    predict(x: tf.Tensor, sigma: tf.Tensor1D, condition?: Condition): TParams {
       // Students are trained by callers that know nothing of wasm (π-ID): conv gradients need our kernels.
       ensureWasmTrainingKernels();
-      return tf.tidy(() => {
+      return tf.tidy((): tf.TensorContainer => {
         const { features, embedding } = backbone.apply(x, sigma, condition);
         const { B, positions } = outputShape(x);
-        const means = tf.reshape(dense(features, meansLayer), [B, ...positions, K, C]);
-        const logweights = tf.logSoftmax(dense(features, logweightsLayer));
-        const logstdInput = tf.concat([detachTensor(embedding), detachTensor(poolPositions(features))], 1);
-        const logstd = tf.reshape(dense(silu(dense(silu(logstdInput), logstd1)), logstd2), [
-          B,
-        ]) as tf.Tensor1D;
-        return { space: 'u' as const, means, logweights, logstd };
-      });
+        const pooled = needsPooled
+          ? tf.concat([detachTensor(embedding), detachTensor(poolPositions(features))], 1)
+          : undefined;
+        const params: Record<string, tf.Tensor | string> =
+          spec.space === undefined ? {} : { space: spec.space };
+        for (const o of outputs) {
+          let y: tf.Tensor;
+          if (o.spec.per === 'sample') {
+            y = tf.reshape(dense(silu(dense(silu(pooled!), o.hidden!)), o.last), [B, ...o.spec.shape]);
+          } else {
+            const out = dense(features, o.last);
+            const [first, ...rest] = o.spec.shape;
+            if (o.spec.layout !== 'block-first' || positions.length === 0) {
+              y = tf.reshape(out, [B, ...positions, ...o.spec.shape]);
+            } else {
+              // [B, …, n·rest] → n slices [B, 1, …, rest] → concat on axis 1 (avoids a slow rank-5 transpose on wasm)
+              const pieces = first === 1 ? [out] : tf.split(out, first!, -1);
+              y = tf.concat(
+                pieces.map((p) => tf.reshape(p, [B, 1, ...positions, ...rest])),
+                1,
+              );
+            }
+          }
+          params[o.name] = o.spec.activation === 'logSoftmax' ? tf.logSoftmax(y) : y;
+        }
+        return params as tf.TensorContainer;
+      }) as TParams;
     },
     initFromTeacher(teacher, initOptions) {
       if (!isFlowModel(teacher)) {
@@ -230,17 +296,8 @@ export function createGMStudent(backbone: Backbone, options: GMStudentOptions): 
       checkCompatible(student, teacher);
       checkOutputLayer(teacher, F, C);
       copyBackbone(student, teacher);
-      const noise = createRandom(noiseSeed).fillNormal(new Float32Array(K * C));
-      tf.tidy(() => {
-        meansLayer.kernel.variable.assign(tf.tile(teacher.output.kernel.variable, [1, K]));
-        meansLayer.bias.variable.assign(
-          tf.add(tf.tile(teacher.output.bias.variable, [K]), tf.mul(tf.tensor1d(noise), noiseScale)),
-        );
-        logweightsLayer.kernel.variable.assign(tf.zerosLike(logweightsLayer.kernel.variable));
-        logweightsLayer.bias.variable.assign(tf.zerosLike(logweightsLayer.bias.variable));
-        logstd2.kernel.variable.assign(tf.zerosLike(logstd2.kernel.variable));
-        logstd2.bias.variable.assign(tf.tensor1d([initialLogstd]));
-      });
+      const noiseRandom = createRandom(noiseSeed);
+      for (const o of outputs) initOutputFromTeacher(o, teacher, F, C, noiseRandom, noiseScale);
     },
     dispose() {
       disposeAll(variables);
@@ -249,6 +306,43 @@ export function createGMStudent(backbone: Backbone, options: GMStudentOptions): 
   Object.defineProperty(student, studentInit, { value: true });
   if (options.initFrom) student.initFromTeacher(options.initFrom, options.init);
   return student;
+}
+
+function initOutputFromTeacher(
+  o: HeadOutput,
+  teacher: FlowModel,
+  F: number,
+  C: number,
+  noiseRandom: Random,
+  noiseScale: number,
+): void {
+  const mode = o.spec.fromTeacher ?? 'reset';
+  const { kernel, bias } = teacher.output;
+  tf.tidy(() => {
+    if (mode === 'replicate' || mode === 'replicate-with-noise') {
+      const reps = o.units / C;
+      o.last.kernel.variable.assign(tf.tile(kernel.variable, [1, reps]));
+      const tiled = tf.tile(bias.variable, [reps]);
+      o.last.bias.variable.assign(
+        mode === 'replicate'
+          ? tiled
+          : tf.add(tiled, tf.mul(tf.tensor1d(noiseRandom.fillNormal(new Float32Array(o.units))), noiseScale)),
+      );
+    } else if (mode === 'first') {
+      o.last.kernel.variable.assign(tf.concat([kernel.variable, tf.zeros([F, o.units - C])], 1));
+      o.last.bias.variable.assign(tf.concat([bias.variable, tf.zeros([o.units - C])]));
+    } else {
+      if ((o.spec.init?.kernel ?? 'glorot') === 'zeros') {
+        o.last.kernel.variable.assign(tf.zerosLike(o.last.kernel.variable));
+      }
+      const b = o.spec.init?.bias ?? 'zeros';
+      o.last.bias.variable.assign(
+        typeof b === 'object' && 'constant' in b
+          ? tf.fill([o.units], b.constant)
+          : tf.zerosLike(o.last.bias.variable),
+      );
+    }
+  });
 }
 
 function checkOutputLayer(teacher: FlowModel, F: number, C: number): void {
@@ -263,102 +357,12 @@ function checkOutputLayer(teacher: FlowModel, F: number, C: number): void {
 }
 
 /**
- * A DX π-Flow student: one dense layer F → N·C (grid-major, n·C + c) over the backbone's features, reshaped
- * to uGrid [B, N, …positions, C].
- */
-export function createDXStudent(backbone: Backbone, options: DXStudentOptions): DXStudent {
-  assertBackbone('backbone', backbone);
-  if (typeof options !== 'object' || options === null) {
-    throw new InvalidArgumentError('options', 'an options object { numPoints, … }', describeValue(options));
-  }
-  const N = options.numPoints;
-  assertNumber('options.numPoints', N, { min: 1, integer: true });
-  const shift = options.shift ?? 1;
-  assertNumber('options.shift', shift, { min: 0, minExclusive: true });
-  const segmentSize = options.segmentSize ?? 1;
-  assertNumber('options.segmentSize', segmentSize, { min: 0, max: 1, minExclusive: true });
-  const mode = options.mode ?? 'grid';
-  assertOneOf('options.mode', mode, ['grid', 'polynomial'] as const);
-  const seed = options.seed ?? 3;
-  assertNumber('options.seed', seed, { integer: true });
-  if (options.initFrom !== undefined && !isFlowModel(options.initFrom)) {
-    throw new InvalidArgumentError(
-      'options.initFrom',
-      'a flow model (createFlowModel)',
-      describeValue(options.initFrom),
-    );
-  }
-  const F = backbone.featureChannels;
-  const C = backbone.channels;
-  const gridLayer = createDense('head/grid', F, N * C, createRandom(seed));
-  const headNamed = namedList([gridLayer]);
-  const variables = [...backbone.variables, ...headNamed.map((n) => n.variable)];
-  const variableNames = [...backbone.variableNames, ...headNamed.map((n) => n.name)];
-
-  const student: DXStudent = {
-    family: 'dx',
-    numPoints: N,
-    policyOptions: Object.freeze({ shift, segmentSize, mode }),
-    backbone,
-    variables,
-    variableNames,
-    predict(x: tf.Tensor, sigma: tf.Tensor1D, condition?: Condition): DXHeadParams {
-      // Students are trained by callers that know nothing of wasm (π-ID): conv gradients need our kernels.
-      ensureWasmTrainingKernels();
-      return tf.tidy(() => {
-        const { features } = backbone.apply(x, sigma, condition);
-        const { B, positions } = outputShape(x);
-        const out = dense(features, gridLayer);
-        let uGrid: tf.Tensor;
-        if (positions.length === 0) {
-          uGrid = tf.reshape(out, [B, N, C]);
-        } else {
-          // [B, …, N·C] → N slices [B, 1, …, C] → concat on axis 1 (avoids a slow rank-5 transpose on wasm).
-          const pieces = N === 1 ? [out] : tf.split(out, N, -1);
-          uGrid = tf.concat(
-            pieces.map((p) => tf.reshape(p, [B, 1, ...positions, C])),
-            1,
-          );
-        }
-        return { space: 'u' as const, uGrid };
-      });
-    },
-    initFromTeacher(teacher, initOptions) {
-      if (!isFlowModel(teacher)) {
-        throw new InvalidArgumentError('teacher', 'a flow model (createFlowModel)', describeValue(teacher));
-      }
-      checkTeacherInitOptions(initOptions);
-      checkCompatible(student, teacher);
-      checkOutputLayer(teacher, F, C);
-      copyBackbone(student, teacher);
-      tf.tidy(() => {
-        if (mode === 'grid') {
-          gridLayer.kernel.variable.assign(tf.tile(teacher.output.kernel.variable, [1, N]));
-          gridLayer.bias.variable.assign(tf.tile(teacher.output.bias.variable, [N]));
-        } else {
-          // Polynomial: coefficient 0 = the teacher's projection, the others start at zero output.
-          gridLayer.kernel.variable.assign(
-            tf.concat([teacher.output.kernel.variable, tf.zeros([F, (N - 1) * C])], 1),
-          );
-          gridLayer.bias.variable.assign(tf.concat([teacher.output.bias.variable, tf.zeros([(N - 1) * C])]));
-        }
-      });
-    },
-    dispose() {
-      disposeAll(variables);
-    },
-  };
-  Object.defineProperty(student, studentInit, { value: true });
-  if (options.initFrom) student.initFromTeacher(options.initFrom, options.init);
-  return student;
-}
-
-/**
  * Initialises a student from a teacher as the reference does: the backbone weights are copied (same
- * architecture required) and the head is built from the teacher's output layer — GM: the output layer
- * replicated K times plus N(0, noiseScale²) noise on the means bias per (k, c), zero log-weight layer
- * (uniform weights), log-std bias log(0.05) with zero weights; DX grid: the output layer replicated N times
- * (polynomial: coefficient 0 only). At (x_src, σ_src) the first policy's velocity is then ≈ the teacher's.
+ * architecture required) and each head output starts from the teacher's output layer as its family says
+ * (`fromTeacher`) — e.g. GM: the output layer replicated K times plus N(0, noiseScale²) noise on the means
+ * bias per (k, c), zero log-weight layer (uniform weights), log-std bias log(0.05) with zero weights; DX grid:
+ * the output layer replicated N times (polynomial: coefficient 0 only). At (x_src, σ_src) the first policy's
+ * velocity is then ≈ the teacher's.
  */
 export function initStudentFromTeacher(
   student: PolicyStudent<unknown>,
@@ -366,11 +370,7 @@ export function initStudentFromTeacher(
   options?: TeacherInitOptions,
 ): void {
   if (typeof student !== 'object' || student === null || !(studentInit in student)) {
-    throw new InvalidArgumentError(
-      'student',
-      'a student made by createGMStudent or createDXStudent',
-      describeValue(student),
-    );
+    throw new InvalidArgumentError('student', 'a student made by createStudent', describeValue(student));
   }
   student.initFromTeacher(teacher, options);
 }

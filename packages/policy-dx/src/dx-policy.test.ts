@@ -1,13 +1,9 @@
 import type { Random } from '@piflow/core';
-import {
-  describeDXConformance,
-  describePolicyConformance,
-  dxUParams,
-  dxUSpaceReference,
-} from '@piflow/core/testing';
+import { describePolicyConformance } from '@piflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { createDXFamily, dx } from './index';
+import { describeDXConformance, dxUParams, dxUSpaceReference } from './testing';
 
 const N = 4;
 

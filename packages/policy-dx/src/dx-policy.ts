@@ -3,8 +3,10 @@ import {
   assertOneOf,
   assertSigma,
   assertTensor,
+  canFuseRollout,
   describeValue,
   detachTensor,
+  type FusedRolloutCall,
   InvalidArgumentError,
   type Policy,
   type PolicyFamily,
@@ -15,7 +17,7 @@ import {
   unwarp,
 } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
-import { builtinDXFusedRollout } from './kernels/dx-fused-kernel';
+import { dxFusedRolloutAttrs, dxFusedRolloutKernel } from './kernels/dx-fused-kernel';
 
 /** DX parameters in x0-space: N x0 predictions (grid values or polynomial coefficients). */
 export interface DXX0Params {
@@ -46,13 +48,6 @@ export interface DXPolicyOptions {
   eps?: number;
 }
 
-/** Hook a backend package installs to run the whole rollout of a DX policy in one kernel. */
-export type DXFusedRollout = (
-  policy: DXPolicyState,
-  x: tf.Tensor,
-  segment: RolloutSegment,
-) => tf.Tensor | undefined;
-
 export interface DXPolicyState {
   readonly xSrc: tf.Tensor;
   readonly sigmaSrc: Float32Array;
@@ -67,17 +62,6 @@ export interface DXPolicyState {
   readonly rawLength: Float64Array;
   /** Interpolation weights over the N grid entries at the given per-sample σ values (B × N). */
   weightsAt(sigma: ArrayLike<number>): Float32Array;
-}
-
-const fusedRollouts: DXFusedRollout[] = [];
-
-/** Lets a backend package provide a fused DX rollout; returns a function that removes it. */
-export function registerDXFusedRollout(hook: DXFusedRollout): () => void {
-  fusedRollouts.push(hook);
-  return () => {
-    const i = fusedRollouts.indexOf(hook);
-    if (i >= 0) fusedRollouts.splice(i, 1);
-  };
 }
 
 /**
@@ -157,15 +141,18 @@ export class DXPolicy implements Policy, DXPolicyState {
   }
 
   /**
-   * The whole rollout in one kernel: registered hooks first (e.g. WebGPU), then the built-in cpu/wasm
-   * kernel (not while a gradient tape records). Undefined: the caller goes op by op.
+   * The whole rollout as one call of the family's fused kernel (`dxFusedRolloutKernel`, one tfjs kernel
+   * name with a kernel per backend), run by core's `rollout` through `runFusedRollout`. The plan
+   * (planDXRollout: per item the coefficients of x_start and of the grid entries) is computed here, in plain
+   * JS, and passed as attributes; undefined when x is not a float32 tensor of x_src's shape.
    */
-  fusedRollout(x: tf.Tensor, segment: RolloutSegment): tf.Tensor | undefined {
-    for (const hook of fusedRollouts) {
-      const out = hook(this, x, segment);
-      if (out) return out;
-    }
-    return builtinDXFusedRollout(this, x, segment);
+  fusedRolloutCall(x: tf.Tensor, segment: RolloutSegment): FusedRolloutCall | undefined {
+    if (!canFuseRollout(x, this.xSrc)) return undefined;
+    return {
+      kernel: dxFusedRolloutKernel,
+      inputs: { x, x0Grid: this.x0Grid },
+      attrs: dxFusedRolloutAttrs(this, segment) as unknown as tf.NamedAttrMap,
+    };
   }
 
   detach(): DXPolicy {
@@ -191,6 +178,50 @@ export interface DXParamShapeOptions {
   numPoints?: number;
 }
 
+/**
+ * The DX student head: one dense layer F → N·C per position, laid out as uGrid [B, N, …positions, C]; the
+ * policy's shift and segment size are those of the schedule the student is trained for (intrinsic).
+ */
+const dxStudentHead: NonNullable<PolicyFamily['studentHead']> = {
+  options: {
+    numPoints: {
+      type: 'integer',
+      min: 1,
+      default: 10,
+      description: 'grid points (or polynomial coefficients) N',
+    },
+    mode: {
+      type: 'string',
+      choices: ['grid', 'polynomial'],
+      default: 'grid',
+      description:
+        "'grid' (linear interpolation in raw time) or 'polynomial' (monomials in elapsed raw time)",
+    },
+  },
+  // N = 1 is the single-x0 shortcut: one x0 prediction per step, followed along u = (x − x0)/σ
+  label: (options) =>
+    options.numPoints === 1
+      ? 'single-x0 shortcut'
+      : `DX N=${options.numPoints}${options.mode === 'polynomial' ? ' polynomial' : ''}`,
+  build({ channels, options, shift, segmentSize }) {
+    const mode = options.mode as DXMode;
+    return {
+      space: 'u',
+      outputs: {
+        uGrid: {
+          per: 'position',
+          shape: [options.numPoints as number, channels],
+          layout: 'block-first',
+          // from a teacher: every grid point starts as the teacher's prediction (polynomial: coefficient 0)
+          fromTeacher: mode === 'grid' ? 'replicate' : 'first',
+          layerName: 'head/grid',
+        },
+      },
+      policyOptions: { shift, segmentSize, mode },
+    };
+  },
+};
+
 export type DXFamily = Omit<PolicyFamily<DXParams, DXPolicyOptions>, 'create' | 'paramShapes'> & {
   paramShapes(options: DXParamShapeOptions): { grid: number[] };
   create(params: DXParams, xSrc: tf.Tensor, sigmaSrc: Sigma, options?: DXPolicyOptions): DXPolicy;
@@ -199,8 +230,12 @@ export type DXFamily = Omit<PolicyFamily<DXParams, DXPolicyOptions>, 'create' | 
 /** Builds the DX policy family; `defaults` (shift, segmentSize, mode) apply unless overridden per call. */
 export function createDXFamily(defaults: DXPolicyOptions = {}): DXFamily {
   return {
-    specificationVersion: 'v1',
+    specificationVersion: 'v2',
     name: 'dx',
+    packageName: '@piflow/policy-dx',
+    description: 'N x0 predictions over the step (a raw-time grid, or a polynomial), linearly interpolated',
+    studentHead: dxStudentHead,
+    fusedRollout: dxFusedRolloutKernel,
     paramShapes({ shape, numPoints = 10 }) {
       assertNumber('numPoints', numPoints, { min: 1, integer: true });
       if (!Array.isArray(shape) || shape.length < 2) {

@@ -1,7 +1,6 @@
 export {
   createDXFamily,
   type DXFamily,
-  type DXFusedRollout,
   type DXMode,
   type DXParamShapeOptions,
   type DXParams,
@@ -11,6 +10,13 @@ export {
   type DXUParams,
   type DXX0Params,
   dx,
-  registerDXFusedRollout,
 } from './dx-policy';
-export { type DXRolloutPlan, planDXRollout } from './kernels/dx-fused-kernel';
+export {
+  DX_FUSED_ROLLOUT_KERNEL,
+  type DXFusedRolloutAttrs,
+  type DXRolloutPlan,
+  dxFusedRolloutAttrs,
+  dxFusedRolloutKernel,
+  planDXRollout,
+} from './kernels/dx-fused-kernel';
+export { createSingleX0Student, type SingleX0Params, type SyncVelocityTeacher } from './single-x0-student';

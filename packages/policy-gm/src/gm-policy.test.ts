@@ -1,14 +1,5 @@
 import { createRandom, InvalidArgumentError, type Random } from '@piflow/core';
-import {
-  describeGMOracleConformance,
-  describePolicyConformance,
-  gmUParams,
-  gmUSpaceReference,
-  gmX0Params,
-  relativeError,
-  testBackends,
-  useBackend,
-} from '@piflow/core/testing';
+import { describePolicyConformance, relativeError, testBackends, useBackend } from '@piflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -19,6 +10,7 @@ import {
   sampleGaussianMixture,
   sampleGaussianMixtureAsync,
 } from './index';
+import { describeGMOracleConformance, gmUParams, gmUSpaceReference, gmX0Params } from './testing';
 
 const K = 3;
 

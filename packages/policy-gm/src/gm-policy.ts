@@ -2,7 +2,9 @@ import {
   assertNumber,
   assertSigma,
   assertTensor,
+  canFuseRollout,
   detachTensor,
+  type FusedRolloutCall,
   InvalidArgumentError,
   type Policy,
   type PolicyFamily,
@@ -14,7 +16,7 @@ import {
 } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { type GMParams, type GMX0Params, gmToX0Space, validateGMParams } from './gm-params';
-import { builtinGMFusedRollout } from './kernels/gm-fused-kernel';
+import { gmFusedRolloutAttrs, gmFusedRolloutKernel } from './kernels/gm-fused-kernel';
 
 export interface GMPolicyOptions {
   /** Test-time temperature T < 1 sharpens: logw ← logsoftmax(logw / T), variance ← variance·T. */
@@ -25,13 +27,6 @@ export interface GMPolicyOptions {
   random?: Random;
 }
 
-/** Hook a backend package installs to run the whole rollout of a GM policy in one kernel. */
-export type GMFusedRollout = (
-  policy: GMPolicyState,
-  x: tf.Tensor,
-  segment: RolloutSegment,
-) => tf.Tensor | undefined;
-
 /** What a fused kernel needs of a GM policy (x0-space tensors after temperature and dropout). */
 export interface GMPolicyState {
   readonly xSrc: tf.Tensor;
@@ -39,20 +34,6 @@ export interface GMPolicyState {
   readonly means: tf.Tensor;
   readonly logweights: tf.Tensor;
   readonly variance: tf.Tensor1D;
-}
-
-const fusedRollouts: GMFusedRollout[] = [];
-
-/**
- * Lets a backend package provide a fused GM rollout (tried in registration order; a hook returns undefined
- * when it cannot run on the current backend). Returns a function that removes it.
- */
-export function registerGMFusedRollout(hook: GMFusedRollout): () => void {
-  fusedRollouts.push(hook);
-  return () => {
-    const i = fusedRollouts.indexOf(hook);
-    if (i >= 0) fusedRollouts.splice(i, 1);
-  };
 }
 
 const TINY = 1e-20;
@@ -116,15 +97,23 @@ export class GMPolicy implements Policy, GMPolicyState {
   }
 
   /**
-   * The whole rollout in one kernel: registered hooks first (e.g. WebGPU), then the built-in cpu/wasm
-   * kernel (not while a gradient tape records). Undefined: the caller goes op by op.
+   * The whole rollout as one call of the family's fused kernel (`gmFusedRolloutKernel`, one tfjs kernel
+   * name with a kernel per backend), run by core's `rollout` through `runFusedRollout`; undefined when x is
+   * not a float32 tensor of x_src's shape (the rollout then goes op by op and reports a mismatch).
    */
-  fusedRollout(x: tf.Tensor, segment: RolloutSegment): tf.Tensor | undefined {
-    for (const hook of fusedRollouts) {
-      const out = hook(this, x, segment);
-      if (out) return out;
-    }
-    return builtinGMFusedRollout(this, x, segment);
+  fusedRolloutCall(x: tf.Tensor, segment: RolloutSegment): FusedRolloutCall | undefined {
+    if (!canFuseRollout(x, this.xSrc)) return undefined;
+    return {
+      kernel: gmFusedRolloutKernel,
+      inputs: {
+        x,
+        xSrc: this.xSrc,
+        means: this.means,
+        logweights: this.logweights,
+        variance: this.variance,
+      },
+      attrs: gmFusedRolloutAttrs(this.sigmaSrc, segment) as unknown as tf.NamedAttrMap,
+    };
   }
 
   /** The policy's parameters in x0-space (new tensors; caller owns them). */
@@ -161,6 +150,82 @@ export interface GMParamShapeOptions {
   numComponents?: number;
 }
 
+/** The GM student head: u-space means [.., K, C], log-softmax log-weights [.., K], one log-std per sample. */
+const gmStudentHead: NonNullable<PolicyFamily['studentHead']> = {
+  options: {
+    numComponents: { type: 'integer', min: 1, default: 8, description: 'mixture components K per position' },
+    logstdHiddenDim: {
+      type: 'integer',
+      min: 1,
+      default: 128,
+      description: 'hidden width of the log-std MLP',
+    },
+    initialLogstd: {
+      type: 'number',
+      default: Math.log(0.05),
+      description: 'initial log standard deviation of u (bias of the log-std MLP)',
+    },
+  },
+  label: (options) => `GM K=${options.numComponents}`,
+  build({ channels, options }) {
+    const K = options.numComponents as number;
+    return {
+      space: 'u',
+      outputs: {
+        // without a teacher the means bias starts at N(0, 0.1²) so the components differ (as the reference)
+        means: {
+          per: 'position',
+          shape: [K, channels],
+          init: { bias: { normal: 0.1 } },
+          fromTeacher: 'replicate-with-noise',
+        },
+        logweights: { per: 'position', shape: [K], activation: 'logSoftmax', init: { kernel: 'zeros' } },
+        logstd: {
+          per: 'sample',
+          shape: [],
+          hiddenDim: options.logstdHiddenDim as number,
+          init: { kernel: 'zeros', bias: { constant: options.initialLogstd as number } },
+        },
+      },
+    };
+  },
+};
+
+/** Auto temperature for N steps, as the official pipeline: min(0.1·(N − 1), 1) (0.3 at 4 steps, 0.7 at 8). */
+export function autoTemperature(numInferenceSteps: number): number {
+  return Math.min(Math.max(0.1 * (numInferenceSteps - 1), 0), 1);
+}
+
+const gmTraining: NonNullable<PolicyFamily['training']> = {
+  options: {
+    dropout: {
+      type: 'number',
+      min: 0,
+      max: 1,
+      maxExclusive: true,
+      default: 0.05,
+      description: 'component dropout of the rollout policy during π-ID (per sample and component)',
+    },
+  },
+  policyOptions: ({ dropout }, { random }) => ((dropout as number) > 0 ? { dropout, random } : {}),
+};
+
+const gmSampling: NonNullable<PolicyFamily['sampling']> = {
+  options: {
+    temperature: {
+      type: 'number-or-auto',
+      min: 0,
+      minExclusive: true,
+      default: 1,
+      description: "temperature of every step but the last (1 = off; 'auto' = min(0.1·(N − 1), 1))",
+    },
+  },
+  policyOptions({ temperature }, { numInferenceSteps, isLast }) {
+    const T = temperature === 'auto' ? autoTemperature(numInferenceSteps) : (temperature as number);
+    return isLast || T >= 1 || T <= 0 ? {} : { temperature: T };
+  },
+};
+
 export type GMFamily = Omit<PolicyFamily<GMParams, GMPolicyOptions>, 'create' | 'paramShapes'> & {
   paramShapes(options: GMParamShapeOptions): { means: number[]; logweights: number[]; logstd: number[] };
   create(params: GMParams, xSrc: tf.Tensor, sigmaSrc: Sigma, options?: GMPolicyOptions): GMPolicy;
@@ -169,8 +234,14 @@ export type GMFamily = Omit<PolicyFamily<GMParams, GMPolicyOptions>, 'create' | 
 /** Builds the GM policy family (defaults apply to every policy it creates unless overridden per call). */
 export function createGMFamily(defaults: GMFamilyDefaults = {}): GMFamily {
   return {
-    specificationVersion: 'v1',
+    specificationVersion: 'v2',
     name: 'gm',
+    packageName: '@piflow/policy-gm',
+    description: 'Gaussian mixture over x0 per position (K components, one shared variance per sample)',
+    studentHead: gmStudentHead,
+    training: gmTraining,
+    sampling: gmSampling,
+    fusedRollout: gmFusedRolloutKernel,
     paramShapes({ shape, numComponents = 8 }) {
       assertNumber('numComponents', numComponents, { min: 1, integer: true });
       if (!Array.isArray(shape) || shape.length < 2) {

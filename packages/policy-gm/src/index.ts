@@ -7,16 +7,22 @@ export {
   validateGMParams,
 } from './gm-params';
 export {
+  autoTemperature,
   componentDropMask,
   createGMFamily,
   type GMFamily,
   type GMFamilyDefaults,
-  type GMFusedRollout,
   type GMParamShapeOptions,
   GMPolicy,
   type GMPolicyOptions,
   type GMPolicyState,
   gm,
-  registerGMFusedRollout,
 } from './gm-policy';
 export { sampleGaussianMixture, sampleGaussianMixtureAsync } from './gm-sample';
+export {
+  GM_FUSED_ROLLOUT_KERNEL,
+  type GMFusedRolloutAttrs,
+  gmFusedRolloutAttrs,
+  gmFusedRolloutKernel,
+  gmFusedRolloutSegment,
+} from './kernels/gm-fused-kernel';

@@ -7,12 +7,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRandom, sample, sampleTeacher } from '@piflow/core';
 import { useBackend } from '@piflow/core/testing';
-import { dx } from '@piflow/policy-dx';
+import { createSingleX0Student, dx } from '@piflow/policy-dx';
 import * as tf from '@tensorflow/tfjs-core';
 import { it } from 'vitest';
 import {
   createLatentTransformerTeacher,
-  createSingleX0Student,
   fileSystemIO,
   flux1,
   imagePositionIds,

@@ -46,7 +46,6 @@ export {
   type RemoteTeacherOptions,
   type RemoteTeacherStats,
 } from './remote/remote-teacher';
-export { createSingleX0Student, type SingleX0Params } from './single-x0-student';
 export { assertCondition, assertTeacherCall, type LocalTeacher } from './teacher-inputs';
 export {
   createTfjsModelTeacher,

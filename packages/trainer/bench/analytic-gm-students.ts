@@ -17,13 +17,7 @@ import {
 } from '@piflow/core';
 import { randomGaussianMixture } from '@piflow/datasets';
 import { gaussianMixtureMeasures, teacherAlignment } from '@piflow/eval';
-import {
-  createDXStudent,
-  createFlowModel,
-  createGMStudent,
-  createMLPBackbone,
-  trainFlowModel,
-} from '@piflow/models';
+import { createFlowModel, createMLPBackbone, createStudent, trainFlowModel } from '@piflow/models';
 import { createDXFamily } from '@piflow/policy-dx';
 import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
@@ -110,7 +104,6 @@ async function distil(
     batchSize: 256,
     numInferenceSteps: nfe,
     numIntermediateStates: 2,
-    gmDropout: family.name === 'gm' ? 0.05 : 0,
     optimizer: { learningRate: 1e-3, warmupSteps: 100, gradientClip: 1 },
     ema: { gamma: 7, start: 100 },
     seed: 1,
@@ -154,21 +147,30 @@ const backbone = () => createMLPBackbone(architecture);
 await distil(
   'π-Flow GM student (K=16)',
   1,
-  createGMStudent(backbone(), { numComponents: 16, ...(pretrained ? { initFrom: pretrained } : {}) }),
+  createStudent(backbone(), {
+    family: gm,
+    head: { numComponents: 16 },
+    ...(pretrained ? { initFrom: pretrained } : {}),
+  }),
   gm,
 );
 await distil(
   'π-Flow GM student (K=16)',
   4,
-  createGMStudent(backbone(), { numComponents: 16, ...(pretrained ? { initFrom: pretrained } : {}) }),
+  createStudent(backbone(), {
+    family: gm,
+    head: { numComponents: 16 },
+    ...(pretrained ? { initFrom: pretrained } : {}),
+  }),
   gm,
 );
 const dx4 = createDXFamily({ segmentSize: 1 / 4 });
 await distil(
   'π-Flow DX student (N=10)',
   4,
-  createDXStudent(backbone(), {
-    numPoints: 10,
+  createStudent(backbone(), {
+    family: dx4,
+    head: { numPoints: 10 },
     segmentSize: 1 / 4,
     ...(pretrained ? { initFrom: pretrained } : {}),
   }),
@@ -177,8 +179,9 @@ await distil(
 await distil(
   'single-x0 student (DX N=1)',
   4,
-  createDXStudent(backbone(), {
-    numPoints: 1,
+  createStudent(backbone(), {
+    family: dx4,
+    head: { numPoints: 1 },
     segmentSize: 1 / 4,
     ...(pretrained ? { initFrom: pretrained } : {}),
   }),

@@ -44,7 +44,7 @@ describe('π-ID trainer', () => {
         finalStepSizeScale: 0.5,
         shift: 2,
         substeps: 32,
-        gmDropout: 0,
+        familyOptions: { dropout: 0 },
         optimizer: { learningRate: 1e-9 },
         ...extra,
       });
@@ -91,7 +91,7 @@ describe('π-ID trainer', () => {
       batchSize: 64,
       numInferenceSteps: 1,
       substeps: 32,
-      gmDropout: 0.1,
+      familyOptions: { dropout: 0.1 },
       optimizer: { learningRate: 3e-3, warmupSteps: 20 },
       ema: { decay: 0.95 },
       seed: 2,
@@ -123,7 +123,7 @@ describe('π-ID trainer', () => {
         substeps: 8,
         windowSubsteps: 1,
         numDecayIters: 100,
-        gmDropout: 0.1,
+        familyOptions: { dropout: 0.1 },
         optimizer: { learningRate: 1e-3 },
         seed: 11,
       });
@@ -182,12 +182,63 @@ describe('π-ID trainer', () => {
     trainer.dispose();
   });
 
+  it("applies the family's training options through the family (its defaults when none are given)", async () => {
+    const seen: { values: unknown; random: unknown }[] = [];
+    const created: unknown[] = [];
+    const family = {
+      ...gm,
+      training: {
+        options: gm.training!.options,
+        policyOptions: (values: Record<string, unknown>, context: { random: unknown }) => {
+          seen.push({ values, random: context.random });
+          return gm.training!.policyOptions(values as never, context as never);
+        },
+      },
+      create: (...args: Parameters<typeof gm.create>) => {
+        created.push(args[3]);
+        return gm.create(...args);
+      },
+    };
+    for (const [familyOptions, dropout] of [
+      [undefined, 0.05],
+      [{ dropout: 0.2 }, 0.2],
+      [{ dropout: 0 }, undefined],
+    ] as const) {
+      seen.length = 0;
+      created.length = 0;
+      const student = mlpGMStudent(2, 2, 8, createRandom(7));
+      const trainer = createPiIDTrainer({
+        student,
+        family: family as typeof gm,
+        teacher,
+        data,
+        batchSize: 4,
+        numInferenceSteps: 2,
+        substeps: 8,
+        ...(familyOptions ? { familyOptions } : {}),
+      });
+      await trainer.trainStep();
+      expect(seen).toHaveLength(1);
+      expect(seen[0]!.values).toEqual({ dropout: dropout ?? 0 });
+      expect(seen[0]!.random).toHaveProperty('uniform');
+      // the rollout policy gets the dropout (and the trainer's random); the differentiated one does not
+      expect((created[0] as { dropout?: number }).dropout).toBe(dropout);
+      expect((created[1] as { dropout?: number }).dropout).toBeUndefined();
+      trainer.dispose();
+    }
+  });
+
   it('validates its options', () => {
     const student = mlpGMStudent(2, 2, 8, createRandom(7));
     const base = { student, family: gm, teacher, data, batchSize: 4, numInferenceSteps: 2 };
     expect(() => createPiIDTrainer({ ...base, batchSize: 0 })).toThrow(InvalidArgumentError);
     expect(() => createPiIDTrainer({ ...base, numInferenceSteps: 0 })).toThrow(/numInferenceSteps/);
-    expect(() => createPiIDTrainer({ ...base, gmDropout: 1 })).toThrow(/gmDropout/);
+    expect(() => createPiIDTrainer({ ...base, familyOptions: { dropout: 1 } })).toThrow(
+      /familyOptions.dropout/,
+    );
+    expect(() => createPiIDTrainer({ ...base, familyOptions: { drop: 0.1 } })).toThrow(
+      /familyOptions.drop.*dropout/,
+    );
     expect(() => createPiIDTrainer({ ...base, data: undefined })).toThrow(/sampleShape/);
     expect(() => createPiIDTrainer({ ...base, family: { ...gm, name: 'dx' } as never })).toThrow(/family/);
     expect(() => createPiIDTrainer({ ...base, checkpoint: { dir: '' } })).toThrow(/checkpoint.dir/);

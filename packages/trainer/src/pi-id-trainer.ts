@@ -4,12 +4,14 @@ import {
   type Condition,
   createRandom,
   disposeParams,
+  type FamilyOptionValues,
   InvalidArgumentError,
   PiflowError,
   type Policy,
   type PolicyFamily,
   Random,
   registerGradients,
+  resolveFamilyOptions,
   rollout,
   rolloutOpByOp,
   roundHalfEven,
@@ -59,8 +61,12 @@ export interface PiIDTrainerOptions<P = unknown> {
   windowSubsteps?: number;
   /** Trajectory mixing: teacher ratio decays 1 → 0 over this many iterations (default 0: off). */
   numDecayIters?: number;
-  /** GM component dropout on the detached rollout policy (default 0). */
-  gmDropout?: number;
+  /**
+   * The family's training options (declared in `family.training.options`, defaults from there), e.g. GM's
+   * `{ dropout: 0.05 }` (component dropout on the detached rollout policy); the family turns them into
+   * `create` options.
+   */
+  familyOptions?: Record<string, unknown>;
   /** Loss multiplier (reference: 3 for ImageNet, 30 for FLUX). Default 1. */
   lossScale?: number;
   optimizer?: AdamWOptions;
@@ -123,6 +129,8 @@ export class NonFiniteLossError extends PiflowError {
 export class PiIDTrainer<P = unknown> {
   readonly student: TrainableStudent<P>;
   readonly family: PolicyFamily<P, any>;
+  /** The family's resolved training options (defaults filled in). */
+  readonly familyOptions: FamilyOptionValues;
   readonly teacher: Teacher;
   readonly optimizer: AdamW;
   readonly ema: EMA | undefined;
@@ -140,7 +148,6 @@ export class PiIDTrainer<P = unknown> {
       | 'numIntermediateStates'
       | 'windowSubsteps'
       | 'numDecayIters'
-      | 'gmDropout'
       | 'lossScale'
       | 'maxNonFiniteSteps'
     >
@@ -188,7 +195,6 @@ export class PiIDTrainer<P = unknown> {
       numIntermediateStates: options.numIntermediateStates ?? 2,
       windowSubsteps: options.windowSubsteps ?? 0,
       numDecayIters: options.numDecayIters ?? 0,
-      gmDropout: options.gmDropout ?? 0,
       lossScale: options.lossScale ?? 1,
       maxNonFiniteSteps: options.maxNonFiniteSteps ?? 10,
     };
@@ -201,7 +207,11 @@ export class PiIDTrainer<P = unknown> {
     assertNumber('numIntermediateStates', o.numIntermediateStates, { min: 1, integer: true });
     assertNumber('windowSubsteps', o.windowSubsteps, { min: 0, integer: true });
     assertNumber('numDecayIters', o.numDecayIters, { min: 0, integer: true });
-    assertNumber('gmDropout', o.gmDropout, { min: 0, max: 1, maxExclusive: true });
+    this.familyOptions = resolveFamilyOptions(
+      'familyOptions',
+      family.training?.options,
+      options.familyOptions,
+    );
     assertNumber('lossScale', o.lossScale, { min: 0, minExclusive: true });
     assertNumber('maxNonFiniteSteps', o.maxNonFiniteSteps, { min: 0, integer: true });
     if (options.sampleShape) {
@@ -484,11 +494,10 @@ export class PiIDTrainer<P = unknown> {
     const params = this.student.predict(xSrc, sigmaSrc, condition);
     let policy: Policy;
     try {
-      const dropout =
-        this.family.name === 'gm' && this.o.gmDropout > 0
-          ? { dropout: this.o.gmDropout, random: this.random }
-          : {};
-      policy = this.family.create(params, xSrc, sigmaSrc, { ...policyOptions, ...dropout });
+      const trainingOptions = this.family.training?.policyOptions(this.familyOptions, {
+        random: this.random,
+      });
+      policy = this.family.create(params, xSrc, sigmaSrc, { ...policyOptions, ...trainingOptions });
     } finally {
       disposeParams(params);
     }

@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Command } from 'commander';
 import { resolveTeacher, selectBackend } from '../context';
 import { distil } from '../distillation';
+import { builtinFamilies } from '../families';
 import { writeDensityPanels } from '../images';
 import { integer } from '../options';
 import { formatQualityTable, type QualityRow, qualityRow, sampleModel } from '../sampling';
@@ -59,17 +60,16 @@ export function demoCommand(): Command {
       }
       for (const nfe of o.nfe as number[]) {
         const result = await distil(resolved, {
-          family: 'gm',
+          family: builtinFamilies.gm!,
+          head: { numComponents: 16 },
           nfe,
           steps: o.steps,
           batchSize: 256,
-          components: 16,
-          points: 10,
           lr: 5e-4,
           intermediateStates: 2,
           windowSubsteps: 0,
           decayIters: 0,
-          gmDropout: 0.05,
+          familyOptions: { dropout: 0.05 },
           finalStepSizeScale: 1,
           checkpointEvery: o.steps,
           seed: o.seed,

@@ -1,7 +1,17 @@
 import path from 'node:path';
-import { Command, Option } from 'commander';
+import { createPolicyRegistry, type PolicyFamily } from '@piflow/core';
+import { Command, InvalidArgumentError as CommanderError, Option } from 'commander';
 import { resolveTeacher, selectBackend } from '../context';
 import { distil } from '../distillation';
+import { UsageError } from '../errors';
+import {
+  builtinFamilies,
+  chooseFamily,
+  collectPairs,
+  describeFamilies,
+  familyRegistry,
+  parseOptionPairs,
+} from '../families';
 import { applyConfigFile, integer, number } from '../options';
 
 export function distillCommand(): Command {
@@ -12,7 +22,22 @@ export function distillCommand(): Command {
       'checkerboard | model:<dir> | analytic-gm:<file.json> | <dir>',
       'checkerboard',
     )
-    .addOption(new Option('--family <name>', 'policy family').choices(['gm', 'dx']).default('gm'))
+    .option(
+      '--family <name>',
+      `policy family: ${Object.keys(builtinFamilies).join(', ')}, or one a --plugin provides (listed below)`,
+      'gm',
+    )
+    .option('--plugin <package or path>', 'load a policy-family plugin package (repeatable)', collectPairs)
+    .option(
+      '--head <name=value>',
+      'a head option of the family, e.g. numComponents=8 (repeatable)',
+      collectPairs,
+    )
+    .option(
+      '--train-option <name=value>',
+      'a training option of the family, e.g. dropout=0.1 (repeatable)',
+      collectPairs,
+    )
     .option(
       '--nfe <n>',
       'steps the student is trained for (it runs at that many or more)',
@@ -31,10 +56,10 @@ export function distillCommand(): Command {
     )
     .option(
       '--components <n>',
-      'GM components K (default 16 for vector data, 8 for images)',
+      'shorthand for --head numComponents=<n> (default 16 for vector data, 8 for images, where the family has it)',
       integer('--components', 1),
     )
-    .option('--points <n>', 'DX grid points N', integer('--points', 1), 10)
+    .option('--points <n>', 'shorthand for --head numPoints=<n>', integer('--points', 1))
     .option('--width <n>', 'student MLP width (default: the teacher architecture)', integer('--width', 1))
     .option('--depth <n>', 'student MLP blocks (default: the teacher architecture)', integer('--depth', 1))
     .option('--lr <x>', 'AdamW learning rate', number('--lr', 0, 1, true), 5e-4)
@@ -56,11 +81,10 @@ export function distillCommand(): Command {
       integer('--decay-iters', 0),
       0,
     )
-    .option(
-      '--gm-dropout <p>',
-      'GM component dropout on the rollout policy',
-      number('--gm-dropout', 0, 0.99),
-      0.05,
+    .addOption(
+      new Option('--gm-dropout <p>').hideHelp().argParser(() => {
+        throw new CommanderError('--gm-dropout is now --train-option dropout=<p>.');
+      }),
     )
     .option(
       '--final-step-size-scale <x>',
@@ -84,20 +108,48 @@ export function distillCommand(): Command {
     )
     .addHelpText(
       'after',
-      '\nExamples:\n  piflow distill --teacher checkerboard --nfe 4 --steps 1500 --out runs/gm4\n  piflow distill --teacher runs/teacher/model --family dx --nfe 4 --resume --out runs/dx4\n',
+      `\nExamples:\n  piflow distill --teacher checkerboard --nfe 4 --steps 1500 --out runs/gm4\n  piflow distill --teacher runs/teacher/model --family dx --nfe 4 --resume --out runs/dx4\n  piflow distill --plugin piflow-policy-gaussian --family gaussian --nfe 2 --out runs/gaussian2\n\nBuilt-in families and their options (--head, --train-option, --sample-option):\n${describeFamilies(createPolicyRegistry(builtinFamilies as Record<string, PolicyFamily>))}\n`,
     )
     .action(async (_options, command: Command) => {
       applyConfigFile(command);
       const o = command.opts();
+      const registry = await familyRegistry(o.plugin ?? []);
+      const family = chooseFamily(registry, o.family);
+      const head = parseOptionPairs('--head', o.head, family.studentHead?.options, family.name);
+      for (const [flag, name, value] of [
+        ['--components', 'numComponents', o.components],
+        ['--points', 'numPoints', o.points],
+      ] as const) {
+        if (value === undefined) continue;
+        if (!family.studentHead?.options[name]) {
+          throw new UsageError(
+            `${flag} sets the head option ${name}, which the family "${family.name}" does not have.`,
+            `drop ${flag}; see --help for the family's options.`,
+          );
+        }
+        head[name] = value;
+      }
+      const familyOptions = parseOptionPairs(
+        '--train-option',
+        o.trainOption,
+        family.training?.options,
+        family.name,
+      );
       await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
       const resolved = await resolveTeacher(o.teacher, { guidanceScale: o.guidanceScale });
-      // Defaults by data: image teachers (U-Nets) cost ~100× more per sample than 2-D MLPs.
+      // Defaults by data: image teachers (U-Nets) cost ~100× more per sample than 2-D MLPs, and vector data
+      // gets more mixture components (where the family has that option) for its sharper modes.
       const images = resolved.sampleShape.length > 1;
+      if (!images && family.studentHead?.options.numComponents && head.numComponents === undefined) {
+        head.numComponents = 16;
+      }
       const result = await distil(resolved, {
         ...o,
+        family,
+        head,
+        familyOptions,
         steps: o.steps ?? (images ? 500 : 1500),
         batchSize: o.batchSize ?? (images ? 32 : 256),
-        components: o.components ?? (images ? 8 : 16),
         out: o.out,
       } as never);
       console.log(

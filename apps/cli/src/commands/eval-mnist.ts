@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createRandom } from '@piflow/core';
+import { createRandom, type PolicyRegistry, resolveFamilyOptions } from '@piflow/core';
 import { loadMnist } from '@piflow/datasets';
 import { digitFeatures, digitMetrics, teacherAlignment } from '@piflow/eval';
 import { isFlowModel, type ModelManifest, type StoredModel } from '@piflow/models';
@@ -10,6 +10,7 @@ import { Command } from 'commander';
 import { loadClassifier } from '../classifier-files';
 import { loadAnyModel, selectBackend, shippedModelsDir } from '../context';
 import { UsageError } from '../errors';
+import { collectPairs } from '../families';
 import { writeImagePanels } from '../images';
 import { applyConfigFile, commandLine, integer, integerList } from '../options';
 import { sampleModel } from '../sampling';
@@ -51,7 +52,7 @@ async function generate(
   manifest: ModelManifest,
   noise: Float32Array,
   labels: Int32Array,
-  options: { teacherSteps?: number },
+  options: { teacherSteps?: number; families?: PolicyRegistry },
 ): Promise<{ images: Float32Array; seconds: number; nfe: number }> {
   const pixels = 784;
   const count = labels.length;
@@ -63,6 +64,7 @@ async function generate(
     const chunk = tf.tensor4d(noise.subarray(start * pixels, (start + n) * pixels), [n, 28, 28, 1]);
     const result = await sampleModel(model, manifest, chunk, {
       ...(options.teacherSteps ? { teacherSteps: options.teacherSteps } : {}),
+      ...(options.families ? { families: options.families } : {}),
       labels: Array.from(labels.subarray(start, start + n)),
     });
     images.set(await result.x.data(), start * pixels);
@@ -96,6 +98,7 @@ export function evalMnistCommand(): Command {
     .option('--seed <n>', 'noise seed', integer('--seed', 0), 0)
     .option('--grid <n>', 'images per panel in the side-by-side grid', integer('--grid', 10), 30)
     .option('--out <dir>', 'output folder (results.md, results.json, grids.png)', 'runs/mnist-eval')
+    .option('--plugin <package or path>', 'load a policy-family plugin package (repeatable)', collectPairs)
     .addHelpText(
       'after',
       '\nExample:\n  piflow eval-mnist --backend wasm --out docs/mnist\n  piflow eval-mnist --students runs/gm4/model --teacher-steps 4,64 -n 200\n',
@@ -185,13 +188,15 @@ export function evalMnistCommand(): Command {
         if (steps === o.referenceSteps) panels.push({ title: `teacher-${steps}`, images: run.images });
       }
       for (const dir of students) {
-        const student = await loadAnyModel(dir);
+        const student = await loadAnyModel(dir, o.plugin ?? []);
         if (isFlowModel(student.model)) {
           student.model.dispose();
           throw new UsageError(`${dir} is a teacher, not a student.`, 'list student folders in --students.');
         }
-        const run = await generate(student.model, student.manifest, noise, labels, {});
-        const name = studentName(student.manifest);
+        const run = await generate(student.model, student.manifest, noise, labels, {
+          families: student.families,
+        });
+        const name = studentName(student.manifest, student.families);
         add(name, run.nfe, run);
         panels.push({ title: name, images: run.images });
         student.model.dispose();
@@ -223,13 +228,14 @@ export function evalMnistCommand(): Command {
     });
 }
 
-function studentName(manifest: ModelManifest): string {
+/** A student's row name: its family's label for its head options (else the family name), and its step count. */
+function studentName(manifest: ModelManifest, families: PolicyRegistry): string {
   const steps = manifest.sampling?.numInferenceSteps ?? 4;
-  if (manifest.kind === 'gm-student')
-    return `π-Flow GM K=${manifest.head?.numComponents} (${steps} step${steps === 1 ? '' : 's'})`;
-  const points = manifest.head?.numPoints;
-  if (points === 1) return `single-x0 shortcut (${steps} steps)`;
-  return `π-Flow DX N=${points} (${steps} steps)`;
+  const name = manifest.family?.name ?? 'student';
+  const family = families.has(name) ? families.get(name) : undefined;
+  const head = family?.studentHead;
+  const label = head?.label?.(resolveFamilyOptions('manifest.head', head.options, manifest.head)) ?? name;
+  return `π-Flow ${label} (${steps} step${steps === 1 ? '' : 's'})`;
 }
 
 function realDigits(

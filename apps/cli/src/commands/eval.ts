@@ -1,11 +1,14 @@
 import { writeFile } from 'node:fs/promises';
 import { createRandom, sampleTeacher } from '@piflow/core';
+import { isFlowModel } from '@piflow/models';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command } from 'commander';
 import { datasets2D, loadAnyModel, resolveTeacher, selectBackend } from '../context';
 import { UsageError } from '../errors';
+import { collectPairs } from '../families';
 import { applyConfigFile, integer } from '../options';
 import { formatQualityTable, qualityRow, sampleModel } from '../sampling';
+import { samplingOptions } from './sample';
 
 export function evalCommand(): Command {
   return new Command('eval')
@@ -23,12 +26,19 @@ export function evalCommand(): Command {
     .option('-n, --count <n>', 'samples', integer('--count', 2), 2000)
     .option('--seed <n>', 'noise seed', integer('--seed', 0), 0)
     .option('--json <file>', 'also write the metrics as JSON')
+    .option('--plugin <package or path>', 'load a policy-family plugin package (repeatable)', collectPairs)
+    .option(
+      '--sample-option <name=value>',
+      "a sampling option of the student's family, e.g. temperature=auto (repeatable)",
+      collectPairs,
+    )
     .addHelpText('after', '\nExample:\n  piflow eval --model runs/gm4/model --json gm4-metrics.json\n')
     .action(async (_options, command: Command) => {
       applyConfigFile(command);
       const o = command.opts();
       await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
-      const { model, manifest } = await loadAnyModel(o.model);
+      const { model, manifest, families } = await loadAnyModel(o.model, o.plugin ?? []);
+      const familyOptions = isFlowModel(model) ? {} : samplingOptions(families.get(model.family), o);
       const dataset = manifest.metadata?.dataset as string | undefined;
       if (!dataset || !datasets2D[dataset]) {
         throw new UsageError(
@@ -43,6 +53,8 @@ export function evalCommand(): Command {
       const { x, nfe, seconds } = await sampleModel(model, manifest, noise, {
         nfe: o.nfe,
         teacherSteps: o.steps,
+        familyOptions,
+        families,
       });
       const row = qualityRow(o.model, nfe, x.dataSync(), data.dataSync(), reference.dataSync(), seconds);
       console.log(formatQualityTable([row]));

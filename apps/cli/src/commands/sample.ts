@@ -1,14 +1,33 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createRandom } from '@piflow/core';
+import { createRandom, type PolicyFamily } from '@piflow/core';
+import { isFlowModel } from '@piflow/models';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command } from 'commander';
 import { loadAnyModel, selectBackend } from '../context';
 import { UsageError } from '../errors';
+import { collectPairs, parseOptionPairs } from '../families';
 import { writeDensityPanels, writeImageGrid } from '../images';
 import { writeNpy } from '../npy';
 import { applyConfigFile, integer, labelList, number } from '../options';
 import { sampleModel } from '../sampling';
+
+/** `--sample-option` pairs (and the `--temperature` shorthand) parsed against the student family's declarations. */
+export function samplingOptions(
+  family: PolicyFamily,
+  o: { sampleOption?: string[]; temperature?: string },
+): Record<string, number | string> {
+  const pairs = [
+    ...(o.sampleOption ?? []),
+    ...(o.temperature !== undefined ? [`temperature=${o.temperature}`] : []),
+  ];
+  return parseOptionPairs(
+    o.temperature !== undefined && !o.sampleOption ? '--temperature' : '--sample-option',
+    pairs,
+    family.sampling?.options,
+    family.name,
+  );
+}
 
 export function sampleCommand(): Command {
   return new Command('sample')
@@ -20,12 +39,13 @@ export function sampleCommand(): Command {
     .option('--steps <n>', 'Euler steps when the model is a teacher', integer('--steps', 1, 4096), 32)
     .option('-n, --count <n>', 'number of samples', integer('--count', 1), 2000)
     .option('--seed <n>', 'noise seed (same seed, same samples)', integer('--seed', 0), 0)
+    .option('--plugin <package or path>', 'load a policy-family plugin package (repeatable)', collectPairs)
     .option(
-      '--temperature <x>',
-      'GM temperature for all but the last step',
-      number('--temperature', 0, 1, true),
-      1,
+      '--sample-option <name=value>',
+      "a sampling option of the student's family, e.g. temperature=auto (repeatable)",
+      collectPairs,
     )
+    .option('--temperature <x>', "shorthand for --sample-option temperature=<x> (a number or 'auto')")
     .option('--labels <list>', 'class labels cycled over the samples (class-conditional models)', labelList)
     .option(
       '--guidance-scale <x>',
@@ -43,7 +63,8 @@ export function sampleCommand(): Command {
       applyConfigFile(command);
       const o = command.opts();
       await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
-      const { model, manifest } = await loadAnyModel(o.model);
+      const { model, manifest, families } = await loadAnyModel(o.model, o.plugin ?? []);
+      const familyOptions = isFlowModel(model) ? {} : samplingOptions(families.get(model.family), o);
       if (o.labels && manifest.backbone.config.numClasses === undefined) {
         throw new UsageError('--labels was given but this model is not class-conditional.', 'drop --labels.');
       }
@@ -52,7 +73,8 @@ export function sampleCommand(): Command {
       const { x, nfe, seconds } = await sampleModel(model, manifest, noise, {
         nfe: o.nfe,
         teacherSteps: o.steps,
-        temperature: o.temperature,
+        familyOptions,
+        families,
         ...(o.guidanceScale !== undefined ? { guidanceScale: o.guidanceScale } : {}),
         ...(o.labels ? { labels: o.labels } : {}),
       });

@@ -3,9 +3,10 @@ import { isFlowModel, loadModelDirectory } from '@piflow/models';
 import { createTeacherSpecRegistry, serveTeacherCommand } from '@piflow/teacher-server';
 import type { Command } from 'commander';
 import { shippedModelsDir } from '../context';
+import { builtinFamilies } from '../families';
 
 async function modelTeacher(dir: string) {
-  const { model, manifest } = await loadModelDirectory(dir);
+  const { model, manifest } = await loadModelDirectory(dir, { families: Object.values(builtinFamilies) });
   if (!isFlowModel(model)) throw new Error(`${dir} holds a ${manifest.kind}, not a teacher.`);
   // Class-conditional teachers are served with the guidance recorded when they were trained.
   const guidanceScale = model.backbone.numClasses !== undefined ? (manifest.sampling?.guidanceScale ?? 1) : 1;

@@ -1,9 +1,11 @@
 // Float64 Euler rollouts of GM and DX policies in plain JS, from the policy's state (x0-space parameters),
-// using @piflow/core/testing's independent float64 velocity formulas. They walk rolloutSigmaGrid's grid.
+// using the families' independent float64 velocity formulas (@piflow/policy-gm/testing and
+// @piflow/policy-dx/testing). They walk rolloutSigmaGrid's grid.
 import { type RolloutSegment, rolloutSigmaGrid } from '@piflow/core';
-import { dxVelocityReference, gmVelocityReference } from '@piflow/core/testing';
 import type { DXPolicy } from '@piflow/policy-dx';
+import { dxVelocityReference } from '@piflow/policy-dx/testing';
 import type { GMPolicy } from '@piflow/policy-gm';
+import { gmVelocityReference } from '@piflow/policy-gm/testing';
 
 /** Euler steps per item over its own σ grid; `velocity(x, σ per item)` gives u for every item. */
 function euler(

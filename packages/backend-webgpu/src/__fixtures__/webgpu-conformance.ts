@@ -1,17 +1,15 @@
-// The core conformance suites on tfjs's WebGPU backend, shared by the Node (Dawn) and Chromium test files.
+// The conformance suites (core's and the GM / DX families' own) on tfjs's WebGPU backend, shared by the Node (Dawn) and Chromium test files.
 // Their "fused rollout matches op by op" cases run this package's WGSL kernels.
+import { describePolicyConformance } from '@piflow/core/testing';
+import { dx } from '@piflow/policy-dx';
+import { describeDXConformance, dxUParams, dxUSpaceReference } from '@piflow/policy-dx/testing';
+import { gm } from '@piflow/policy-gm';
 import {
-  describeDXConformance,
   describeGMOracleConformance,
-  describePolicyConformance,
-  dxUParams,
-  dxUSpaceReference,
   gmUParams,
   gmUSpaceReference,
   gmX0Params,
-} from '@piflow/core/testing';
-import { dx } from '@piflow/policy-dx';
-import { gm } from '@piflow/policy-gm';
+} from '@piflow/policy-gm/testing';
 import { describe } from 'vitest';
 import { WEBGPU } from './webgpu-test-backend';
 

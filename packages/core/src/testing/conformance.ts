@@ -1,15 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createAnalyticGMFlow } from '../analytic-gm-flow';
-import { addNoise } from '../conventions';
 import { InvalidArgumentError } from '../errors';
+import type { PolicyFamily } from '../policy-family';
 import { createRandom, type Random } from '../random';
-import { rollout, rolloutOpByOp } from '../rollout';
-import { unwarp, warp } from '../time-warp';
-import type { Policy, PolicyFamily } from '../types';
+import { rollout } from '../rollout';
+import type { Policy } from '../types';
 import { testBackends, useBackend } from './backends';
-import { countLeaks, relativeError } from './numerics';
-import { dxVelocityReference } from './references';
+import { countLeaks, readFloat32, readFloat64, relativeError } from './numerics';
 
 type AnyFamily = PolicyFamily<any, any>;
 
@@ -50,20 +47,8 @@ function tensorKeys(params: Record<string, unknown>): string[] {
 
 async function valuesOf(params: Record<string, unknown>): Promise<Record<string, Float64Array>> {
   const out: Record<string, Float64Array> = {};
-  for (const k of tensorKeys(params)) out[k] = await float64Of(params[k] as tf.Tensor);
+  for (const k of tensorKeys(params)) out[k] = await readFloat64(params[k] as tf.Tensor);
   return out;
-}
-
-/**
- * A tensor's values, read asynchronously: the suites also run on tfjs's WebGPU backend in Node (Dawn),
- * which cannot read GPU-resident values synchronously.
- */
-async function float64Of(t: tf.Tensor): Promise<Float64Array> {
-  return Float64Array.from(await t.data());
-}
-
-async function valuesOfTensor(t: tf.Tensor): Promise<Float32Array> {
-  return (await t.data()) as Float32Array;
 }
 
 function randomSigmas(random: Random, batch: number, low: number, high: number): number[] {
@@ -116,13 +101,10 @@ export function describePolicyConformance(options: PolicyConformanceOptions): vo
         it(`per-sample σ equals per-sample scalar evaluation, shape [${shape}]`, async () => {
           const s = setup(2);
           const policy = family.create(s.params, s.xSrc, tf.tensor1d(s.sigmaSrc), createOptions);
-          const all = await valuesOfTensor(policy.velocity(s.x, tf.tensor1d(s.sigma)));
+          const all = await readFloat32(policy.velocity(s.x, tf.tensor1d(s.sigma)));
           const per = shape.slice(1).reduce((a, b) => a * b, 1);
           for (let b = 0; b < B; b++) {
-            const one = (await valuesOfTensor(policy.velocity(s.x, s.sigma[b]!))).slice(
-              b * per,
-              (b + 1) * per,
-            );
+            const one = (await readFloat32(policy.velocity(s.x, s.sigma[b]!))).slice(b * per, (b + 1) * per);
             expect(relativeError(all.slice(b * per, (b + 1) * per), one)).toBeLessThan(1e-6);
           }
           policy.dispose();
@@ -189,11 +171,11 @@ export function describePolicyConformance(options: PolicyConformanceOptions): vo
             return tf.sum(tf.mul(policy.velocity(s.x, sigmaT), weights));
           });
           const grads = gradientFn(keys.map((k) => s.params[k] as tf.Tensor));
-          const w = await valuesOfTensor(weights);
+          const w = await readFloat32(weights);
           const inputs: ReferenceInputs = {
             shape,
-            xSrc: await float64Of(s.xSrc),
-            x: await float64Of(s.x),
+            xSrc: await readFloat64(s.xSrc),
+            x: await readFloat64(s.x),
             sigmaSrc: s.sigmaSrc,
             sigma: s.sigma,
           };
@@ -217,7 +199,7 @@ export function describePolicyConformance(options: PolicyConformanceOptions): vo
             return value;
           };
           for (const [i, key] of keys.entries()) {
-            const g = await valuesOfTensor(grads[i]!);
+            const g = await readFloat32(grads[i]!);
             const direction = s.random.fillNormal(new Float64Array(g.length));
             let analytic = 0;
             for (let j = 0; j < g.length; j++) analytic += g[j]! * direction[j]!;
@@ -244,8 +226,8 @@ export function describePolicyConformance(options: PolicyConformanceOptions): vo
             const u = policy.velocity(s.x, tf.tensor1d(s.sigma));
             const ref = referenceVelocity(await valuesOf(s.params), {
               shape,
-              xSrc: await float64Of(s.xSrc),
-              x: await float64Of(s.x),
+              xSrc: await readFloat64(s.xSrc),
+              x: await readFloat64(s.x),
               sigmaSrc: s.sigmaSrc,
               sigma: s.sigma,
             });
@@ -322,223 +304,6 @@ export function describePolicyConformance(options: PolicyConformanceOptions): vo
         tf.dispose([wrongX, intX]);
         expect(tf.memory().numTensors - before).toBeLessThanOrEqual(1); // the stray [1] sigma tensor above
         tf.dispose([...tensorKeys(s.params).map((k) => s.params[k] as tf.Tensor), s.xSrc]);
-      });
-    });
-  }
-}
-
-export interface GMOracleOptions {
-  /** The GM family (it must accept x0-space params { space: 'x0', means, logweights, variance }). */
-  family: AnyFamily;
-  backends?: string[];
-  /** Tolerance (default 1e-4 relative, float32). */
-  tolerance?: number;
-}
-
-const oracleMixtures = [
-  { label: '2-D, 8 components', C: 2, K: 8, std: 0.15 },
-  { label: '16-D, 12 components', C: 16, K: 12, std: 0.4 },
-];
-
-function makeMixture(C: number, K: number, std: number, random: Random) {
-  const means = Array.from({ length: K }, () => Array.from({ length: C }, () => 2 * random.normal()));
-  const raw = Array.from({ length: K }, () => 0.2 + random.uniform());
-  const total = raw.reduce((a, b) => a + b, 0);
-  return createAnalyticGMFlow({ means, std, weights: raw.map((w) => w / total) });
-}
-
-/**
- * The oracle property: for Gaussian-mixture data, the exact x0-posterior at (x_src, σ_src) is a GM, and the
- * GM policy built from it reproduces the exact velocity at every (x, σ ≤ σ_src), so a 1-step rollout equals
- * the teacher's own ODE rollout with the same substeps.
- */
-export function describeGMOracleConformance(options: GMOracleOptions): void {
-  const { family, tolerance = 1e-4 } = options;
-  for (const backend of options.backends ?? testBackends()) {
-    describe(`GM oracle on ${backend}`, () => {
-      beforeAll(async () => {
-        await useBackend(backend);
-      });
-      for (const { label, C, K, std } of oracleMixtures) {
-        it(`policy from the exact posterior gives the exact velocity below σ_src (${label})`, async () => {
-          const random = createRandom(11 + C);
-          const flow = makeMixture(C, K, std, random);
-          const B = 64;
-          for (const sigmaSrcValue of [1, 0.8, 0.35]) {
-            const { x0 } = flow.sample(B, random);
-            const noise = random.normalTensor([B, C]);
-            const xSrc = addNoise(x0, noise, sigmaSrcValue);
-            const posterior = flow.posterior(xSrc, sigmaSrcValue);
-            const policy = family.create(posterior, xSrc, sigmaSrcValue);
-            // random (x, σ) below σ_src: points on the forward process of the same x0, plus off-trajectory points
-            const sigma = Array.from(
-              { length: B },
-              (_, b) => sigmaSrcValue * (b === 0 ? 1 : b === 1 ? 0 : random.uniform()),
-            );
-            const sigmaT = tf.tensor1d(sigma);
-            // Its own σ tensor: tfjs's WebGPU backend drops a tensor's JS values once an op has used it, and
-            // velocity() reads σ synchronously to validate it (which Node's WebGPU cannot do from the GPU).
-            const onPath = tf.tidy(() => addNoise(x0, random.normalTensor([B, C]), tf.tensor1d(sigma)));
-            const offPath = tf.add(onPath, random.normalTensor([B, C]));
-            for (const x of [onPath, offPath]) {
-              const u = policy.velocity(x, sigmaT);
-              const exact = flow.velocityFloat64(await x.data(), sigma);
-              expect(relativeError(await u.data(), exact)).toBeLessThan(tolerance);
-              u.dispose();
-            }
-            policy.dispose();
-            tf.dispose([
-              x0,
-              noise,
-              xSrc,
-              posterior.means,
-              posterior.logweights,
-              posterior.variance,
-              sigmaT,
-              onPath,
-              offPath,
-            ]);
-          }
-        });
-
-        it(`1-step rollout from σ = 1 to 0 equals the teacher's rollout with the same substeps (${label})`, async () => {
-          const random = createRandom(21 + C);
-          const flow = makeMixture(C, K, std, random);
-          const noise = random.normalTensor([128, C]);
-          const posterior = flow.posterior(noise, 1);
-          const policy = family.create(posterior, noise, 1);
-          for (const shift of [1, 3.2]) {
-            const student = rollout(policy, noise, { sigmaSrc: 1, sigmaDst: 0, substeps: 128, shift });
-            const teacher = rolloutOpByOp(flow, noise, {
-              sigmaSrc: new Float32Array(128).fill(1),
-              sigmaDst: new Float32Array(128),
-              substeps: 128,
-              shift,
-            });
-            expect(relativeError(await student.data(), await teacher.data())).toBeLessThan(tolerance);
-            tf.dispose([student, teacher]);
-          }
-          policy.dispose();
-          tf.dispose([noise, posterior.means, posterior.logweights, posterior.variance]);
-        });
-      }
-    });
-  }
-}
-
-export interface DXConformanceOptions {
-  family: AnyFamily;
-  backends?: string[];
-}
-
-/** DX semantics: exact at grid nodes, linear between, clamped outside; polynomial mode vs direct evaluation. */
-export function describeDXConformance(options: DXConformanceOptions): void {
-  const { family } = options;
-  for (const backend of options.backends ?? testBackends()) {
-    describe(`DX semantics on ${backend}`, () => {
-      beforeAll(async () => {
-        await useBackend(backend);
-      });
-      const B = 2;
-      const N = 6;
-      const shape = [B, 3, 2];
-      const shift = 2.5;
-      const segmentSize = 0.3;
-      const make = (seed: number) => {
-        const random = createRandom(seed);
-        const x0Grid = random.normalTensor([B, N, ...shape.slice(1)]);
-        const xSrc = random.normalTensor(shape);
-        return { random, x0Grid, xSrc };
-      };
-      const D = 6;
-
-      it('is exact at grid nodes and linear between them', async () => {
-        const { x0Grid, xSrc } = make(1);
-        const sigmaSrc = [0.9, 0.2]; // the second segment is clipped at raw time 0
-        const policy = family.create({ space: 'x0', x0Grid }, xSrc, tf.tensor1d(sigmaSrc), {
-          shift,
-          segmentSize,
-          mode: 'grid',
-        });
-        const grid = await x0Grid.data();
-        const x = xSrc;
-        const xv = await x.data();
-        for (let n = 0; n < N; n++) {
-          for (const half of [0, 0.5]) {
-            if (n + half > N - 1) continue;
-            const sigma = sigmaSrc.map((ss) => {
-              const rSrc = unwarp(ss, shift);
-              const rDst = Math.max(rSrc - segmentSize, 0);
-              return warp(rDst + ((n + half) / (N - 1)) * (rSrc - rDst), shift);
-            });
-            const u = await valuesOfTensor(policy.velocity(x, tf.tensor1d(sigma)));
-            for (let b = 0; b < B; b++) {
-              for (let i = 0; i < D; i++) {
-                const at = (m: number) => grid[(b * N + m) * D + i]!;
-                const expected = half === 0 ? at(n) : 0.5 * (at(n) + at(n + 1));
-                const scale = Math.max(sigma[b]!, 1e-4); // u = (x − x0)/max(σ, eps)
-                const x0 = xv[b * D + i]! - scale * u[b * D + i]!;
-                expect(Math.abs(x0 - expected)).toBeLessThan(1e-5 * (1 + Math.abs(xv[b * D + i]!)));
-              }
-            }
-          }
-        }
-        policy.dispose();
-        tf.dispose([x0Grid, xSrc]);
-      });
-
-      it('clamps to the end values outside the segment and matches the float64 reference', async () => {
-        const { x0Grid, xSrc, random } = make(2);
-        const sigmaSrc = [0.95, 0.6];
-        for (const mode of ['grid', 'polynomial'] as const) {
-          const policy = family.create({ space: 'x0', x0Grid }, xSrc, tf.tensor1d(sigmaSrc), {
-            shift,
-            segmentSize,
-            mode,
-          });
-          for (const sigma of [[0.01, 0.005], sigmaSrc, [random.uniform() * 0.9, random.uniform() * 0.6]]) {
-            const x = tf.tidy(() => tf.add(xSrc, random.normalTensor(shape)));
-            const u = await valuesOfTensor(policy.velocity(x, tf.tensor1d(sigma)));
-            const ref = dxVelocityReference({
-              x0Grid: await x0Grid.data(),
-              x: await x.data(),
-              sigmaSrc,
-              sigma,
-              B,
-              N,
-              mode,
-              shift,
-              segmentSize,
-              eps: 1e-4,
-            });
-            expect(relativeError(u, ref)).toBeLessThan(1e-4);
-            x.dispose();
-          }
-          policy.dispose();
-        }
-        tf.dispose([x0Grid, xSrc]);
-      });
-
-      it('u-space parameters convert with x0 = x_src − σ_src·u for every entry', async () => {
-        const { x0Grid: uGrid, xSrc } = make(3);
-        const sigmaSrc = 0.7;
-        const fromU = family.create({ space: 'u', uGrid }, xSrc, sigmaSrc, {
-          shift,
-          segmentSize,
-          mode: 'polynomial',
-        });
-        const x0Grid = tf.tidy(() => tf.sub(tf.expandDims(xSrc, 1), tf.mul(sigmaSrc, uGrid)));
-        const fromX0 = family.create({ space: 'x0', x0Grid }, xSrc, sigmaSrc, {
-          shift,
-          segmentSize,
-          mode: 'polynomial',
-        });
-        const a = fromU.velocity(xSrc, 0.3);
-        const b = fromX0.velocity(xSrc, 0.3);
-        expect(relativeError(await a.data(), await b.data())).toBeLessThan(1e-6);
-        tf.dispose([a, b, uGrid, xSrc, x0Grid]);
-        fromU.dispose();
-        fromX0.dispose();
       });
     });
   }

@@ -13,6 +13,19 @@ export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): numbe
   return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
 }
 
+/**
+ * A tensor's values, read asynchronously: the suites also run on tfjs's WebGPU backend in Node (Dawn),
+ * which cannot read GPU-resident values synchronously.
+ */
+export async function readFloat32(t: tf.Tensor): Promise<Float32Array> {
+  return (await t.data()) as Float32Array;
+}
+
+/** The same, widened to float64 (for float64 references). */
+export async function readFloat64(t: tf.Tensor): Promise<Float64Array> {
+  return Float64Array.from(await t.data());
+}
+
 /** Largest |a − b|. */
 export function maxAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;

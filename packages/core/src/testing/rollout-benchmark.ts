@@ -3,10 +3,11 @@
 // @piflow/backend-node run this. Every ratio is measured within one run.
 import * as tf from '@tensorflow/tfjs-core';
 import { createAnalyticGMFlow } from '../analytic-gm-flow';
+import type { PolicyFamily } from '../policy-family';
 import { createRandom } from '../random';
 import { rollout } from '../rollout';
 import { sample } from '../sample';
-import type { PolicyFamily, Student } from '../types';
+import type { Student } from '../types';
 
 export interface BenchRow {
   name: string;

@@ -1,9 +1,15 @@
-import { createRandom, type RolloutSegment, rollout } from '@piflow/core';
+import {
+  createRandom,
+  InvalidArgumentError,
+  type RolloutSegment,
+  rollout,
+  runFusedRollout,
+} from '@piflow/core';
 import { countLeaks, relativeError, testBackends, useBackend } from '@piflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { type DXMode, type DXPolicy, dx, registerDXFusedRollout } from '../index';
-import { DXFusedRolloutKernel, planDXRollout } from './dx-fused-kernel';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type DXMode, type DXPolicy, dx } from '../index';
+import { DX_FUSED_ROLLOUT_KERNEL, dxFusedRolloutKernel, planDXRollout } from './dx-fused-kernel';
 
 /** Fused vs op-by-op tolerance (relative L2, float32 over up to 64 substeps). */
 const TOLERANCE = 1e-4;
@@ -25,31 +31,60 @@ function makePolicy(
   return { policy, x };
 }
 
-/** The policy's own fused rollout (which must run) and the op-by-op reference over the same segment. */
+/**
+ * A counting spy on a backend's DX fused kernel: `install` registers, under DX_FUSED_ROLLOUT_KERNEL, a wrapper
+ * of the package's own kernel that counts its successful runs. Were the spy unregistered, runFusedRollout would
+ * register the plain kernel again on first use, and its runs would not count.
+ */
+class KernelSpy {
+  runs = 0;
+  constructor(readonly backend: string) {}
+  install(): void {
+    this.uninstall();
+    const inner = dxFusedRolloutKernel.kernels![this.backend]!;
+    tf.registerKernel({
+      kernelName: DX_FUSED_ROLLOUT_KERNEL,
+      backendName: this.backend,
+      kernelFunc: (args) => {
+        const out = inner(args);
+        this.runs++;
+        return out;
+      },
+    });
+  }
+  uninstall(): void {
+    if (tf.getKernel(DX_FUSED_ROLLOUT_KERNEL, this.backend)) {
+      tf.unregisterKernel(DX_FUSED_ROLLOUT_KERNEL, this.backend);
+    }
+  }
+}
+
+/**
+ * `rollout` through core's dispatch (the fused kernel, which must have run exactly once: counted by `spy`)
+ * and the op-by-op reference over the same segment.
+ */
 function fusedAndReference(
+  spy: KernelSpy,
   policy: DXPolicy,
   x: tf.Tensor,
   sigmaSrc: number[],
   sigmaDst: number[],
   shift: number,
 ) {
-  const segment: RolloutSegment = {
-    sigmaSrc: Float32Array.from(sigmaSrc),
-    sigmaDst: Float32Array.from(sigmaDst),
-    substeps: 64,
-    shift,
-  };
-  const fused = policy.fusedRollout(x, segment);
-  expect(fused, 'the built-in fused kernel ran').toBeInstanceOf(tf.Tensor);
   const src = tf.tensor1d(sigmaSrc);
   const dst = tf.tensor1d(sigmaDst);
-  const reference = rollout(policy, x, { sigmaSrc: src, sigmaDst: dst, substeps: 64, shift, fused: false });
+  const options = { sigmaSrc: src, sigmaDst: dst, substeps: 64, shift };
+  const before = spy.runs;
+  const fused = rollout(policy, x, options);
+  const runs = spy.runs - before;
+  const reference = rollout(policy, x, { ...options, fused: false });
   const result = {
-    fused: fused!.dataSync().slice(),
+    fused: fused.dataSync().slice(),
     reference: reference.dataSync().slice(),
-    shape: fused!.shape,
+    shape: fused.shape,
   };
-  tf.dispose([fused!, reference, src, dst]);
+  tf.dispose([fused, reference, src, dst]);
+  expect(runs, `runs of ${DX_FUSED_ROLLOUT_KERNEL} on ${spy.backend}`).toBe(1);
   return result;
 }
 
@@ -95,17 +130,51 @@ const cases: {
 
 for (const backend of testBackends()) {
   describe(`fused DX rollout kernel on ${backend}`, () => {
+    const spy = new KernelSpy(backend);
     beforeAll(async () => {
       await useBackend(backend);
+    });
+    afterAll(() => {
+      spy.uninstall();
     });
 
     it('registers its tfjs kernel lazily, on first fused use', () => {
       // this file runs in its own process: importing the package (and the suites so far) registered nothing
-      expect(tf.getKernel(DXFusedRolloutKernel, backend)).toBeUndefined();
+      expect(tf.getKernel(DX_FUSED_ROLLOUT_KERNEL, backend)).toBeUndefined();
+      expect(dx.fusedRollout).toBe(dxFusedRolloutKernel);
+      expect(dxFusedRolloutKernel.kernelName).toBe(DX_FUSED_ROLLOUT_KERNEL);
+      expect(Object.keys(dxFusedRolloutKernel.kernels!)).toEqual(['cpu', 'wasm']);
       const { policy, x } = makePolicy([1, 2, 2], 3, [0.5], { mode: 'grid' });
       const y = rollout(policy, x, { sigmaSrc: 0.5, sigmaDst: 0, substeps: 8 });
-      expect(tf.getKernel(DXFusedRolloutKernel, backend)).toBeDefined();
+      expect(tf.getKernel(DX_FUSED_ROLLOUT_KERNEL, backend)?.kernelFunc).toBe(
+        dxFusedRolloutKernel.kernels![backend],
+      );
       tf.dispose([x, y]);
+      policy.dispose();
+      spy.install(); // from here on the kernel's runs are counted
+    });
+
+    it('the call carries the unified inputs and the plan as attributes (what every backend’s kernel takes)', () => {
+      const { policy, x } = makePolicy([2, 3, 2], 4, [0.9, 0.6], { mode: 'grid', shift: 2 });
+      const segment: RolloutSegment = {
+        sigmaSrc: new Float32Array([0.9, 0.6]),
+        sigmaDst: new Float32Array([0, 0.3]),
+        substeps: 32,
+        shift: 2,
+      };
+      const call = policy.fusedRolloutCall(x, segment)!;
+      expect(call.kernel).toBe(dxFusedRolloutKernel);
+      expect(Object.keys(call.inputs).sort()).toEqual(['x', 'x0Grid']);
+      expect(call.inputs.x).toBe(x);
+      expect(call.inputs.x0Grid).toBe(policy.x0Grid);
+      const plan = planDXRollout(policy, segment);
+      expect(call.attrs).toEqual({ a: Array.from(plan.a), c: Array.from(plan.c), numPoints: 4 });
+      const wrong = tf.zeros([2, 2, 2]);
+      const ints = tf.zeros([2, 3, 2], 'int32');
+      expect(policy.fusedRolloutCall(wrong, segment)).toBeUndefined();
+      expect(policy.fusedRolloutCall(ints, segment)).toBeUndefined();
+      expect(() => rollout(policy, wrong, { sigmaSrc: 0.5, sigmaDst: 0 })).toThrow(InvalidArgumentError);
+      tf.dispose([wrong, ints, x]);
       policy.dispose();
     });
 
@@ -117,7 +186,14 @@ for (const backend of testBackends()) {
             shift: c.policyShift ?? 1,
             segmentSize: c.segmentSize ?? 1,
           });
-          const { fused, reference, shape } = fusedAndReference(policy, x, c.sigmaSrc, c.sigmaDst, c.shift);
+          const { fused, reference, shape } = fusedAndReference(
+            spy,
+            policy,
+            x,
+            c.sigmaSrc,
+            c.sigmaDst,
+            c.shift,
+          );
           expect(shape).toEqual(c.shape);
           expect(fused.every(Number.isFinite)).toBe(true);
           expect(relativeError(fused, reference)).toBeLessThan(TOLERANCE);
@@ -126,6 +202,32 @@ for (const backend of testBackends()) {
         });
       }
     }
+
+    it('planted bug: with the kernel unregistered, the comparison helper fails (its run count stays 0)', () => {
+      const c = cases[2]!;
+      const { policy, x } = makePolicy(c.shape, c.N, c.sigmaSrc, {
+        mode: 'grid',
+        shift: c.policyShift ?? 1,
+        segmentSize: c.segmentSize ?? 1,
+      });
+      tf.unregisterKernel(DX_FUSED_ROLLOUT_KERNEL, backend);
+      try {
+        // The rollout is still right (the package's kernel is registered again, uncounted, on first use), so
+        // only the run count tells that the kernel under test did not run.
+        expect(() => fusedAndReference(spy, policy, x, c.sigmaSrc, c.sigmaDst, c.shift)).toThrow(
+          `runs of ${DX_FUSED_ROLLOUT_KERNEL} on ${backend}`,
+        );
+        expect(tf.getKernel(DX_FUSED_ROLLOUT_KERNEL, backend)?.kernelFunc).toBe(
+          dxFusedRolloutKernel.kernels![backend],
+        );
+      } finally {
+        spy.install();
+      }
+      const { fused, reference } = fusedAndReference(spy, policy, x, c.sigmaSrc, c.sigmaDst, c.shift);
+      expect(relativeError(fused, reference)).toBeLessThan(TOLERANCE);
+      tf.dispose(x);
+      policy.dispose();
+    });
 
     it('a zero-length segment leaves x unchanged; one substep is one Euler step', () => {
       const { policy, x } = makePolicy([2, 3, 2], 3, [0.7, 0.7], { mode: 'grid' });
@@ -156,9 +258,9 @@ for (const backend of testBackends()) {
       const { policy, x } = makePolicy([2, 4, 3], 5, [1, 1], { mode: 'grid' });
       const options = { sigmaSrc: 1, sigmaDst: 0, substeps: 32 };
       const fused = await tf.profile(() => rollout(policy, x, options));
-      expect(fused.kernelNames).toEqual([DXFusedRolloutKernel]);
+      expect(fused.kernelNames).toEqual([DX_FUSED_ROLLOUT_KERNEL]);
       const opByOp = await tf.profile(() => rollout(policy, x, { ...options, fused: false }));
-      expect(opByOp.kernelNames).not.toContain(DXFusedRolloutKernel);
+      expect(opByOp.kernelNames).not.toContain(DX_FUSED_ROLLOUT_KERNEL);
       expect(opByOp.kernels.length).toBeGreaterThan(32 * 4);
       tf.dispose([fused.result as tf.Tensor, opByOp.result as tf.Tensor, x]);
       policy.dispose();
@@ -175,19 +277,22 @@ for (const backend of testBackends()) {
         substeps: 16,
         shift: 1,
       };
+      const runsBefore = spy.runs;
       let fusedInsideTape: tf.Tensor | undefined | null = null;
       const grad = tf.grad((g: tf.Tensor) => {
         const policy = dx.create({ space: 'x0', x0Grid: g }, xSrc, 0.8);
-        fusedInsideTape = policy.fusedRollout(xSrc, segment);
+        fusedInsideTape = runFusedRollout(policy.fusedRolloutCall(xSrc, segment)!);
         return tf.sum(rollout(policy, xSrc, { sigmaSrc: 0.8, sigmaDst: 0.5, substeps: 16 }));
       })(grid);
       expect(fusedInsideTape).toBeUndefined();
+      expect(spy.runs).toBe(runsBefore);
       const gv = grad.dataSync();
       expect(gv.every(Number.isFinite)).toBe(true);
       expect(Math.max(...Array.from(gv, Math.abs))).toBeGreaterThan(1e-3);
       const policy = dx.create({ space: 'x0', x0Grid: grid }, xSrc, 0.8);
-      const outside = policy.fusedRollout(xSrc, segment);
+      const outside = runFusedRollout(policy.fusedRolloutCall(xSrc, segment)!);
       expect(outside).toBeInstanceOf(tf.Tensor);
+      expect(spy.runs).toBe(runsBefore + 1);
       tf.dispose([grad, grid, xSrc, outside as tf.Tensor]);
       policy.dispose();
     });
@@ -195,29 +300,13 @@ for (const backend of testBackends()) {
     it('leaks no tensors', () => {
       const { policy, x } = makePolicy([2, 5, 3], 4, [0.9, 0.7], { mode: 'polynomial' });
       const sigmaSrc = tf.tensor1d([0.9, 0.7]);
+      const runsBefore = spy.runs;
       const { leaked, result } = countLeaks(() =>
         rollout(policy, x, { sigmaSrc, sigmaDst: 0, substeps: 16 }),
       );
+      expect(spy.runs).toBe(runsBefore + 1);
       expect(leaked).toBe(0);
       tf.dispose([result, sigmaSrc, x]);
-      policy.dispose();
-    });
-
-    it('registered hooks still come first (e.g. a WebGPU kernel)', () => {
-      const { policy, x } = makePolicy([1, 2, 2], 2, [0.5], { mode: 'grid' });
-      const marker = tf.fill([1, 2, 2], 7);
-      let calls = 0;
-      const remove = registerDXFusedRollout(() => {
-        calls++;
-        return tf.clone(marker);
-      });
-      const y = rollout(policy, x, { sigmaSrc: 0.5, sigmaDst: 0 });
-      expect(calls).toBe(1);
-      expect(Array.from(y.dataSync())).toEqual([7, 7, 7, 7]);
-      remove();
-      const z = rollout(policy, x, { sigmaSrc: 0.5, sigmaDst: 0 });
-      expect(Array.from(z.dataSync())).not.toEqual([7, 7, 7, 7]);
-      tf.dispose([marker, y, z, x]);
       policy.dispose();
     });
   });

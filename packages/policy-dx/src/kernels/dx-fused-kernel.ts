@@ -1,5 +1,5 @@
-import { canFuseRollout, ensureKernel, type RolloutSegment, rolloutSigmaGrid } from '@piflow/core';
-import * as tf from '@tensorflow/tfjs-core';
+import { type FusedRolloutKernel, type RolloutSegment, rolloutSigmaGrid } from '@piflow/core';
+import type * as tf from '@tensorflow/tfjs-core';
 import type { DXPolicyState } from '../dx-policy';
 
 /**
@@ -49,7 +49,7 @@ export function planDXRollout(policy: DXPolicyState, segment: RolloutSegment): D
 export function combineDXRollout(
   x: Float32Array,
   grid: Float32Array,
-  plan: DXRolloutPlan,
+  plan: { readonly a: ArrayLike<number>; readonly c: ArrayLike<number> },
   batch: number,
   numPoints: number,
   out: Float32Array = new Float32Array(x.length),
@@ -71,14 +71,31 @@ export function combineDXRollout(
   return out;
 }
 
-/** Name of the tfjs kernel that runs a whole DX rollout (registered lazily for 'cpu' and 'wasm'). */
-export const DXFusedRolloutKernel = 'PiflowDXFusedRollout';
+/**
+ * The tfjs kernel name of the fused DX rollout. Every backend registers its kernel under this one name:
+ * @piflow/policy-dx provides cpu and wasm (`dxFusedRolloutKernel.kernels`, registered on first use by core's
+ * `runFusedRollout`), @piflow/backend-webgpu registers 'webgpu'.
+ */
+export const DX_FUSED_ROLLOUT_KERNEL = 'PiflowDXFusedRollout';
 
-/** Backends with a built-in fused DX rollout. */
-export const dxFusedBackends: readonly string[] = ['cpu', 'wasm'];
+/**
+ * Attributes of a fused DX rollout call, the same on every backend: the plan (planDXRollout, plain JS from the
+ * policy and the segment, in float64) as plain numbers. Inputs, the same on every backend: `x`
+ * [B, …positions, C] and `x0Grid` [B, N, …positions, C]. The output has x's shape.
+ */
+export interface DXFusedRolloutAttrs {
+  /** [B] coefficient of x_start per item. */
+  a: number[];
+  /** [B·N] coefficients of the grid entries per item. */
+  c: number[];
+  /** Grid entries N. */
+  numPoints: number;
+}
 
-interface Attrs {
-  plan: DXRolloutPlan;
+/** The attributes of a fused rollout of `policy` over `segment` (its plan). */
+export function dxFusedRolloutAttrs(policy: DXPolicyState, segment: RolloutSegment): DXFusedRolloutAttrs {
+  const { a, c } = planDXRollout(policy, segment);
+  return { a: Array.from(a), c: Array.from(c), numPoints: policy.x0Grid.shape[1]! };
 }
 
 type AnyBackend = {
@@ -88,7 +105,8 @@ type AnyBackend = {
   makeTensorInfo?: (shape: number[], dtype: tf.DataType, values: Float32Array) => tf.TensorInfo;
 };
 
-function kernelFunc({
+/** The cpu and wasm kernel: the plan's one combination, a single pass over x and the grid. */
+function dxFusedRolloutKernelFunc({
   inputs,
   backend,
   attrs,
@@ -98,11 +116,11 @@ function kernelFunc({
   attrs?: tf.NamedAttrMap;
 }): tf.TensorInfo {
   const be = backend as AnyBackend;
-  const { plan } = attrs as unknown as Attrs;
+  const plan = attrs as unknown as DXFusedRolloutAttrs;
   const x = inputs.x!;
   const grid = inputs.x0Grid!;
   const batch = x.shape[0]!;
-  const numPoints = grid.shape[1]!;
+  const numPoints = plan.numPoints;
   if (be.makeOutput && be.typedArrayFromHeap) {
     const out = be.makeOutput(x.shape, 'float32'); // allocate first: the heap may grow
     combineDXRollout(
@@ -126,18 +144,13 @@ function kernelFunc({
 }
 
 /**
- * The built-in fused DX rollout for the cpu and wasm backends (one kernel call). Returns undefined (the
- * caller then goes op by op) on other backends or while a gradient tape is recording.
+ * The DX family's fused rollout kernel: its name and the cpu and wasm kernels this package provides
+ * (registered on first use). Other backends register theirs under the same name (@piflow/backend-webgpu).
  */
-export function builtinDXFusedRollout(
-  policy: DXPolicyState,
-  x: tf.Tensor,
-  segment: RolloutSegment,
-): tf.Tensor | undefined {
-  if (!canFuseRollout(x, policy.xSrc, dxFusedBackends)) return undefined;
-  const plan = planDXRollout(policy, segment);
-  ensureKernel(DXFusedRolloutKernel, tf.getBackend(), kernelFunc);
-  return tf
-    .engine()
-    .runKernel(DXFusedRolloutKernel, { x, x0Grid: policy.x0Grid }, { plan } as unknown as tf.NamedAttrMap);
-}
+export const dxFusedRolloutKernel: FusedRolloutKernel = {
+  kernelName: DX_FUSED_ROLLOUT_KERNEL,
+  kernels: {
+    cpu: dxFusedRolloutKernelFunc as tf.KernelFunc,
+    wasm: dxFusedRolloutKernelFunc as tf.KernelFunc,
+  },
+};

@@ -1,11 +1,20 @@
-import { createRandom, InvalidArgumentError, type Random, type RolloutSegment, rollout } from '@piflow/core';
+import {
+  createRandom,
+  FusedRolloutDeclined,
+  InvalidArgumentError,
+  type Random,
+  type RolloutSegment,
+  rollout,
+  runFusedRollout,
+} from '@piflow/core';
 import { countLeaks, relativeError, testBackends, useBackend } from '@piflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type GMPolicy, gm, registerGMFusedRollout } from '../index';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type GMPolicy, gm } from '../index';
 import {
+  GM_FUSED_ROLLOUT_KERNEL,
   type GMFusedImplementation,
-  GMFusedRolloutKernel,
+  gmFusedRolloutKernel,
   runGMRolloutArrays,
   setGMFusedImplementation,
 } from './gm-fused-kernel';
@@ -38,31 +47,60 @@ function makePolicy(
   return policy;
 }
 
-/** The policy's own fused rollout (which must run) and the op-by-op reference over the same segment. */
+/**
+ * A counting spy on a backend's GM fused kernel: `install` registers, under GM_FUSED_ROLLOUT_KERNEL, a wrapper
+ * of the package's own kernel that counts its successful runs. Were the spy unregistered, runFusedRollout would
+ * register the plain kernel again on first use, and its runs would not count.
+ */
+class KernelSpy {
+  runs = 0;
+  constructor(readonly backend: string) {}
+  install(): void {
+    this.uninstall();
+    const inner = gmFusedRolloutKernel.kernels![this.backend]!;
+    tf.registerKernel({
+      kernelName: GM_FUSED_ROLLOUT_KERNEL,
+      backendName: this.backend,
+      kernelFunc: (args) => {
+        const out = inner(args);
+        this.runs++;
+        return out;
+      },
+    });
+  }
+  uninstall(): void {
+    if (tf.getKernel(GM_FUSED_ROLLOUT_KERNEL, this.backend)) {
+      tf.unregisterKernel(GM_FUSED_ROLLOUT_KERNEL, this.backend);
+    }
+  }
+}
+
+/**
+ * `rollout` through core's dispatch (the fused kernel, which must have run exactly once: counted by `spy`)
+ * and the op-by-op reference over the same segment.
+ */
 function fusedAndReference(
+  spy: KernelSpy,
   policy: GMPolicy,
   x: tf.Tensor,
   sigmaSrc: number[],
   sigmaDst: number[],
   shift = 1,
 ) {
-  const segment: RolloutSegment = {
-    sigmaSrc: Float32Array.from(sigmaSrc),
-    sigmaDst: Float32Array.from(sigmaDst),
-    substeps: 64,
-    shift,
-  };
-  const fused = policy.fusedRollout(x, segment);
-  expect(fused, 'the built-in fused kernel ran').toBeInstanceOf(tf.Tensor);
   const src = tf.tensor1d(sigmaSrc);
   const dst = tf.tensor1d(sigmaDst);
-  const reference = rollout(policy, x, { sigmaSrc: src, sigmaDst: dst, substeps: 64, shift, fused: false });
+  const options = { sigmaSrc: src, sigmaDst: dst, substeps: 64, shift };
+  const before = spy.runs;
+  const fused = rollout(policy, x, options);
+  const runs = spy.runs - before;
+  const reference = rollout(policy, x, { ...options, fused: false });
   const result = {
-    fused: fused!.dataSync().slice(),
+    fused: fused.dataSync().slice(),
     reference: reference.dataSync().slice(),
-    shape: fused!.shape,
+    shape: fused.shape,
   };
-  tf.dispose([fused!, reference, src, dst]);
+  tf.dispose([fused, reference, src, dst]);
+  expect(runs, `runs of ${GM_FUSED_ROLLOUT_KERNEL} on ${spy.backend}`).toBe(1);
   return result;
 }
 
@@ -170,22 +208,64 @@ describe('fused GM kernels on flat arrays', () => {
 
 for (const backend of testBackends()) {
   describe(`fused GM rollout kernels on ${backend}`, () => {
+    const spy = new KernelSpy(backend);
     beforeAll(async () => {
       await useBackend(backend);
     });
     afterEach(() => {
       setGMFusedImplementation('auto');
     });
+    afterAll(() => {
+      spy.uninstall();
+    });
 
     it('registers its tfjs kernel lazily, on first fused use', () => {
       // this file runs in its own process: importing the package (and the suites so far) registered nothing
-      expect(tf.getKernel(GMFusedRolloutKernel, backend)).toBeUndefined();
+      expect(tf.getKernel(GM_FUSED_ROLLOUT_KERNEL, backend)).toBeUndefined();
+      expect(gm.fusedRollout).toBe(gmFusedRolloutKernel);
+      expect(gmFusedRolloutKernel.kernelName).toBe(GM_FUSED_ROLLOUT_KERNEL);
+      expect(Object.keys(gmFusedRolloutKernel.kernels!)).toEqual(['cpu', 'wasm']);
       const random = createRandom(1);
       const policy = makePolicy([1, 3, 2], 2, random, [0.5]);
       const y = rollout(policy, policy.xSrc, { sigmaSrc: 0.5, sigmaDst: 0, substeps: 8 });
-      expect(tf.getKernel(GMFusedRolloutKernel, backend)).toBeDefined();
-      expect(tf.getKernel(GMFusedRolloutKernel, 'webgl')).toBeUndefined();
+      expect(tf.getKernel(GM_FUSED_ROLLOUT_KERNEL, backend)?.kernelFunc).toBe(
+        gmFusedRolloutKernel.kernels![backend],
+      );
+      expect(tf.getKernel(GM_FUSED_ROLLOUT_KERNEL, 'webgl')).toBeUndefined();
       tf.dispose(y);
+      policy.dispose();
+      spy.install(); // from here on the kernel's runs are counted
+    });
+
+    it('the call carries the unified inputs and attributes (what every backend’s kernel takes)', () => {
+      const random = createRandom(2);
+      const policy = makePolicy([2, 3, 2], 2, random, [0.5, 0.75]);
+      const segment: RolloutSegment = {
+        sigmaSrc: new Float32Array([0.5, 0.6]),
+        sigmaDst: new Float32Array([0, 0.2]),
+        substeps: 16,
+        shift: 2,
+      };
+      const call = policy.fusedRolloutCall(policy.xSrc, segment)!;
+      expect(call.kernel).toBe(gmFusedRolloutKernel);
+      expect(Object.keys(call.inputs).sort()).toEqual(['logweights', 'means', 'variance', 'x', 'xSrc']);
+      expect(call.inputs.x).toBe(policy.xSrc);
+      expect(call.inputs.means).toBe(policy.means);
+      expect(call.inputs.variance).toBe(policy.variance);
+      expect(call.attrs).toEqual({
+        policySigmaSrc: [0.5, Math.fround(0.75)],
+        sigmaSrc: [0.5, Math.fround(0.6)],
+        sigmaDst: [0, Math.fround(0.2)],
+        substeps: 16,
+        shift: 2,
+      });
+      // x of another shape or dtype: no call (the rollout goes op by op, where the policy reports a mismatch)
+      const wrong = tf.zeros([2, 2, 2]);
+      const ints = tf.zeros([2, 3, 2], 'int32');
+      expect(policy.fusedRolloutCall(wrong, segment)).toBeUndefined();
+      expect(policy.fusedRolloutCall(ints, segment)).toBeUndefined();
+      expect(() => rollout(policy, wrong, { sigmaSrc: 0.5, sigmaDst: 0 })).toThrow(InvalidArgumentError);
+      tf.dispose([wrong, ints]);
       policy.dispose();
     });
 
@@ -200,7 +280,14 @@ for (const backend of testBackends()) {
             expect(lw.some((v) => v === Number.NEGATIVE_INFINITY)).toBe(true);
           }
           const x = tf.tidy(() => tf.add(policy.xSrc, tf.mul(random.normalTensor(c.shape), 0.2)));
-          const { fused, reference, shape } = fusedAndReference(policy, x, c.sigmaSrc, c.sigmaDst, c.shift);
+          const { fused, reference, shape } = fusedAndReference(
+            spy,
+            policy,
+            x,
+            c.sigmaSrc,
+            c.sigmaDst,
+            c.shift,
+          );
           expect(shape).toEqual(c.shape);
           expect(fused.every(Number.isFinite)).toBe(true);
           expect(relativeError(fused, reference)).toBeLessThan(TOLERANCE);
@@ -210,16 +297,72 @@ for (const backend of testBackends()) {
       }
     }
 
+    it('planted bug: with the kernel unregistered, the comparison helper fails (its run count stays 0)', () => {
+      const c = cases[1]!;
+      const random = createRandom(17);
+      const policy = makePolicy(c.shape, c.K, random, c.sigmaSrc, c.options);
+      const x = tf.tidy(() => tf.add(policy.xSrc, tf.mul(random.normalTensor(c.shape), 0.2)));
+      tf.unregisterKernel(GM_FUSED_ROLLOUT_KERNEL, backend);
+      try {
+        // The rollout is still right (the package's kernel is registered again, uncounted, on first use), so
+        // only the run count tells that the kernel under test did not run.
+        expect(() => fusedAndReference(spy, policy, x, c.sigmaSrc, c.sigmaDst, c.shift)).toThrow(
+          `runs of ${GM_FUSED_ROLLOUT_KERNEL} on ${backend}`,
+        );
+        expect(tf.getKernel(GM_FUSED_ROLLOUT_KERNEL, backend)?.kernelFunc).toBe(
+          gmFusedRolloutKernel.kernels![backend],
+        );
+      } finally {
+        spy.install();
+      }
+      const { fused, reference } = fusedAndReference(spy, policy, x, c.sigmaSrc, c.sigmaDst, c.shift);
+      expect(relativeError(fused, reference)).toBeLessThan(TOLERANCE);
+      tf.dispose(x);
+      policy.dispose();
+    });
+
     it('runs as one kernel, and fused: false goes op by op', async () => {
       const random = createRandom(3);
       const policy = makePolicy([2, 4, 3], 3, random, [1, 1]);
       const options = { sigmaSrc: 1, sigmaDst: 0, substeps: 32 };
       const fused = await tf.profile(() => rollout(policy, policy.xSrc, options));
-      expect(fused.kernelNames).toEqual([GMFusedRolloutKernel]);
+      expect(fused.kernelNames).toEqual([GM_FUSED_ROLLOUT_KERNEL]);
       const opByOp = await tf.profile(() => rollout(policy, policy.xSrc, { ...options, fused: false }));
-      expect(opByOp.kernelNames).not.toContain(GMFusedRolloutKernel);
+      expect(opByOp.kernelNames).not.toContain(GM_FUSED_ROLLOUT_KERNEL);
       expect(opByOp.kernels.length).toBeGreaterThan(32 * 10);
       tf.dispose([fused.result as tf.Tensor, opByOp.result as tf.Tensor]);
+      policy.dispose();
+    });
+
+    it("declines (FusedRolloutDeclined) when 'simd' is required but cannot run: op by op instead", async () => {
+      setGMFusedImplementation('simd');
+      expect(simdKernelFits(200, 1)).toBe(false);
+      const random = createRandom(9);
+      const policy = makePolicy([2, 3, 1], 200, random, [0.7, 0.7]);
+      const call = policy.fusedRolloutCall(policy.xSrc, {
+        sigmaSrc: new Float32Array([0.7, 0.7]),
+        sigmaDst: new Float32Array([0, 0]),
+        substeps: 8,
+        shift: 1,
+      })!;
+      const kernelFunc = gmFusedRolloutKernel.kernels![backend]!;
+      expect(() => kernelFunc({ inputs: call.inputs, attrs: call.attrs, backend: tf.backend() })).toThrow(
+        FusedRolloutDeclined,
+      );
+      expect(runFusedRollout(call)).toBeUndefined();
+      const options = { sigmaSrc: 0.7, sigmaDst: 0, substeps: 8 };
+      const runsBefore = spy.runs;
+      const declined = await tf.profile(() => rollout(policy, policy.xSrc, options));
+      expect(spy.runs).toBe(runsBefore);
+      expect(declined.kernelNames).not.toContain(GM_FUSED_ROLLOUT_KERNEL);
+      const reference = rollout(policy, policy.xSrc, { ...options, fused: false });
+      expect(Array.from((declined.result as tf.Tensor).dataSync())).toEqual(Array.from(reference.dataSync()));
+      // with the JS loop allowed, the same call runs fused
+      setGMFusedImplementation('auto');
+      const fused = runFusedRollout(call);
+      expect(fused).toBeInstanceOf(tf.Tensor);
+      expect(spy.runs).toBe(runsBefore + 1);
+      tf.dispose([declined.result as tf.Tensor, reference, fused!]);
       policy.dispose();
     });
 
@@ -236,20 +379,23 @@ for (const backend of testBackends()) {
         substeps: 16,
         shift: 1,
       };
+      const runsBefore = spy.runs;
       let fusedInsideTape: tf.Tensor | undefined | null = null;
       const grad = tf.grad((m: tf.Tensor) => {
         const policy = gm.create({ space: 'u', means: m, logweights, logstd }, xSrc, 0.8);
-        fusedInsideTape = policy.fusedRollout(xSrc, segment);
+        fusedInsideTape = runFusedRollout(policy.fusedRolloutCall(xSrc, segment)!);
         return tf.sum(rollout(policy, xSrc, { sigmaSrc: 0.8, sigmaDst: 0.6, substeps: 16 }));
       })(means);
       expect(fusedInsideTape).toBeUndefined();
+      expect(spy.runs).toBe(runsBefore);
       const g = grad.dataSync();
       expect(g.every(Number.isFinite)).toBe(true);
       expect(Math.max(...Array.from(g, Math.abs))).toBeGreaterThan(1e-3);
       // outside the tape the same policy does run fused
       const policy = gm.create({ space: 'u', means, logweights, logstd }, xSrc, 0.8);
-      const outside = policy.fusedRollout(xSrc, segment);
+      const outside = runFusedRollout(policy.fusedRolloutCall(xSrc, segment)!);
       expect(outside).toBeInstanceOf(tf.Tensor);
+      expect(spy.runs).toBe(runsBefore + 1);
       tf.dispose([grad, means, logweights, logstd, xSrc, outside as tf.Tensor]);
       policy.dispose();
     });
@@ -260,32 +406,15 @@ for (const backend of testBackends()) {
       const sigmaSrc = tf.tensor1d([0.9, 0.7]);
       for (const choice of ['simd', 'js'] as GMFusedImplementation[]) {
         setGMFusedImplementation(choice);
+        const runsBefore = spy.runs;
         const { leaked, result } = countLeaks(() =>
           rollout(policy, policy.xSrc, { sigmaSrc, sigmaDst: 0, substeps: 16 }),
         );
+        expect(spy.runs).toBe(runsBefore + 1);
         expect(leaked).toBe(0);
         tf.dispose(result);
       }
       tf.dispose(sigmaSrc);
-      policy.dispose();
-    });
-
-    it('registered hooks still come first (e.g. a WebGPU kernel)', () => {
-      const random = createRandom(8);
-      const policy = makePolicy([1, 2, 2], 2, random, [0.5]);
-      const marker = tf.fill([1, 2, 2], 7);
-      const seen: string[] = [];
-      const remove = registerGMFusedRollout((state) => {
-        seen.push(`${state.means.shape}`);
-        return tf.clone(marker);
-      });
-      const y = rollout(policy, policy.xSrc, { sigmaSrc: 0.5, sigmaDst: 0 });
-      expect(seen).toHaveLength(1);
-      expect(Array.from(y.dataSync())).toEqual([7, 7, 7, 7]);
-      remove();
-      const z = rollout(policy, policy.xSrc, { sigmaSrc: 0.5, sigmaDst: 0 });
-      expect(Array.from(z.dataSync())).not.toEqual([7, 7, 7, 7]);
-      tf.dispose([marker, y, z]);
       policy.dispose();
     });
   });

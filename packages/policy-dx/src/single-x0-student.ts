@@ -6,11 +6,18 @@ import {
   x0FromVelocity,
 } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
-import type { LocalTeacher } from './teacher-inputs';
+import type { DXX0Params } from './dx-policy';
+
+/**
+ * What the single-x0 student needs of its teacher: the velocity, computed synchronously in this process (the
+ * analytic, tfjs-model and latent-transformer teachers of @piflow/teachers have it).
+ */
+export interface SyncVelocityTeacher {
+  velocitySync(x: tf.Tensor, sigma: tf.Tensor1D, condition?: Condition): tf.Tensor;
+}
 
 /** DX parameters in x0-space with one grid point (the shape `dx.create` takes). */
-export interface SingleX0Params {
-  space: 'x0';
+export interface SingleX0Params extends DXX0Params {
   /** [B, 1, ...positions, C] */
   x0Grid: tf.Tensor;
 }
@@ -22,11 +29,11 @@ export interface SingleX0Params {
  * with `sample` from @piflow/core and the `dx` family it runs a real few-step π-Flow sampling loop through
  * the teacher.
  */
-export function createSingleX0Student(teacher: LocalTeacher): Student<SingleX0Params> {
+export function createSingleX0Student(teacher: SyncVelocityTeacher): Student<SingleX0Params> {
   if (!teacher || typeof teacher.velocitySync !== 'function') {
     throw new InvalidArgumentError(
       'teacher',
-      'an in-process teacher with velocitySync (analytic, tfjs-model or latent-transformer teacher)',
+      'an in-process teacher with velocitySync(x, sigma, condition?) (analytic, tfjs-model or latent-transformer teacher)',
       describeValue(teacher),
     );
   }

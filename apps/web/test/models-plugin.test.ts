@@ -19,6 +19,14 @@ for (const name of ['toy/teacher', 'toy/secret']) {
   writeFileSync(path.join(models, name, 'model.json'), JSON.stringify({ name }));
   writeFileSync(path.join(models, name, 'weights.bin'), weights);
 }
+// A folder written by saveModelDirectory now: model.json lists its weights file (model.safetensors).
+mkdirSync(path.join(models, 'toy/saved'), { recursive: true });
+const studentJSON = {
+  format: 'piflow-model',
+  weightsManifest: [{ paths: ['model.safetensors'], weights: [] }],
+};
+writeFileSync(path.join(models, 'toy/saved', 'model.json'), JSON.stringify(studentJSON));
+writeFileSync(path.join(models, 'toy/saved', 'model.safetensors'), weights);
 const app = path.join(work, 'app');
 mkdirSync(app);
 writeFileSync(path.join(app, 'index.html'), '<!doctype html><title>app</title>');
@@ -53,15 +61,19 @@ describe('piflowModels', () => {
     }
   });
 
-  it('copies only the listed models into the build', async () => {
+  it('copies only the listed models into the build, with the weights file each model.json lists', async () => {
     const outDir = path.join(work, 'dist');
     await build({
       root: app,
       configFile: false,
       logLevel: 'silent',
       build: { outDir, emptyOutDir: true },
-      plugins: [piflowModels({ directory: models, models: ['toy/teacher'] })],
+      plugins: [piflowModels({ directory: models, models: ['toy/teacher', 'toy/saved'] })],
     });
+    expect(new Uint8Array(readFileSync(path.join(outDir, 'models/toy/saved/model.safetensors')))).toEqual(
+      weights,
+    );
+    expect(existsSync(path.join(outDir, 'models/toy/saved/weights.bin'))).toBe(false);
     expect(new Uint8Array(readFileSync(path.join(outDir, 'models/toy/teacher/weights.bin')))).toEqual(
       weights,
     );

@@ -5,7 +5,7 @@ import type { Plugin } from 'vite';
 export interface PiflowModelsOptions {
   /** Folder holding the models (the repository's `models/`, or a development folder). */
   directory: string;
-  /** Model folders inside it that the app loads, each with `model.json` and `weights.bin`. */
+  /** Model folders inside it that the app loads, each with `model.json` and its weights file. */
   models: readonly string[];
   /**
    * Model folders that are served and copied when they are there, and only warned about when they are not
@@ -16,11 +16,27 @@ export interface PiflowModelsOptions {
   urlPath?: string;
 }
 
-const FILES = ['model.json', 'weights.bin'] as const;
+/**
+ * A model folder's files: `model.json` and the weights file it lists (`weightsManifest` paths:
+ * `model.safetensors`), or `weights.bin` for folders written before model files listed their weights.
+ */
+function modelFiles(directory: string, model: string): string[] {
+  try {
+    const json = JSON.parse(readFileSync(path.join(directory, model, 'model.json'), 'utf8')) as {
+      weightsManifest?: { paths: string[] }[];
+    };
+    const paths = json.weightsManifest?.flatMap((group) => group.paths) ?? ['weights.bin'];
+    return ['model.json', ...paths.map((p) => path.basename(p))];
+  } catch {
+    return ['model.json', 'weights.bin'];
+  }
+}
 
 function missingFiles(directory: string, models: readonly string[]): string[] {
   return models.flatMap((model) =>
-    FILES.map((file) => path.join(directory, model, file)).filter((file) => !existsSync(file)),
+    modelFiles(directory, model)
+      .map((file) => path.join(directory, model, file))
+      .filter((file) => !existsSync(file)),
   );
 }
 
@@ -35,7 +51,9 @@ export function piflowModels(options: PiflowModelsOptions): Plugin {
   const optional = options.optionalModels ?? [];
   const present = optional.filter((model) => missingFiles(options.directory, [model]).length === 0);
   const allowed = new Set(
-    [...options.models, ...present].flatMap((model) => FILES.map((file) => `${model}/${file}`)),
+    [...options.models, ...present].flatMap((model) =>
+      modelFiles(options.directory, model).map((file) => `${model}/${file}`),
+    ),
   );
   return {
     name: 'piflow-models',

@@ -7,9 +7,8 @@
 // with all kernels ≈ 2 steps/s. A [64, 49, 3, 4, 32] transpose: ≈ 63 ms stock, a few ms as a JS copy.
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { createRandom } from '@piflow/core';
+import { createRandom, registerGradients } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import {
   createFlowModel,
@@ -25,6 +24,7 @@ const require = createRequire(import.meta.url);
 let dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
 while (!dir.endsWith(`${path.sep}dist`) && dir !== path.dirname(dir)) dir = path.dirname(dir);
 setWasmPaths(`${dir}${path.sep}`);
+await registerGradients();
 await tf.setBackend('wasm');
 await tf.ready();
 

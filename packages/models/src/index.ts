@@ -29,15 +29,23 @@ export {
 export {
   buildModel,
   describeModel,
+  encodeModelWeights,
   encodeWeights,
   type FamilySource,
   type LoadModelOptions,
   loadModel,
   loadModelDirectory,
+  loadModelFrom,
   loadModelFromUrl,
   type ManifestFamily,
+  type ModelFileJSON,
   type ModelManifest,
+  modelArtifacts,
+  modelFileJSON,
+  modelFromArtifacts,
+  SAFETENSORS_FILE,
   type StoredModel,
+  saveModel,
   saveModelDirectory,
   upgradeManifest,
 } from './model-io';
@@ -48,6 +56,12 @@ export {
   type StudentOptions,
   type TeacherInitOptions,
 } from './policy-heads';
+export {
+  decodeSafetensors,
+  encodeSafetensors,
+  type SafetensorsEntry,
+  type SafetensorsFile,
+} from './safetensors';
 export {
   clipByGlobalNorm,
   type FlowBatch,

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createPolicyRegistry, createRandom, UnknownPolicyFamilyError } from '@piflow/core';
@@ -14,11 +14,16 @@ import {
   encodeWeights,
   loadModel,
   loadModelDirectory,
+  loadModelFrom,
+  type ModelFileJSON,
   type ModelManifest,
+  SAFETENSORS_FILE,
   type StoredModel,
+  saveModel,
   saveModelDirectory,
 } from './model-io';
 import { createStudent } from './policy-heads';
+import { decodeSafetensors, encodeSafetensors } from './safetensors';
 
 const families = createPolicyRegistry({ gm, dx });
 
@@ -130,8 +135,10 @@ describe('model files', () => {
     });
     randomise(student, 1);
     await saveModelDirectory(dir, student, { sampleShape: [2] });
-    const v2 = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8')) as ModelManifest;
-    const { family: _f, policyOptions: _p, ...rest } = v2;
+    const file = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8')) as ModelFileJSON;
+    const { family: _f, policyOptions: _p, ...rest } = file.modelTopology;
+    await rm(path.join(dir, 'model.safetensors'));
+    await writeFile(path.join(dir, 'weights.bin'), encodeWeights(student.variables));
     const v1 = {
       ...rest,
       version: 1,
@@ -170,4 +177,121 @@ describe('model files', () => {
     expect(() => loadModel({ ...manifest, version: 3 as never }, weights)).toThrow(/manifest.version/);
     model.dispose();
   });
+
+  it('folders hold model.json and model.safetensors; PyTorch-style safetensors (any order, F16, no padding) load', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-model-'));
+    const student = createStudent(createMLPBackbone({ inputDim: 2, width: 8, depth: 1, seed: 3 }), {
+      family: gm,
+      head: { numComponents: 2, logstdHiddenDim: 4 },
+    });
+    randomise(student, 4);
+    await saveModelDirectory(dir, student, { sampleShape: [2] });
+    const file = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8')) as ModelFileJSON;
+    expect(file.format).toBe('piflow-model');
+    expect(file.modelTopology.family?.name).toBe('gm');
+    expect(file.weightsManifest[0]!.paths).toEqual([SAFETENSORS_FILE]);
+    const bytes = new Uint8Array(await readFile(path.join(dir, SAFETENSORS_FILE)));
+    const decoded = decodeSafetensors(bytes);
+    expect(decoded.dataOffset % 8).toBe(0);
+    expect(file.weightsManifest[0]!.weights[0]).toEqual({
+      name: '__safetensors_header__',
+      shape: [decoded.dataOffset / 4],
+      dtype: 'int32',
+    });
+    expect(decoded.tensors.map((t) => t.name)).toEqual(student.variableNames);
+    // What a PyTorch user writes back: other order, half precision, an unpadded header of their own.
+    const tensors = [...decoded.tensors].reverse();
+    const header: Record<string, unknown> = {};
+    let offset = 0;
+    const halves: Uint16Array[] = [];
+    for (const t of tensors) {
+      const h = Uint16Array.from(t.data, (v) => toHalf(v));
+      header[t.name] = { dtype: 'F16', shape: t.shape, data_offsets: [offset, offset + 2 * h.length] };
+      offset += 2 * h.length;
+      halves.push(h);
+    }
+    const json = new TextEncoder().encode(JSON.stringify(header));
+    const torch = new Uint8Array(8 + json.length + offset);
+    new DataView(torch.buffer).setBigUint64(0, BigInt(json.length), true);
+    torch.set(json, 8);
+    let at = 8 + json.length;
+    for (const h of halves) {
+      torch.set(new Uint8Array(h.buffer), at);
+      at += h.byteLength;
+    }
+    await writeFile(path.join(dir, SAFETENSORS_FILE), torch);
+    const { model } = await loadModelDirectory(dir, { families });
+    const x = createRandom(5).normalTensor([3, 2]);
+    const sigma = tf.tensor1d([0.2, 0.5, 0.9]);
+    const a = outputs(student, x, sigma);
+    const b = outputs(model, x, sigma);
+    for (const key of Object.keys(a)) {
+      const scale = Math.max(...a[key]!.map(Math.abs));
+      for (let i = 0; i < a[key]!.length; i++)
+        expect(Math.abs(a[key]![i]! - b[key]![i]!)).toBeLessThan(5e-3 * scale + 5e-3);
+    }
+    // a tensor missing or of the wrong shape is named
+    const missing = encodeSafetensors(decoded.tensors.slice(1));
+    await writeFile(path.join(dir, SAFETENSORS_FILE), missing);
+    await expect(loadModelDirectory(dir, { families })).rejects.toThrow(
+      `no tensor "${student.variableNames[0]}"`,
+    );
+    tf.dispose([x, sigma]);
+    model.dispose();
+    student.dispose();
+  });
+
+  it('saves and loads through tf.io handlers: any IOHandler, and model.json over tf.io.http', async () => {
+    const student = createStudent(createMLPBackbone({ inputDim: 2, width: 8, depth: 1, seed: 6 }), {
+      family: dx,
+      head: { numPoints: 3 },
+      shift: 2,
+      segmentSize: 0.5,
+    });
+    randomise(student, 7);
+    let stored: tf.io.ModelArtifacts | undefined;
+    const memory: tf.io.IOHandler = {
+      save: async (artifacts) => {
+        stored = artifacts;
+        return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
+      },
+      load: async () => stored!,
+    };
+    await saveModel(student, memory, { sampleShape: [2], sampling: { numInferenceSteps: 2 } });
+    const fromMemory = await loadModelFrom(memory, { families });
+    expect(fromMemory.manifest.sampling?.numInferenceSteps).toBe(2);
+    // a folder served over HTTP, read by tfjs's own http handler
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-model-'));
+    await saveModelDirectory(dir, student, { sampleShape: [2] });
+    const fetchFunc = (async (url: string) =>
+      new Response(
+        new Uint8Array(await readFile(path.join(dir, path.basename(new URL(url).pathname)))),
+      )) as typeof fetch;
+    const overHttp = await loadModelFrom(tf.io.http('https://models.test/dx/model.json', { fetchFunc }), {
+      families,
+    });
+    const x = createRandom(8).normalTensor([4, 2]);
+    const sigma = tf.tensor1d([0.1, 0.4, 0.6, 1]);
+    const expected = outputs(student, x, sigma);
+    expect(outputs(fromMemory.model, x, sigma)).toEqual(expected);
+    expect(outputs(overHttp.model, x, sigma)).toEqual(expected);
+    await expect(loadModelFrom('nowhere://x', { families })).rejects.toThrow(/source/);
+    await expect(saveModel(student, 'nowhere://x', { sampleShape: [2] })).rejects.toThrow(/destination/);
+    tf.dispose([x, sigma]);
+    fromMemory.model.dispose();
+    overHttp.model.dispose();
+    student.dispose();
+  });
 });
+
+/** float32 → IEEE half (round to nearest), as PyTorch's .half() stores it. */
+function toHalf(value: number): number {
+  const f = new Float32Array([value]);
+  const bits = new Uint32Array(f.buffer)[0]!;
+  const sign = (bits >> 16) & 0x8000;
+  const exponent = ((bits >> 23) & 0xff) - 127 + 15;
+  const mantissa = bits & 0x7fffff;
+  if (exponent <= 0) return sign;
+  if (exponent >= 31) return sign | 0x7c00;
+  return sign + (exponent << 10) + Math.round(mantissa / 8192); // a rounding carry moves into the exponent
+}

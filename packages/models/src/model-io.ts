@@ -7,7 +7,7 @@ import {
   type PolicyRegistry,
   UnknownPolicyFamilyError,
 } from '@piflow/core';
-import type * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 import {
   type Backbone,
   createMLPBackbone,
@@ -17,6 +17,7 @@ import {
 } from './backbone';
 import { createFlowModel, type FlowModel, isFlowModel } from './flow-model';
 import { createStudent, type PolicyStudent } from './policy-heads';
+import { decodeSafetensors, encodeSafetensors } from './safetensors';
 import { getWeights, setWeights } from './weights';
 
 /** The policy family a student's model file names, so a loader can find it (or say what to install). */
@@ -61,7 +62,32 @@ export interface ModelManifest {
   };
   /** Free-form: the command that produced it, training steps, metrics. */
   metadata?: Record<string, unknown>;
+  /**
+   * Where the weights are: a safetensors file (written now; tensors named as `variables`), or one raw
+   * little-endian float32 buffer in variable order (version 1 folders' `weights.bin`).
+   */
+  weights?: { format: 'safetensors' | 'float32'; file: string };
 }
+
+/**
+ * `model.json` as written (version 2): the shape of a tfjs model JSON, so tfjs's IO handlers (`tf.io.http`,
+ * `indexeddb://`, `localstorage://`, browser files) carry it: the manifest is the `modelTopology`, and the
+ * weights manifest lists `model.safetensors` with its header as a first int32 "weight" (the header length
+ * is padded to a multiple of 8), so a handler that reads the listed file gets the safetensors bytes whole.
+ */
+export interface ModelFileJSON {
+  format: 'piflow-model';
+  generatedBy: string;
+  modelTopology: ModelManifest;
+  weightsManifest: {
+    paths: string[];
+    weights: { name: string; shape: number[]; dtype: 'float32' | 'int32' }[];
+  }[];
+}
+
+/** The weights file of folders written now. */
+export const SAFETENSORS_FILE = 'model.safetensors';
+const HEADER_WEIGHT = '__safetensors_header__';
 
 /** A version 1 manifest (before students named their family); read by {@link upgradeManifest}. */
 interface ManifestV1
@@ -123,11 +149,18 @@ export function describeModel(
  * named (their head options split from the DX policy options; a stored GM temperature becomes the family's
  * sampling option).
  */
-export function upgradeManifest(manifest: ModelManifest | ManifestV1): ModelManifest {
-  if (!manifest || manifest.format !== 'piflow-model') {
-    throw new InvalidArgumentError('manifest.format', "'piflow-model'", describeValue(manifest?.format));
+export function upgradeManifest(input: ModelManifest | ManifestV1 | ModelFileJSON): ModelManifest {
+  if (!input || input.format !== 'piflow-model') {
+    throw new InvalidArgumentError('manifest.format', "'piflow-model'", describeValue(input?.format));
   }
-  if (manifest.version === 2) return manifest;
+  const wrapped = 'modelTopology' in input && input.modelTopology ? input.modelTopology : undefined;
+  const manifest = (wrapped ? { ...wrapped, format: 'piflow-model' } : input) as ModelManifest | ManifestV1;
+  if (manifest.version === 2) {
+    // a file (wrapped form) says where its weights are; an in-memory manifest leaves it to the bytes
+    return wrapped && !manifest.weights
+      ? { ...manifest, weights: { format: 'safetensors', file: SAFETENSORS_FILE } }
+      : manifest;
+  }
   if (manifest.version !== 1) {
     throw new InvalidArgumentError(
       'manifest.version',
@@ -139,6 +172,7 @@ export function upgradeManifest(manifest: ModelManifest | ManifestV1): ModelMani
   const upgraded: ModelManifest = {
     ...manifest,
     version: 2,
+    weights: { format: 'float32', file: 'weights.bin' },
     kind: manifest.kind === 'flow-model' ? 'flow-model' : 'student',
     ...(manifest.sampling
       ? {
@@ -235,6 +269,180 @@ export function buildModel(manifestIn: ModelManifest, options: LoadModelOptions 
   }
 }
 
+/** A safetensors file starts with its header length (little-endian u64, within the file) and then '{'. */
+function looksLikeSafetensors(bytes: Uint8Array): boolean {
+  if (bytes.byteLength < 10) return false;
+  const length = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+  return length + 8n <= BigInt(bytes.byteLength) && bytes[8] === 0x7b;
+}
+
+/** Splits one raw float32 buffer (version 1 `weights.bin`) into the manifest's variables, in order. */
+function rawWeights(manifest: ModelManifest, bytes: Uint8Array): Float32Array[] {
+  const expected = manifest.variables.reduce((a, v) => a + v.shape.reduce((p, d) => p * d, 1), 0) * 4;
+  if (bytes.byteLength !== expected) {
+    throw new PiflowError(`The weights hold ${bytes.byteLength} bytes; the manifest needs ${expected}.`);
+  }
+  const floats = new Float32Array(bytes.slice().buffer);
+  let offset = 0;
+  return manifest.variables.map((entry) => {
+    const n = entry.shape.reduce((p, d) => p * d, 1);
+    const a = floats.subarray(offset, offset + n);
+    offset += n;
+    return a;
+  });
+}
+
+/** The manifest's variables from a safetensors file, by name (in any order; written by piflow or PyTorch). */
+function safetensorsWeights(manifest: ModelManifest, bytes: Uint8Array): Float32Array[] {
+  const byName = new Map(decodeSafetensors(bytes).tensors.map((t) => [t.name, t]));
+  const arrays = manifest.variables.map((entry) => {
+    const tensor = byName.get(entry.name);
+    if (!tensor) throw new PiflowError(`The safetensors weights have no tensor "${entry.name}".`);
+    if (tensor.shape.join(',') !== entry.shape.join(',')) {
+      throw new PiflowError(
+        `Tensor "${entry.name}" is [${tensor.shape}] in the safetensors weights but [${entry.shape}] in the manifest.`,
+      );
+    }
+    byName.delete(entry.name);
+    return tensor.data;
+  });
+  if (byName.size) {
+    throw new PiflowError(
+      `The safetensors weights hold tensors the model does not have: ${[...byName.keys()].join(', ')}.`,
+    );
+  }
+  return arrays;
+}
+
+/** The model's weights as a safetensors file, tensors named by the model's variable names. */
+export function encodeModelWeights(model: StoredModel): Uint8Array {
+  const arrays = getWeights(model.variables);
+  return encodeSafetensors(
+    arrays.map((data, i) => ({ name: model.variableNames[i]!, shape: [...model.variables[i]!.shape], data })),
+    { format: 'piflow-model' },
+  );
+}
+
+/** `model.json` for a manifest and its safetensors weights (see {@link ModelFileJSON}). */
+export function modelFileJSON(manifest: ModelManifest, safetensors: Uint8Array): ModelFileJSON {
+  const { format: _format, weights: _weights, ...topology } = manifest;
+  const headerBytes = decodeSafetensors(safetensors).dataOffset;
+  return {
+    format: 'piflow-model',
+    generatedBy: '@piflow/models',
+    modelTopology: { ...topology, format: 'piflow-model' } as ModelManifest,
+    weightsManifest: [
+      {
+        paths: [SAFETENSORS_FILE],
+        weights: [
+          { name: HEADER_WEIGHT, shape: [headerBytes / 4], dtype: 'int32' },
+          ...manifest.variables.map((v) => ({
+            name: v.name,
+            shape: [...v.shape],
+            dtype: 'float32' as const,
+          })),
+        ],
+      },
+    ],
+  };
+}
+
+/** The model as tfjs model artifacts (for any `tf.io.IOHandler`'s `save`): manifest and safetensors bytes. */
+export function modelArtifacts(
+  model: StoredModel,
+  extras: Parameters<typeof describeModel>[1],
+): tf.io.ModelArtifacts {
+  const weights = encodeModelWeights(model);
+  const file = modelFileJSON(describeModel(model, extras), weights);
+  return {
+    format: file.format,
+    generatedBy: file.generatedBy,
+    modelTopology: file.modelTopology as unknown as tf.io.ModelArtifacts['modelTopology'],
+    weightSpecs: file.weightsManifest[0]!.weights,
+    weightData: weights.slice().buffer,
+  };
+}
+
+/** Builds a model from tfjs model artifacts written by {@link modelArtifacts} (any `tf.io.IOHandler`'s `load`). */
+export function modelFromArtifacts(
+  artifacts: tf.io.ModelArtifacts,
+  options: LoadModelOptions = {},
+): { model: StoredModel; manifest: ModelManifest } {
+  if (!artifacts || artifacts.format !== 'piflow-model' || !artifacts.modelTopology) {
+    throw new InvalidArgumentError(
+      'artifacts',
+      'piflow model artifacts (format "piflow-model" with a modelTopology)',
+      describeValue(artifacts?.format),
+    );
+  }
+  const data = artifacts.weightData;
+  if (!data) throw new InvalidArgumentError('artifacts.weightData', 'the safetensors bytes', 'undefined');
+  const bytes = new Uint8Array(Array.isArray(data) ? concatBuffers(data) : data);
+  const manifest = upgradeManifest({
+    ...(artifacts.modelTopology as unknown as ModelManifest),
+    format: 'piflow-model',
+  });
+  return {
+    model: loadModel(
+      { ...manifest, weights: { format: 'safetensors', file: SAFETENSORS_FILE } },
+      bytes,
+      options,
+    ),
+    manifest,
+  };
+}
+
+function concatBuffers(buffers: ArrayBuffer[]): ArrayBuffer {
+  const out = new Uint8Array(buffers.reduce((a, b) => a + b.byteLength, 0));
+  let at = 0;
+  for (const b of buffers) {
+    out.set(new Uint8Array(b), at);
+    at += b.byteLength;
+  }
+  return out.buffer;
+}
+
+/**
+ * Saves a model through a tfjs IO handler or URL scheme, the way tfjs users save models:
+ * `saveModel(student, 'indexeddb://my-student', { sampleShape })`, `'localstorage://…'`, `'downloads://…'`,
+ * or any `tf.io.IOHandler`. (A folder on disk in Node: {@link saveModelDirectory}.)
+ */
+export async function saveModel(
+  model: StoredModel,
+  destination: string | tf.io.IOHandler,
+  extras: Parameters<typeof describeModel>[1],
+): Promise<tf.io.SaveResult> {
+  const handler = typeof destination === 'string' ? tf.io.getSaveHandlers(destination)[0] : destination;
+  if (!handler?.save) {
+    throw new InvalidArgumentError(
+      'destination',
+      "a tf.io.IOHandler with save, or a URL tfjs can save to ('indexeddb://…', 'localstorage://…', 'downloads://…')",
+      describeValue(destination),
+    );
+  }
+  return handler.save(modelArtifacts(model, extras));
+}
+
+/**
+ * Loads a model through a tfjs IO handler or URL, the way tfjs users load models: `'indexeddb://…'`,
+ * `'localstorage://…'`, `'https://…/model.json'` (`tf.io.http`), `tf.io.browserFiles([...])` or any
+ * `tf.io.IOHandler`. Students are built through `options.families`.
+ */
+export async function loadModelFrom(
+  source: string | tf.io.IOHandler,
+  options: LoadModelOptions = {},
+): Promise<{ model: StoredModel; manifest: ModelManifest }> {
+  const handler = typeof source === 'string' ? tf.io.getLoadHandlers(source)[0] : source;
+  if (!handler?.load) {
+    throw new InvalidArgumentError(
+      'source',
+      "a tf.io.IOHandler with load, or a URL tfjs can load from ('indexeddb://…', 'localstorage://…', 'https://…/model.json')",
+      describeValue(source),
+    );
+  }
+  return modelFromArtifacts(await handler.load(), options);
+}
+
 /** Builds the model and loads its weights, checking every variable's name and shape against the manifest. */
 export function loadModel(
   manifestIn: ModelManifest,
@@ -258,18 +466,8 @@ export function loadModel(
       }
     });
     const bytes = weights instanceof Uint8Array ? weights : new Uint8Array(weights);
-    const expected = manifest.variables.reduce((a, v) => a + v.shape.reduce((p, d) => p * d, 1), 0) * 4;
-    if (bytes.byteLength !== expected) {
-      throw new PiflowError(`The weights hold ${bytes.byteLength} bytes; the manifest needs ${expected}.`);
-    }
-    const floats = new Float32Array(bytes.slice().buffer);
-    let offset = 0;
-    const arrays = manifest.variables.map((entry) => {
-      const n = entry.shape.reduce((p, d) => p * d, 1);
-      const a = floats.subarray(offset, offset + n);
-      offset += n;
-      return a;
-    });
+    const format = manifest.weights?.format ?? (looksLikeSafetensors(bytes) ? 'safetensors' : 'float32');
+    const arrays = format === 'float32' ? rawWeights(manifest, bytes) : safetensorsWeights(manifest, bytes);
     setWeights(model.variables, arrays);
     return model;
   } catch (error) {
@@ -278,7 +476,10 @@ export function loadModel(
   }
 }
 
-/** Writes `model.json` and `weights.bin` into `dir` (each via a temp file and rename). Node only. */
+/**
+ * Writes `model.json` (architecture, family, sampling settings) and `model.safetensors` (the weights, named by
+ * variable) into `dir`, each via a temp file and rename. Node only.
+ */
 export async function saveModelDirectory(
   dir: string,
   model: StoredModel,
@@ -294,12 +495,13 @@ export async function saveModelDirectory(
     await fs.writeFile(temp, data);
     await fs.rename(temp, target);
   };
-  await write('weights.bin', encodeWeights(model.variables));
-  await write('model.json', `${JSON.stringify(manifest, null, 2)}\n`);
-  return manifest;
+  const weights = encodeModelWeights(model);
+  await write(SAFETENSORS_FILE, weights);
+  await write('model.json', `${JSON.stringify(modelFileJSON(manifest, weights), null, 2)}\n`);
+  return { ...manifest, weights: { format: 'safetensors', file: SAFETENSORS_FILE } };
 }
 
-/** Reads a model directory written by {@link saveModelDirectory}. Node only. */
+/** Reads a model directory written by {@link saveModelDirectory} (or a version 1 folder with `weights.bin`). Node only. */
 export async function loadModelDirectory(
   dir: string,
   options: LoadModelOptions = {},
@@ -308,16 +510,15 @@ export async function loadModelDirectory(
   const path = await import('node:path');
   let manifest: ModelManifest;
   try {
-    manifest = JSON.parse(await fs.readFile(path.join(dir, 'model.json'), 'utf8'));
+    manifest = upgradeManifest(JSON.parse(await fs.readFile(path.join(dir, 'model.json'), 'utf8')));
   } catch (error) {
     throw new PiflowError(`Cannot read ${path.join(dir, 'model.json')}: ${(error as Error).message}`);
   }
-  const weights = await fs.readFile(path.join(dir, 'weights.bin'));
-  const upgraded = upgradeManifest(manifest);
-  return { model: loadModel(upgraded, new Uint8Array(weights), options), manifest: upgraded };
+  const weights = await fs.readFile(path.join(dir, manifest.weights?.file ?? 'weights.bin'));
+  return { model: loadModel(manifest, new Uint8Array(weights), options), manifest };
 }
 
-/** Fetches `model.json` and `weights.bin` from a base URL (browser or Node 20 fetch). */
+/** Fetches `model.json` and its weights file from a base URL (browser or Node 20 fetch). */
 export async function loadModelFromUrl(
   baseUrl: string,
   options: LoadModelOptions & { fetch?: typeof fetch } = {},
@@ -331,6 +532,6 @@ export async function loadModelFromUrl(
     return response;
   };
   const manifest = upgradeManifest((await (await get('model.json')).json()) as ModelManifest);
-  const weights = await (await get('weights.bin')).arrayBuffer();
+  const weights = await (await get(manifest.weights?.file ?? 'weights.bin')).arrayBuffer();
   return { model: loadModel(manifest, weights, options), manifest };
 }

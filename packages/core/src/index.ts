@@ -98,9 +98,11 @@ export {
   assertNumber,
   assertNumbers,
   assertOneOf,
+  assertTensorValues,
   assertTensor,
   describeValue,
   isTensor,
   type NumberExpectation,
+  type TensorValueExpectation,
   type TensorExpectation,
 } from './validation';

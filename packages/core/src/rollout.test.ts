@@ -79,6 +79,24 @@ describe('rollout', () => {
     tf.dispose([noise, x0]);
   });
 
+  it('leaks nothing when the policy rejects x or σ part-way through (op by op)', () => {
+    const x = tf.ones([2, 3]);
+    let calls = 0;
+    const failing = {
+      velocity: (t: tf.Tensor) => {
+        if (++calls === 3) throw new InvalidArgumentError('x', 'what the policy takes', 'something else');
+        return t.clone();
+      },
+    };
+    const before = tf.memory().numTensors;
+    expect(() => rollout(failing, x, { sigmaSrc: 1, sigmaDst: 0, substeps: 8 })).toThrow(/`x`/);
+    const rejectAtOnce = { velocity: () => failing.velocity(x) };
+    calls = 2;
+    expect(() => rollout(rejectAtOnce, x, { sigmaSrc: 1, sigmaDst: 0, substeps: 8 })).toThrow(/`x`/);
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
+  });
+
   it('rejects bad options with named errors and leaks nothing', () => {
     const x = tf.zeros([2, 3]);
     const field = { velocity: (t: tf.Tensor) => t.clone() };

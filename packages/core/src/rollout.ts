@@ -135,31 +135,36 @@ export function rolloutOpByOp(policy: VelocityField, x: tf.Tensor, segment: Roll
   const uniform = grids.every((g) => g.length === grids[0]!.length && g.every((v, j) => v === grids[0]![j]));
   const columnShape = [batch, ...new Array<number>(x.rank - 1).fill(1)];
   let current = x.clone();
-  for (let j = 0; j < maxSteps; j++) {
-    const next = tf.tidy(() => {
-      if (uniform) {
-        const g = grids[0]!;
-        const u = policy.velocity(current, g[j]!);
-        return tf.add(current, tf.mul(u, g[j + 1]! - g[j]!));
-      }
-      const sigma = new Float32Array(batch);
-      const delta = new Float32Array(batch);
-      const active: boolean[] = [];
-      for (let b = 0; b < batch; b++) {
-        const g = grids[b]!;
-        const on = j < g.length - 1;
-        active.push(on);
-        sigma[b] = on ? g[j]! : g[g.length - 1]!;
-        delta[b] = on ? g[j + 1]! - g[j]! : 0;
-      }
-      const u = policy.velocity(current, tf.tensor1d(sigma));
-      const stepped = tf.add(current, tf.mul(u, tf.tensor(delta, columnShape)));
-      if (active.every(Boolean)) return stepped;
-      const mask = tf.tensor(Uint8Array.from(active, Number), columnShape, 'bool');
-      return tf.where(tf.broadcastTo(mask, x.shape), stepped, current);
-    });
-    current.dispose();
-    current = next;
+  try {
+    for (let j = 0; j < maxSteps; j++) {
+      const next = tf.tidy(() => {
+        if (uniform) {
+          const g = grids[0]!;
+          const u = policy.velocity(current, g[j]!);
+          return tf.add(current, tf.mul(u, g[j + 1]! - g[j]!));
+        }
+        const sigma = new Float32Array(batch);
+        const delta = new Float32Array(batch);
+        const active: boolean[] = [];
+        for (let b = 0; b < batch; b++) {
+          const g = grids[b]!;
+          const on = j < g.length - 1;
+          active.push(on);
+          sigma[b] = on ? g[j]! : g[g.length - 1]!;
+          delta[b] = on ? g[j + 1]! - g[j]! : 0;
+        }
+        const u = policy.velocity(current, tf.tensor1d(sigma));
+        const stepped = tf.add(current, tf.mul(u, tf.tensor(delta, columnShape)));
+        if (active.every(Boolean)) return stepped;
+        const mask = tf.tensor(Uint8Array.from(active, Number), columnShape, 'bool');
+        return tf.where(tf.broadcastTo(mask, x.shape), stepped, current);
+      });
+      current.dispose();
+      current = next;
+    }
+  } catch (error) {
+    current.dispose(); // a policy that rejects x (or σ) leaves nothing behind
+    throw error;
   }
   return current;
 }

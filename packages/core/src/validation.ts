@@ -1,4 +1,5 @@
 import type { DataType, Tensor } from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
 import { InvalidArgumentError } from './errors';
 
 function isTensorLike(value: unknown): value is Tensor {
@@ -131,6 +132,63 @@ export function assertOneOf<T extends string>(
       argument,
       `one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}`,
       describeValue(value),
+    );
+  }
+}
+
+export interface TensorValueExpectation {
+  /** Allow −∞ (e.g. log-weights of components with zero weight). NaN and +∞ are never allowed. */
+  allowNegativeInfinity?: boolean;
+  /** Every value ≥ min (> min with `minExclusive`). */
+  min?: number;
+  minExclusive?: boolean;
+}
+
+/** Whether the active backend reads values synchronously (tfjs's WebGPU backend in Node cannot). */
+function readsSynchronously(): boolean {
+  return tf.getBackend() !== 'webgpu';
+}
+
+/**
+ * Asserts that a float32 tensor's values are finite (and in range): a sum (and a min when a range is asked)
+ * read back as one or two numbers; only a non-finite sum runs the exact element test.
+ * On backends without synchronous reads (WebGPU) the values are not checked here (shapes still are, by
+ * `assertTensor`); docs/BENCHMARKS.md gives the cost on wasm.
+ */
+export function assertTensorValues(
+  argument: string,
+  value: Tensor,
+  expectation: TensorValueExpectation = {},
+): void {
+  if (value.size === 0 || !readsSynchronously()) return;
+  // Fast path: one sum (NaN and ±∞ propagate into it); the exact test only when the sum is not finite.
+  const { min } = expectation;
+  const stats = tf.tidy(() => {
+    const sum = tf.sum(value);
+    return min === undefined ? sum : tf.stack([sum, tf.min(value)]);
+  });
+  const [sum, minimum] = stats.dataSync() as unknown as [number, number];
+  stats.dispose();
+  const bad =
+    !Number.isFinite(sum) &&
+    tf.tidy(() => {
+      const invalid = expectation.allowNegativeInfinity
+        ? tf.logicalOr(tf.isNaN(value), tf.equal(value, Number.POSITIVE_INFINITY))
+        : tf.logicalNot(tf.isFinite(value));
+      return tf.any(invalid).dataSync()[0] === 1;
+    });
+  if (bad) {
+    throw new InvalidArgumentError(
+      argument,
+      `finite values${expectation.allowNegativeInfinity ? ' (or −Infinity)' : ''}`,
+      `a tensor holding NaN or ${expectation.allowNegativeInfinity ? '+' : '±'}Infinity`,
+    );
+  }
+  if (min !== undefined && (expectation.minExclusive ? !(minimum > min) : !(minimum >= min))) {
+    throw new InvalidArgumentError(
+      argument,
+      `values ${expectation.minExclusive ? '>' : '≥'} ${min}`,
+      `a tensor whose smallest value is ${minimum}`,
     );
   }
 }

@@ -42,4 +42,22 @@ describe('DX family', () => {
     p.dispose();
     tf.dispose([xSrc, uGrid]);
   });
+
+  it('rejects non-finite grids (x0 or u), naming the parameter, and leaks nothing', async () => {
+    await tf.setBackend('cpu');
+    const xSrc = tf.zeros([2, 3]);
+    const values = new Float32Array(2 * 4 * 3);
+    const before = tf.memory().numTensors;
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+      values[5] = bad;
+      const grid = tf.tensor3d(values, [2, 4, 3]);
+      expect(() => dx.create({ space: 'u', uGrid: grid }, xSrc, 0.5)).toThrow(
+        /params.uGrid.*NaN or ±Infinity/,
+      );
+      expect(() => dx.create({ space: 'x0', x0Grid: grid }, xSrc, 0.5)).toThrow(/params.x0Grid/);
+      grid.dispose();
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    xSrc.dispose();
+  });
 });

@@ -3,6 +3,7 @@ import {
   assertOneOf,
   assertSigma,
   assertTensor,
+  assertTensorValues,
   canFuseRollout,
   describeValue,
   detachTensor,
@@ -271,6 +272,7 @@ export function createDXFamily(defaults: DXPolicyOptions = {}): DXFamily {
       const N = grid.shape[1]!;
       if (N < 1) throw new InvalidArgumentError(`params.${key}`, 'N ≥ 1 grid points', `N = ${N}`);
       assertTensor(`params.${key}`, grid, { shape: [B, N, ...xSrc.shape.slice(1)] });
+      assertTensorValues(`params.${key}`, grid);
       const sigmaSrcValues = sigmaValues(sigmaSrc, B);
       const x0Grid =
         p.space === 'x0'

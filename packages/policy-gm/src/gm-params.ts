@@ -1,4 +1,4 @@
-import { assertTensor, describeValue, InvalidArgumentError } from '@piflow/core';
+import { assertTensor, assertTensorValues, describeValue, InvalidArgumentError } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
 
 /** GM parameters in x0-space: a mixture over x0 per position with one shared isotropic variance per sample. */
@@ -55,8 +55,16 @@ export function validateGMParams(params: unknown, x: tf.Tensor, argument = 'para
   assertTensor(`${argument}.means`, p.means, { shape: [...positions, K, C] });
   assertTensor(`${argument}.logweights`, p.logweights, { shape: [...positions, K] });
   const B = x.shape[0]!;
-  if (p.space === 'x0') assertTensor(`${argument}.variance`, p.variance, { shape: [B] });
-  else assertTensor(`${argument}.logstd`, p.logstd, { shape: [B] });
+  // values: finite means and log-std, log-weights without NaN or +∞ (−∞ is a zero weight), variance > 0
+  assertTensorValues(`${argument}.means`, p.means);
+  assertTensorValues(`${argument}.logweights`, p.logweights as tf.Tensor, { allowNegativeInfinity: true });
+  if (p.space === 'x0') {
+    assertTensor(`${argument}.variance`, p.variance, { shape: [B] });
+    assertTensorValues(`${argument}.variance`, p.variance, { min: 0, minExclusive: true });
+  } else {
+    assertTensor(`${argument}.logstd`, p.logstd, { shape: [B] });
+    assertTensorValues(`${argument}.logstd`, p.logstd);
+  }
   return K;
 }
 

@@ -152,6 +152,55 @@ for (const backend of testBackends()) {
       tf.dispose([sync, viaAsync, params.means, params.logweights, params.variance]);
     });
 
+    it('rejects non-finite parameter values and variance ≤ 0, naming the parameter, and leaks nothing', () => {
+      const random = createRandom(11);
+      const xSrc = random.normalTensor([2, 3]);
+      const poison = (t: tf.Tensor, value: number) =>
+        tf.tidy(() => {
+          const flat = t.dataSync().slice();
+          flat[1] = value;
+          return tf.tensor(flat, t.shape);
+        });
+      const u = randomUParams([2, 3], random);
+      const x0 = {
+        space: 'x0' as const,
+        means: u.means.clone(),
+        logweights: u.logweights.clone(),
+        variance: tf.tensor1d([0.5, 0.2]),
+      };
+      const cases: [Record<string, unknown>, RegExp][] = [
+        [{ ...u, means: poison(u.means, Number.NaN) }, /params.means.*NaN/],
+        [{ ...u, means: poison(u.means, Number.POSITIVE_INFINITY) }, /params.means/],
+        [{ ...u, logweights: poison(u.logweights, Number.NaN) }, /params.logweights/],
+        [{ ...u, logweights: poison(u.logweights, Number.POSITIVE_INFINITY) }, /params.logweights/],
+        [{ ...u, logstd: poison(u.logstd, Number.NaN) }, /params.logstd/],
+        [{ ...x0, variance: tf.tensor1d([0.5, 0]) }, /params.variance.*> 0.*smallest value is 0/],
+        [{ ...x0, variance: tf.tensor1d([-1, 0.5]) }, /params.variance/],
+        [{ ...x0, variance: tf.tensor1d([Number.NaN, 0.5]) }, /params.variance/],
+      ];
+      const before = tf.memory().numTensors;
+      for (const [params, message] of cases) {
+        expect(() => gm.create(params as never, xSrc, 0.5)).toThrow(InvalidArgumentError);
+        expect(() => gm.create(params as never, xSrc, 0.5)).toThrow(message);
+      }
+      expect(tf.memory().numTensors).toBe(before);
+      // −∞ log-weights are zero weights (dropped components), not an error
+      const dropped = { ...u, logweights: poison(u.logweights, Number.NEGATIVE_INFINITY) };
+      gm.create(dropped, xSrc, 0.5).dispose();
+      tf.dispose([
+        xSrc,
+        u.means,
+        u.logweights,
+        u.logstd,
+        x0.means,
+        x0.logweights,
+        x0.variance,
+        dropped.logweights,
+      ]);
+      for (const [params] of cases)
+        tf.dispose(Object.values(params).filter((v) => v instanceof tf.Tensor) as tf.Tensor[]);
+    });
+
     it('createGMFamily defaults apply and can be overridden', () => {
       const family = createGMFamily({ temperature: 0.5 });
       const random = createRandom(9);

@@ -2,6 +2,7 @@ import { createPolicyRegistry, createRandom, rollout, type Student, sample } fro
 import {
   countLeaks,
   describePolicyConformance,
+  FusedKernelSpy,
   type ReferenceInputs,
   relativeError,
   testBackends,
@@ -15,39 +16,11 @@ import { createGaussianFamily, type GaussianX0Params, gaussian } from './gaussia
 import { GAUSSIAN_FUSED_ROLLOUT_KERNEL, gaussianFusedRolloutKernel } from './gaussian-rollout-kernel';
 
 /**
- * A counting spy on a backend's Gaussian fused kernel: `install` registers, under the family's kernel name, a
- * wrapper of the package's own kernel that counts its successful runs. Were it unregistered, core's
- * runFusedRollout would register the plain kernel again on first use, and its runs would not count.
- */
-class KernelSpy {
-  runs = 0;
-  constructor(readonly backend: string) {}
-  install(): void {
-    this.uninstall();
-    const inner = gaussianFusedRolloutKernel.kernels![this.backend]!;
-    tf.registerKernel({
-      kernelName: GAUSSIAN_FUSED_ROLLOUT_KERNEL,
-      backendName: this.backend,
-      kernelFunc: (args) => {
-        const out = inner(args);
-        this.runs++;
-        return out;
-      },
-    });
-  }
-  uninstall(): void {
-    if (tf.getKernel(GAUSSIAN_FUSED_ROLLOUT_KERNEL, this.backend)) {
-      tf.unregisterKernel(GAUSSIAN_FUSED_ROLLOUT_KERNEL, this.backend);
-    }
-  }
-}
-
-/**
  * The fused rollout (through core's dispatch; the kernel must run exactly once, counted by `spy`) and the
  * op-by-op one, as values.
  */
 function fusedAndOpByOp(
-  spy: KernelSpy,
+  spy: FusedKernelSpy,
   policy: ReturnType<typeof gaussian.create>,
   x: tf.Tensor,
   substeps: number,
@@ -135,7 +108,7 @@ function exactPosterior(x: tf.Tensor, sigma: ArrayLike<number>): GaussianX0Param
 
 for (const backend of testBackends()) {
   describe(`gaussian policy on Gaussian data (exact), ${backend}`, () => {
-    const spy = new KernelSpy(backend);
+    const spy = new FusedKernelSpy(gaussianFusedRolloutKernel, backend);
     beforeAll(async () => {
       await useBackend(backend);
       spy.install();

@@ -1,11 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../errors';
+import { hasFusedRolloutKernel } from '../fused-rollout';
 import type { PolicyFamily } from '../policy-family';
 import { createRandom, type Random } from '../random';
 import { rollout } from '../rollout';
 import type { Policy } from '../types';
 import { testBackends, useBackend } from './backends';
+import { FusedKernelSpy } from './kernel-spy';
 import { countLeaks, readFloat32, readFloat64, relativeError } from './numerics';
 
 type AnyFamily = PolicyFamily<any, any>;
@@ -238,10 +240,16 @@ export function describePolicyConformance(options: PolicyConformanceOptions): vo
           });
         }
 
-        it(`fused rollout (where the backend has one) matches op by op (≤ 1e-4), shape [${shape}]`, async () => {
+        it(`fused rollout (where the backend has one) runs and matches op by op (≤ 1e-4), shape [${shape}]`, async () => {
           const s = setup(7);
           const policy = family.create(s.params, s.xSrc, tf.tensor1d(s.sigmaSrc), createOptions);
           const sigmaDst = s.sigmaSrc.map((v, b) => (b === 0 ? 0 : v * 0.4));
+          // A family that declares a fused kernel for this backend (its own, or one a backend package
+          // registered) must actually run it here: count its runs.
+          const kernel = family.fusedRollout;
+          const spy =
+            kernel && hasFusedRolloutKernel(kernel) ? new FusedKernelSpy(kernel, tf.getBackend()) : undefined;
+          spy?.install();
           const fused = rollout(policy, s.xSrc, {
             sigmaSrc: tf.tensor1d(s.sigmaSrc),
             sigmaDst: tf.tensor1d(sigmaDst),
@@ -255,6 +263,8 @@ export function describePolicyConformance(options: PolicyConformanceOptions): vo
             shift: 2,
             fused: false,
           });
+          spy?.uninstall();
+          if (spy) expect(spy.runs, `runs of ${kernel!.kernelName} on ${tf.getBackend()}`).toBe(1);
           expect(fused.shape).toEqual(shape);
           expect(relativeError(await fused.data(), await reference.data())).toBeLessThan(
             options.fusedTolerance ?? 1e-4,

@@ -4,6 +4,7 @@ export {
   type PolicyConformanceOptions,
   type ReferenceInputs,
 } from './conformance';
+export { FusedKernelSpy } from './kernel-spy';
 export {
   collectTensors,
   countLeaks,

@@ -5,7 +5,7 @@ import {
   rollout,
   runFusedRollout,
 } from '@piflow/core';
-import { countLeaks, relativeError, testBackends, useBackend } from '@piflow/core/testing';
+import { countLeaks, FusedKernelSpy, relativeError, testBackends, useBackend } from '@piflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type DXMode, type DXPolicy, dx } from '../index';
@@ -32,39 +32,11 @@ function makePolicy(
 }
 
 /**
- * A counting spy on a backend's DX fused kernel: `install` registers, under DX_FUSED_ROLLOUT_KERNEL, a wrapper
- * of the package's own kernel that counts its successful runs. Were the spy unregistered, runFusedRollout would
- * register the plain kernel again on first use, and its runs would not count.
- */
-class KernelSpy {
-  runs = 0;
-  constructor(readonly backend: string) {}
-  install(): void {
-    this.uninstall();
-    const inner = dxFusedRolloutKernel.kernels![this.backend]!;
-    tf.registerKernel({
-      kernelName: DX_FUSED_ROLLOUT_KERNEL,
-      backendName: this.backend,
-      kernelFunc: (args) => {
-        const out = inner(args);
-        this.runs++;
-        return out;
-      },
-    });
-  }
-  uninstall(): void {
-    if (tf.getKernel(DX_FUSED_ROLLOUT_KERNEL, this.backend)) {
-      tf.unregisterKernel(DX_FUSED_ROLLOUT_KERNEL, this.backend);
-    }
-  }
-}
-
-/**
  * `rollout` through core's dispatch (the fused kernel, which must have run exactly once: counted by `spy`)
  * and the op-by-op reference over the same segment.
  */
 function fusedAndReference(
-  spy: KernelSpy,
+  spy: FusedKernelSpy,
   policy: DXPolicy,
   x: tf.Tensor,
   sigmaSrc: number[],
@@ -130,7 +102,7 @@ const cases: {
 
 for (const backend of testBackends()) {
   describe(`fused DX rollout kernel on ${backend}`, () => {
-    const spy = new KernelSpy(backend);
+    const spy = new FusedKernelSpy(dxFusedRolloutKernel, backend);
     beforeAll(async () => {
       await useBackend(backend);
     });

@@ -7,7 +7,7 @@ import {
   rollout,
   runFusedRollout,
 } from '@piflow/core';
-import { countLeaks, relativeError, testBackends, useBackend } from '@piflow/core/testing';
+import { countLeaks, FusedKernelSpy, relativeError, testBackends, useBackend } from '@piflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type GMPolicy, gm } from '../index';
@@ -48,39 +48,11 @@ function makePolicy(
 }
 
 /**
- * A counting spy on a backend's GM fused kernel: `install` registers, under GM_FUSED_ROLLOUT_KERNEL, a wrapper
- * of the package's own kernel that counts its successful runs. Were the spy unregistered, runFusedRollout would
- * register the plain kernel again on first use, and its runs would not count.
- */
-class KernelSpy {
-  runs = 0;
-  constructor(readonly backend: string) {}
-  install(): void {
-    this.uninstall();
-    const inner = gmFusedRolloutKernel.kernels![this.backend]!;
-    tf.registerKernel({
-      kernelName: GM_FUSED_ROLLOUT_KERNEL,
-      backendName: this.backend,
-      kernelFunc: (args) => {
-        const out = inner(args);
-        this.runs++;
-        return out;
-      },
-    });
-  }
-  uninstall(): void {
-    if (tf.getKernel(GM_FUSED_ROLLOUT_KERNEL, this.backend)) {
-      tf.unregisterKernel(GM_FUSED_ROLLOUT_KERNEL, this.backend);
-    }
-  }
-}
-
-/**
  * `rollout` through core's dispatch (the fused kernel, which must have run exactly once: counted by `spy`)
  * and the op-by-op reference over the same segment.
  */
 function fusedAndReference(
-  spy: KernelSpy,
+  spy: FusedKernelSpy,
   policy: GMPolicy,
   x: tf.Tensor,
   sigmaSrc: number[],
@@ -208,7 +180,7 @@ describe('fused GM kernels on flat arrays', () => {
 
 for (const backend of testBackends()) {
   describe(`fused GM rollout kernels on ${backend}`, () => {
-    const spy = new KernelSpy(backend);
+    const spy = new FusedKernelSpy(gmFusedRolloutKernel, backend);
     beforeAll(async () => {
       await useBackend(backend);
     });

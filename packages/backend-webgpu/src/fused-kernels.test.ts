@@ -14,15 +14,14 @@ import {
   sample,
   type VelocityField,
 } from '@piflow/core';
-import { countLeaks, relativeError, useBackend } from '@piflow/core/testing';
-import { DX_FUSED_ROLLOUT_KERNEL, dx } from '@piflow/policy-dx';
-import { GM_FUSED_ROLLOUT_KERNEL, type GMParams, gm } from '@piflow/policy-gm';
+import { countLeaks, FusedKernelSpy, relativeError, useBackend } from '@piflow/core/testing';
+import { DX_FUSED_ROLLOUT_KERNEL, dx, dxFusedRolloutKernel } from '@piflow/policy-dx';
+import { GM_FUSED_ROLLOUT_KERNEL, type GMParams, gm, gmFusedRolloutKernel } from '@piflow/policy-gm';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dxEulerReference, gmEulerReference } from './__fixtures__/euler-reference';
 import './__fixtures__/webgpu-test-backend';
-import { dxRolloutKernelFunc } from './dx-rollout-kernel';
 import { GM_MAX_UNROLLED, gmRolloutKernelFunc, gmUsesGramForm } from './gm-rollout-kernel';
 import { registerWebGPUKernels } from './register-kernels';
 import { setupWebGPU } from './setup-webgpu';
@@ -57,39 +56,15 @@ async function kernelsRun(fn: () => tf.Tensor): Promise<string[]> {
   return info.kernelNames;
 }
 
-/**
- * Counting spies on this package's WebGPU kernels: `install` registers, for 'webgpu' under the families' kernel
- * names, wrappers of gmRolloutKernelFunc and dxRolloutKernelFunc that count their successful runs (by name);
- * `uninstall` registers the plain kernels again (registerWebGPUKernels).
- */
+/** Counting spies on this package's WebGPU kernels, registered under the families' kernel names. */
+const spies: Record<string, FusedKernelSpy> = {
+  [GM_FUSED_ROLLOUT_KERNEL]: new FusedKernelSpy(gmFusedRolloutKernel, 'webgpu'),
+  [DX_FUSED_ROLLOUT_KERNEL]: new FusedKernelSpy(dxFusedRolloutKernel, 'webgpu'),
+};
 const spy = {
-  runs: new Map<string, number>(),
-  install(): void {
-    for (const [name, inner] of [
-      [GM_FUSED_ROLLOUT_KERNEL, gmRolloutKernelFunc],
-      [DX_FUSED_ROLLOUT_KERNEL, dxRolloutKernelFunc],
-    ] as const) {
-      if (tf.getKernel(name, 'webgpu')) tf.unregisterKernel(name, 'webgpu');
-      tf.registerKernel({
-        kernelName: name,
-        backendName: 'webgpu',
-        kernelFunc: (args) => {
-          const out = inner(args);
-          spy.runs.set(name, spy.count(name) + 1);
-          return out;
-        },
-      });
-    }
-  },
-  uninstall(): void {
-    for (const name of [GM_FUSED_ROLLOUT_KERNEL, DX_FUSED_ROLLOUT_KERNEL]) {
-      if (tf.getKernel(name, 'webgpu')) tf.unregisterKernel(name, 'webgpu');
-    }
-    registerWebGPUKernels();
-  },
-  count(name: string): number {
-    return spy.runs.get(name) ?? 0;
-  },
+  install: () => Object.values(spies).forEach((s) => s.install()),
+  uninstall: () => Object.values(spies).forEach((s) => s.uninstall()),
+  count: (name: string) => spies[name]!.runs,
 };
 
 interface SegmentValues {
@@ -165,6 +140,7 @@ async function expectFusedMatches(
 describe('fused WGSL rollout kernels on webgpu', () => {
   beforeAll(async () => {
     await useBackend('webgpu');
+    registerWebGPUKernels(); // the kernels the spies count
     spy.install();
   });
   afterAll(() => {

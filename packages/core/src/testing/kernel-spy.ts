@@ -6,7 +6,7 @@ import type { FusedRolloutKernel } from '../policy-family';
  * (a fused-vs-op-by-op comparison alone passes when none did). `install()` registers, under the family's
  * kernel name, a wrapper that counts the successful runs of the kernel registered there (or of the family's
  * own kernel for that backend); it is idempotent, and after the wrapper was unregistered (say by a test that
- * removes the kernel on purpose) it wraps whatever is registered then. `uninstall()` puts the wrapped kernel
+ * removes the kernel on purpose) it wraps whatever is registered then, or the kernel it counted before. `uninstall()` puts the wrapped kernel
  * back.
  */
 export class FusedKernelSpy {
@@ -26,7 +26,8 @@ export class FusedKernelSpy {
   install(): void {
     const registered = this.registered();
     if (registered && registered.kernelFunc === this.wrapper) return;
-    const inner = registered?.kernelFunc ?? this.kernel.kernels?.[this.backend];
+    // what is registered now, else the family's own kernel, else the kernel this spy counted before
+    const inner = registered?.kernelFunc ?? this.kernel.kernels?.[this.backend] ?? this.inner;
     if (!inner) {
       throw new Error(`No ${this.kernel.kernelName} kernel to count for backend '${this.backend}'.`);
     }

@@ -27,15 +27,46 @@ describe('sample metrics', () => {
     expect(slicedWasserstein(a, b, { projections: 512 })).toBeCloseTo(1.2 / Math.sqrt(3), 1);
   });
 
-  it('MMD and energy distance are ≈ 0 for one distribution and clearly positive for two', () => {
-    const a = gaussian(400, 2, [0, 0], [1, 1], 3);
-    const a2 = gaussian(400, 2, [0, 0], [1, 1], 4);
-    const b = gaussian(400, 2, [1, 0], [1, 1], 5);
-    expect(Math.abs(mmdRBF(a, a2))).toBeLessThan(0.01);
-    expect(mmdRBF(a, b)).toBeGreaterThan(0.05);
-    expect(Math.abs(energyDistance(a, a2))).toBeLessThan(0.03);
-    // 1-D reference: ED(N(0,1), N(1,1)) = 2E|N(1,2)| − 2E|N(0,2)|, here in 2-D with a shift along x
-    expect(energyDistance(a, b)).toBeGreaterThan(0.2);
+  it('MMD² and energy distance of N(0, I) vs N(Δ, I) match their closed forms (≤ 4 SE over replicates)', () => {
+    // X − Y ~ N(Δ, 2I) in d = 2. RBF kernel exp(−|x − y|²/(2h²)): E k = (h²/(h² + 2))^(d/2)·e^(−|Δ|²/(2(h² + 2))),
+    // so MMD² = 2·(h²/(h² + 2))·(1 − e^(−|Δ|²/(2(h² + 2)))). Energy: E|X − Y| is the Rice mean
+    // σ√(π/2)·L½(−|Δ|²/(2σ²)) with σ = √2, E|X − X'| = √π, so ED = 2·E|X − Y| − 2√π.
+    const bessel = (order: number, z: number) => {
+      let sum = 0;
+      let term = (z / 2) ** order; // k = 0: (z/2)^n / n!, n ∈ {0, 1}
+      for (let k = 0; k < 30; k++) {
+        sum += term;
+        term *= (z / 2) ** 2 / ((k + 1) * (k + 1 + order));
+      }
+      return sum;
+    };
+    const laguerreHalf = (x: number) =>
+      Math.exp(x / 2) * ((1 - x) * bessel(0, -x / 2) - x * bessel(1, -x / 2));
+    const h = 0.8;
+    const closed = (delta: number) => ({
+      mmd: 2 * ((h * h) / (h * h + 2)) * (1 - Math.exp(-(delta * delta) / (2 * (h * h + 2)))),
+      energy:
+        2 * Math.sqrt(2) * Math.sqrt(Math.PI / 2) * laguerreHalf(-(delta * delta) / 4) -
+        2 * Math.sqrt(Math.PI),
+    });
+    for (const delta of [0, 1]) {
+      const replicates = 8;
+      const n = 300;
+      const estimates = Array.from({ length: replicates }, (_, r) => {
+        const a = gaussian(n, 2, [0, 0], [1, 1], 100 + 2 * r);
+        const b = gaussian(n, 2, [delta, 0], [1, 1], 101 + 2 * r);
+        return { mmd: mmdRBF(a, b, { bandwidth: h }), energy: energyDistance(a, b) };
+      });
+      for (const metric of ['mmd', 'energy'] as const) {
+        const values = estimates.map((e) => e[metric]);
+        const mean = values.reduce((x, y) => x + y, 0) / replicates;
+        const sd = Math.sqrt(values.reduce((x, y) => x + (y - mean) ** 2, 0) / (replicates - 1));
+        const expected = closed(delta)[metric];
+        expect(Math.abs(mean - expected), `${metric} at Δ = ${delta}: ${mean} vs ${expected}`).toBeLessThan(
+          4 * (sd / Math.sqrt(replicates)),
+        );
+      }
+    }
   });
 
   it('Fréchet distance of Gaussians matches ‖Δμ‖² + Σ(√a − √b)² for diagonal covariances', () => {

@@ -117,23 +117,55 @@ for (const backend of testBackends()) {
       policy.dispose();
     });
 
-    it('samples x0 from the mixture with the right moments', () => {
+    it('samples x0 from the mixture: weights, means, variances and one component per position (≤ 4 SE)', () => {
       const random = createRandom(8);
       const n = 20000;
-      const means = tf.tensor([-2, 0, 3, 1], [1, 1, 2, 2]);
+      const mu = [
+        [-2, 0],
+        [3, 1],
+      ];
+      const w = [0.25, 0.75];
+      const v0 = 0.09;
+      const means = tf.tensor(mu.flat(), [1, 1, 2, 2]);
       const tiled = tf.tile(means, [n, 1, 1, 1]);
-      const logweights = tf.tile(tf.log(tf.tensor([0.25, 0.75], [1, 1, 2])), [n, 1, 1]);
-      const variance = tf.fill([n], 0.09) as tf.Tensor1D;
+      const logweights = tf.tile(tf.log(tf.tensor(w, [1, 1, 2])), [n, 1, 1]);
+      const variance = tf.fill([n], v0) as tf.Tensor1D;
       const x0 = sampleGaussianMixture({ space: 'x0', means: tiled, logweights, variance }, random);
       const v = x0.dataSync();
-      let m0 = 0;
-      let m1 = 0;
-      for (let i = 0; i < n; i++) {
-        m0 += v[2 * i]! / n;
-        m1 += v[2 * i + 1]! / n;
+      // exact moments of the mixture, per channel: mean, variance and fourth central moment
+      const moments = [0, 1].map((c) => {
+        const mean = w[0]! * mu[0]![c]! + w[1]! * mu[1]![c]!;
+        const variance = v0 + w.reduce((a, wk, k) => a + wk * (mu[k]![c]! - mean) ** 2, 0);
+        const fourth = w.reduce((a, wk, k) => {
+          const d = mu[k]![c]! - mean;
+          return a + wk * (d ** 4 + 6 * d * d * v0 + 3 * v0 * v0);
+        }, 0);
+        return { mean, variance, fourth };
+      });
+      for (const c of [0, 1]) {
+        const { mean, variance, fourth } = moments[c]!;
+        let m = 0;
+        for (let i = 0; i < n; i++) m += v[2 * i + c]! / n;
+        let s2 = 0;
+        for (let i = 0; i < n; i++) s2 += (v[2 * i + c]! - m) ** 2 / (n - 1);
+        expect(Math.abs(m - mean), `mean of channel ${c}`).toBeLessThan(4 * Math.sqrt(variance / n));
+        expect(Math.abs(s2 - variance), `variance of channel ${c}`).toBeLessThan(
+          4 * Math.sqrt((fourth - variance ** 2) / n),
+        );
       }
-      expect(m0).toBeCloseTo(0.25 * -2 + 0.75 * 3, 1);
-      expect(m1).toBeCloseTo(0.75, 1);
+      // weights: the modes are 5 apart in channel 0 (17 std), so x > 0.5 there means component 1
+      let inSecond = 0;
+      let channel1InSecond = 0;
+      for (let i = 0; i < n; i++) {
+        if (v[2 * i]! > 0.5) {
+          inSecond++;
+          channel1InSecond += v[2 * i + 1]!;
+        }
+      }
+      expect(Math.abs(inSecond / n - w[1]!)).toBeLessThan(4 * Math.sqrt((w[0]! * w[1]!) / n));
+      // one component per position: channel 1 of the samples drawn from component 1 centres on its mean 1
+      // (drawing the channels' components independently would centre it on the mixture mean 0.75)
+      expect(Math.abs(channel1InSecond / inSecond - mu[1]![1]!)).toBeLessThan(4 * Math.sqrt(v0 / inSecond));
       tf.dispose([means, tiled, logweights, variance, x0]);
     });
 

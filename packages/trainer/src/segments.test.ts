@@ -19,7 +19,10 @@ describe('π-ID segments', () => {
     }
     for (let i = 0; i < N; i++) {
       const expected = (i === N - 1 ? f : 1) * delta;
-      expect(counts.get(i)! / 20000).toBeCloseTo(expected, 1);
+      // within 4 standard errors of a frequency, √(p(1 − p)/n)
+      expect(Math.abs(counts.get(i)! / 20000 - expected)).toBeLessThan(
+        4 * Math.sqrt((expected * (1 - expected)) / 20000),
+      );
     }
   });
 

@@ -17,6 +17,13 @@ const spec = {
 const reference = createAnalyticGMFlow(spec);
 
 describeTeacherContract('analytic GM teacher', {
+  metadata: {
+    layout: 'vector',
+    shift: 1,
+    guidance: 'none',
+    conditionNames: [],
+    description: 'analytic Gaussian mixture (K = 3, C = 2, std = 0.3)',
+  },
   create: () => createAnalyticGMTeacher(spec),
   makeInputs: (batch, random) => ({
     x: random.normalTensor([batch, 5, 2]),
@@ -44,7 +51,7 @@ describe('createAnalyticGMTeacher', () => {
     const teacher = createAnalyticGMTeacher(spec);
     expect(teacher.metadata).toMatchObject({ layout: 'vector', guidance: 'none', conditionNames: [] });
     const noise = tf.randomNormal([400, 2], 0, 1, 'float32', 3);
-    const x = await sampleTeacher(teacher, noise, { numSteps: 64 });
+    const x = await sampleTeacher(teacher, noise, { numInferenceSteps: 64 });
     // every sample lands near a component mean (within 4 std of the component)
     const values = x.dataSync();
     const components = reference.assignComponents(values);

@@ -75,9 +75,15 @@ const labelsOf = (condition: Condition | undefined) =>
   Array.from(tf.tidy(() => tf.argMax(condition!.labels!, 1)).dataSync());
 
 describeTeacherContract('classifier-free guidance wrapper (batched, null label)', {
+  metadata: {
+    layout: 'vector',
+    guidance: 'cfg',
+    conditionNames: ['labels'],
+    description: 'teacher with CFG 3 on σ ∈ [0.2, 0.8]',
+  },
   create: () =>
     withClassifierFreeGuidance(conditionalTeacher([]), {
-      scale: 3,
+      guidanceScale: 3,
       interval: [0.2, 0.8],
       unconditional: { labels: oneHot([K]) },
     }),
@@ -97,7 +103,7 @@ describe('withClassifierFreeGuidance', () => {
   it('batches cond + uncond into one call of 2B, or makes two calls of B, with the same result', async () => {
     const batchedCalls: number[] = [];
     const separateCalls: number[] = [];
-    const options = { scale: 4, unconditional: { labels: oneHot([K]) } };
+    const options = { guidanceScale: 4, unconditional: { labels: oneHot([K]) } };
     const batched = withClassifierFreeGuidance(conditionalTeacher(batchedCalls), options);
     const separate = withClassifierFreeGuidance(conditionalTeacher(separateCalls), {
       ...options,
@@ -130,7 +136,7 @@ describe('withClassifierFreeGuidance', () => {
   it('skips the unconditional pass when no σ of the batch is inside the interval', async () => {
     const calls: number[] = [];
     const teacher = withClassifierFreeGuidance(conditionalTeacher(calls), {
-      scale: 4,
+      guidanceScale: 4,
       interval: [0, 0.6],
       unconditional: (condition) => ({ labels: tf.zerosLike(condition.labels!) }),
     });
@@ -148,7 +154,10 @@ describe('withClassifierFreeGuidance', () => {
     const condition = { labels: oneHot([1, 2]) };
     const unconditional = { labels: oneHot([K]) };
     for (const scale of [0, 1]) {
-      const teacher = withClassifierFreeGuidance(conditionalTeacher([]), { scale, unconditional });
+      const teacher = withClassifierFreeGuidance(conditionalTeacher([]), {
+        guidanceScale: scale,
+        unconditional,
+      });
       const u = await teacher.velocity(x, 0.5, condition);
       const expected = [
         ...flows[scale === 1 ? 1 : K]!.velocityFloat64([0.3, -0.2], 0.5),
@@ -163,16 +172,24 @@ describe('withClassifierFreeGuidance', () => {
   it('rejects bad options, a missing condition and unconditional inputs of the wrong batch', async () => {
     const teacher = conditionalTeacher([]);
     const unconditional = { labels: oneHot([K]) };
-    expect(() => withClassifierFreeGuidance(teacher, { scale: -1, unconditional })).toThrow(/scale/);
-    expect(() =>
-      withClassifierFreeGuidance(teacher, { scale: 2, interval: [0.8, 0.2], unconditional }),
-    ).toThrow(/interval\[1\]/);
-    expect(() => withClassifierFreeGuidance(teacher, { scale: 2, unconditional: 3 as never })).toThrow(
-      InvalidArgumentError,
+    expect(() => withClassifierFreeGuidance(teacher, { guidanceScale: -1, unconditional })).toThrow(
+      /guidanceScale/,
     );
-    expect(() => withClassifierFreeGuidance({} as Teacher, { scale: 2, unconditional })).toThrow(/teacher/);
+    // The old option name fails, naming the new one.
+    expect(() => withClassifierFreeGuidance(teacher, { scale: 2, unconditional } as never)).toThrow(
+      /options\.scale.*guidanceScale/,
+    );
+    expect(() =>
+      withClassifierFreeGuidance(teacher, { guidanceScale: 2, interval: [0.8, 0.2], unconditional }),
+    ).toThrow(/interval\[1\]/);
+    expect(() =>
+      withClassifierFreeGuidance(teacher, { guidanceScale: 2, unconditional: 3 as never }),
+    ).toThrow(InvalidArgumentError);
+    expect(() => withClassifierFreeGuidance({} as Teacher, { guidanceScale: 2, unconditional })).toThrow(
+      /teacher/,
+    );
     const guided = withClassifierFreeGuidance(teacher, {
-      scale: 2,
+      guidanceScale: 2,
       unconditional: { labels: oneHot([K, K]) },
     });
     const x = tf.zeros([3, 2]);

@@ -93,6 +93,14 @@ for (const [predictionType, timestepScale] of [
   ['epsilon', 1],
 ] as const) {
   describeTeacherContract(`tfjs LayersModel predicting ${predictionType} (timestep σ·${timestepScale})`, {
+    metadata: {
+      layout: 'vector',
+      sampleShape: [C],
+      shift: 1,
+      guidance: 'none',
+      conditionNames: [],
+      description: `tfjs LayersModel (${predictionType} prediction, timestep σ·${timestepScale})`,
+    },
     create: () =>
       createTfjsModelTeacher({
         model: analyticModel(predictionType, timestepScale),
@@ -186,6 +194,14 @@ const conditionalReference = ({
   );
 
 describeTeacherContract('tfjs LayersModel saved with fileSystemIO and loaded from a directory', {
+  metadata: {
+    layout: 'vector',
+    sampleShape: [C],
+    shift: 1,
+    guidance: 'none',
+    conditionNames: ['labels'],
+    description: 'tfjs LayersModel (velocity prediction, timestep σ·1)',
+  },
   backends: ['cpu'],
   create: () =>
     loadTfjsModelTeacher({
@@ -198,6 +214,14 @@ describeTeacherContract('tfjs LayersModel saved with fileSystemIO and loaded fro
 });
 
 describeTeacherContract('tfjs LayersModel loaded over http', {
+  metadata: {
+    layout: 'vector',
+    sampleShape: [C],
+    shift: 1,
+    guidance: 'none',
+    conditionNames: ['labels'],
+    description: 'tfjs LayersModel (velocity prediction, timestep σ·1)',
+  },
   backends: ['cpu'],
   create: () =>
     loadTfjsModelTeacher({ source: `${baseUrl}/model.json`, inputs: { condition: { labels: 'label' } } }),
@@ -207,6 +231,14 @@ describeTeacherContract('tfjs LayersModel loaded over http', {
 });
 
 describeTeacherContract('tfjs LayersModel with a custom layer loaded from a file:// URL', {
+  metadata: {
+    layout: 'vector',
+    sampleShape: [C],
+    shift: 1,
+    guidance: 'none',
+    conditionNames: [],
+    description: 'tfjs LayersModel (x0 prediction, timestep σ·1000)',
+  },
   backends: ['cpu'],
   create: () =>
     loadTfjsModelTeacher({
@@ -293,6 +325,14 @@ const graphV = Float32Array.from({ length: C }, (_, i) => 0.5 - i);
 const graphB = Float32Array.from({ length: C }, (_, i) => 0.1 * i);
 
 describeTeacherContract('tfjs GraphModel (ε prediction) loaded with fileSystemIO', {
+  metadata: {
+    layout: 'vector',
+    sampleShape: [C],
+    shift: 1,
+    guidance: 'none',
+    conditionNames: [],
+    description: 'tfjs GraphModel (epsilon prediction, timestep σ·1)',
+  },
   backends: ['cpu', 'wasm'],
   create: async () => {
     const dir = path.join(directory, 'graph');

@@ -182,6 +182,14 @@ const inputs =
   });
 
 describeTeacherContract('FLUX-style adapter (flux1 preset, embedded guidance 3.5, x0-predicting model)', {
+  metadata: {
+    layout: 'image',
+    sampleShape: [4, 6, 16],
+    shift: 3.2,
+    guidance: 'embedded',
+    conditionNames: ['textEmbeddings', 'pooledEmbeddings'],
+    description: 'flux1-style latent transformer (embedded guidance 3.5)',
+  },
   create: () =>
     createLatentTransformerTeacher({
       model: testModel({ pooled: true, guidance: true, predictionType: 'x0' }),
@@ -199,11 +207,18 @@ describeTeacherContract('FLUX-style adapter (flux1 preset, embedded guidance 3.5
 });
 
 describeTeacherContract('Qwen-Image-style adapter (qwenImage preset, CFG 4 on σ ≤ 0.9, batched)', {
+  metadata: {
+    layout: 'image',
+    shift: 3.2,
+    guidance: 'cfg',
+    conditionNames: ['textEmbeddings', 'negativeTextEmbeddings'],
+    description: 'qwenImage-style latent transformer (CFG 4)',
+  },
   create: () =>
     createLatentTransformerTeacher({
       model: testModel({ pooled: false, guidance: false, predictionType: 'velocity' }),
       preset: qwenImage,
-      guidance: { mode: 'cfg', scale: 4, interval: [0, 0.9] },
+      guidance: { mode: 'cfg', guidanceScale: 4, interval: [0, 0.9] },
     }),
   makeInputs: inputs(false, true),
   reference: ({ x, sigma, condition }) =>
@@ -216,12 +231,24 @@ describeTeacherContract('Qwen-Image-style adapter (qwenImage preset, CFG 4 on σ
 });
 
 describeTeacherContract('FLUX-style adapter with true CFG and pooled negatives', {
+  metadata: {
+    layout: 'image',
+    shift: 3.2,
+    guidance: 'cfg',
+    conditionNames: [
+      'textEmbeddings',
+      'pooledEmbeddings',
+      'negativeTextEmbeddings',
+      'negativePooledEmbeddings',
+    ],
+    description: 'flux1-style latent transformer (CFG 2.5)',
+  },
   backends: ['cpu'],
   create: () =>
     createLatentTransformerTeacher({
       model: testModel({ pooled: true, guidance: false, predictionType: 'velocity' }),
       preset: flux1,
-      guidance: { mode: 'cfg', scale: 2.5 },
+      guidance: { mode: 'cfg', guidanceScale: 2.5 },
     }),
   makeInputs: inputs(true, true),
   reference: ({ x, sigma, condition }) =>
@@ -352,9 +379,23 @@ describe('createLatentTransformerTeacher errors', () => {
       createLatentTransformerTeacher({
         model: without,
         preset: qwenImage,
-        guidance: { mode: 'cfg', scale: -2 },
+        guidance: { mode: 'cfg', guidanceScale: -2 },
       }),
-    ).toThrow(/guidance\.scale/);
+    ).toThrow(/guidance\.guidanceScale/);
+    // The old option names fail, naming the new one.
+    expect(() =>
+      createLatentTransformerTeacher({
+        model: without,
+        preset: qwenImage,
+        guidance: { mode: 'cfg', scale: 2 } as never,
+      }),
+    ).toThrow(/guidance\.scale.*guidanceScale/);
+    expect(() =>
+      createLatentTransformerTeacher({
+        model: withGuidance,
+        guidance: { mode: 'embedded', value: 2 } as never,
+      }),
+    ).toThrow(/guidance\.value.*guidanceScale/);
   });
 
   it('names the missing negative embeddings, wrong text widths and odd latent sizes', async () => {

@@ -69,7 +69,7 @@ describe('TinyFluxTransformer', () => {
   it('lowers its flow-matching loss when trained, and saves and loads exactly', async () => {
     const model = new TinyFluxTransformer(tinyFluxFixtureConfig);
     const before = tf.memory().numTensors;
-    const losses = trainLatentTransformer({
+    const losses = await trainLatentTransformer({
       model,
       steps: 12,
       random: createRandom(4),
@@ -135,7 +135,7 @@ describe('π-Flow sampling through the FLUX-style adapter on the trained FLUX-sh
   });
 
   it("generates each prompt's latents with the teacher's own 8-step sampler", async () => {
-    const x = await sampleTeacher(teacher, noise, { numSteps: 8, condition });
+    const x = await sampleTeacher(teacher, noise, { numInferenceSteps: 8, condition });
     const { correct, distance } = evaluate(x);
     x.dispose();
     expect(correct).toBe(batch);
@@ -166,8 +166,8 @@ describe('π-Flow sampling through the FLUX-style adapter on the trained FLUX-sh
 
   it('samples with classifier-free guidance against the null prompt it was trained with (10% dropout)', async () => {
     const unconditional = task.nullCondition(1);
-    const guided = withClassifierFreeGuidance(teacher, { scale: 2, unconditional });
-    const x = await sampleTeacher(guided, noise, { numSteps: 8, condition });
+    const guided = withClassifierFreeGuidance(teacher, { guidanceScale: 2, unconditional });
+    const x = await sampleTeacher(guided, noise, { numInferenceSteps: 8, condition });
     tf.dispose(Object.values(unconditional));
     const { correct, distance } = evaluate(x);
     x.dispose();
@@ -177,6 +177,14 @@ describe('π-Flow sampling through the FLUX-style adapter on the trained FLUX-sh
 });
 
 describeTeacherContract('FLUX-style adapter around the trained FLUX-shaped transformer', {
+  metadata: {
+    layout: 'image',
+    sampleShape: [8, 8, 16],
+    shift: 3.2,
+    guidance: 'embedded',
+    conditionNames: ['textEmbeddings', 'pooledEmbeddings'],
+    description: 'flux1-style latent transformer (embedded guidance 3.5)',
+  },
   backends: ['wasm'],
   create: async () =>
     createLatentTransformerTeacher({

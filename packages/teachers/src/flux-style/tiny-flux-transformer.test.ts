@@ -7,6 +7,7 @@ import { maxAbsDifference, useBackend } from '@piflow/core/testing';
 import { createSingleX0Student, dx } from '@piflow/policy-dx';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fluxReferenceVelocity, fluxReferenceWeights } from '../__fixtures__/flux-reference';
 import { withClassifierFreeGuidance } from '../guidance';
 import { fileSystemIO } from '../node-file-system-io';
 import { describeTeacherContract } from '../testing';
@@ -197,4 +198,37 @@ describeTeacherContract('FLUX-style adapter around the trained FLUX-shaped trans
     sigma: Array.from({ length: batch }, () => 0.05 + 0.9 * r.uniform()),
     condition: task.condition(Array.from({ length: batch }, (_, i) => i % task.numPrompts)),
   }),
+  // the float64 reference of __fixtures__/flux-reference.ts on the same trained weights
+  reference: async ({ x, sigma, condition }) => {
+    const model = await TinyFluxTransformer.load(fileSystemIO(fixture));
+    const weights = await fluxReferenceWeights(model);
+    model.dispose();
+    const text = condition!.textEmbeddings!;
+    const pooled = condition!.pooledEmbeddings!;
+    const [B, T, Dt] = text.shape as [number, number, number];
+    const Dp = pooled.shape[1]!;
+    const size = x.size / B;
+    const [xs, ts, ps] = [x.dataSync(), text.dataSync(), pooled.dataSync()];
+    const out = new Float64Array(x.size);
+    for (let b = 0; b < B; b++) {
+      const textRows = {
+        rows: T,
+        cols: Dt,
+        data: Float64Array.from(ts.subarray(b * T * Dt, (b + 1) * T * Dt)),
+      };
+      out.set(
+        fluxReferenceVelocity(
+          weights,
+          Float64Array.from(xs.subarray(b * size, (b + 1) * size)),
+          sampleShape,
+          sigma[b]!,
+          textRows,
+          Float64Array.from(ps.subarray(b * Dp, (b + 1) * Dp)),
+          flux1.defaultGuidance,
+        ),
+        b * size,
+      );
+    }
+    return out;
+  },
 });

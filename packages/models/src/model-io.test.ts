@@ -16,7 +16,6 @@ import {
   loadModelDirectory,
   loadModelFrom,
   type ModelFileJSON,
-  type ModelManifest,
   SAFETENSORS_FILE,
   type StoredModel,
   saveModel,

@@ -1,3 +1,5 @@
+export type { ConditionSpec, TeacherMetadataWithConditions } from './conditions';
+export { defaultLimits, type ServerLimits } from './limits';
 export { serveTeacherCommand, useTfjsBackend } from './serve-teacher-command';
 export { createTeacherServer, type TeacherServer, type TeacherServerOptions } from './server';
 export {

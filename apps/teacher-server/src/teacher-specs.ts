@@ -1,7 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describeValue, InvalidArgumentError, type Teacher } from '@piflow/core';
-import { createAnalyticGMTeacher, loadTfjsModelTeacher, type TfjsModelDescription } from '@piflow/teachers';
+import {
+  createAnalyticGMTeacher,
+  loadTfjsModelTeacher,
+  type TfjsModelDescription,
+  type TfjsModelInputs,
+  type TfjsModelTeacher,
+} from '@piflow/teachers';
+import type { ConditionSpec, TeacherMetadataWithConditions } from './conditions';
 
 /** Builds a teacher from the part of a spec after `<kind>:` (e.g. a file or directory path). */
 export type TeacherLoader = (argument: string, context: { cwd: string }) => Promise<Teacher>;
@@ -49,15 +56,41 @@ export const analyticGMLoader: TeacherLoader = async (argument, { cwd }) => {
 };
 
 /**
+ * The row shape (shape without the batch axis) of each conditioning input whose model input has a fully
+ * known shape, so the server refuses other shapes with 400 instead of failing in the model.
+ */
+function conditionRowShapes(teacher: TfjsModelTeacher, inputs: TfjsModelInputs | undefined) {
+  const model = teacher.model as {
+    inputNames?: string[];
+    inputs: ReadonlyArray<{ name?: string; shape?: ReadonlyArray<number | null> }>;
+  };
+  const names = model.inputNames ?? model.inputs.map((i) => i.name ?? '');
+  const shapes = model.inputs.map((i) => i.shape);
+  const mapping =
+    inputs?.condition ?? Object.fromEntries(teacher.metadata.conditionNames?.map((n) => [n, n]) ?? []);
+  const specs: Record<string, ConditionSpec> = {};
+  for (const name of teacher.metadata.conditionNames ?? []) {
+    const shape = shapes[names.indexOf(mapping[name] ?? name)];
+    const row = shape?.slice(1);
+    if (shape && shape.length >= 1 && row!.every((d) => typeof d === 'number' && d > 0)) {
+      specs[name] = { rowShape: row as number[] };
+    }
+  }
+  return specs;
+}
+
+/**
  * `tfjs:<dir>`: a tfjs model directory (model.json + weight shards, layers or graph format) with an optional
  * `teacher.json` beside it describing its inputs: `{ "predictionType", "timestepScale", "inputs": { "x",
- * "timestep", "condition": { name: inputName } }, "sampleShape", "layout", "shift" }`.
+ * "timestep", "condition": { name: inputName } }, "sampleShape", "layout", "shift", "conditions": { name:
+ * { "dtype", "rowShape", "classes" } } }`. Conditioning inputs take the row shape of their model input when
+ * it is fully known; `conditions` adds to that (e.g. `{ "labels": { "classes": 10 } }`).
  */
 export const tfjsLoader: TeacherLoader = async (argument, { cwd }) => {
   const dir = path.resolve(cwd, argument);
-  let description: TfjsModelDescription = {};
+  let description: TfjsModelDescription & { conditions?: Record<string, ConditionSpec> } = {};
   try {
-    description = JSON.parse(await readFile(path.join(dir, 'teacher.json'), 'utf8')) as TfjsModelDescription;
+    description = JSON.parse(await readFile(path.join(dir, 'teacher.json'), 'utf8')) as typeof description;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
       throw new InvalidArgumentError(
@@ -67,7 +100,21 @@ export const tfjsLoader: TeacherLoader = async (argument, { cwd }) => {
       );
     }
   }
-  return loadTfjsModelTeacher({ ...description, source: dir });
+  const { conditions: declared = {}, ...modelDescription } = description;
+  const isObject = (value: unknown) => typeof value === 'object' && value !== null && !Array.isArray(value);
+  if (!isObject(declared) || !Object.values(declared).every(isObject)) {
+    throw new InvalidArgumentError(
+      'teacher',
+      `"conditions" in ${path.join(dir, 'teacher.json')} as { name: { dtype?, rowShape?, classes? } }`,
+      describeValue(declared),
+    );
+  }
+  const teacher = await loadTfjsModelTeacher({ ...modelDescription, source: dir });
+  const conditions: Record<string, ConditionSpec> = conditionRowShapes(teacher, modelDescription.inputs);
+  for (const [name, spec] of Object.entries(declared)) conditions[name] = { ...conditions[name], ...spec };
+  if (Object.keys(conditions).length === 0) return teacher;
+  const metadata: TeacherMetadataWithConditions = { ...teacher.metadata, conditions };
+  return { ...teacher, metadata };
 };
 
 /** A registry of teacher kinds for `--teacher <kind>:<argument>`; new kinds plug in with `register`. */

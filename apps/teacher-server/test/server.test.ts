@@ -59,6 +59,16 @@ afterAll(async () => {
 describeTeacherContract('remote teacher against a real server process', {
   backends: ['cpu'],
   create: () => createRemoteTeacher({ url: server.url }),
+  // what the server shows of the analytic teacher, described by the client (a getter: the URL comes later)
+  get metadata() {
+    return {
+      layout: 'vector' as const,
+      shift: 1,
+      guidance: 'none' as const,
+      conditionNames: [],
+      description: `remote: analytic Gaussian mixture (K = 3, C = 3, std = 0.3) at ${server?.url}`,
+    };
+  },
   // the client cannot know C (the analytic teacher takes any positions): the server's 400 says it
   shapeErrorClass: RemoteTeacherError,
   makeInputs: (batch, random) => ({
@@ -108,7 +118,10 @@ describe('remote teacher ↔ teacher server', () => {
   it('answers health and metadata so the client configures itself', async () => {
     const health = await (await fetch(`${server.url}/v1/health`)).json();
     expect(health).toMatchObject({ status: 'ok', protocol: 'piflow-teacher/1', queue: { capacity: 64 } });
-    const metadata = await (await fetch(`${server.url}/v1/metadata`)).json();
+    expect(health.buffered).toEqual({ bytes: 0, capacity: 4 * 65536 });
+    const text = await (await fetch(`${server.url}/v1/metadata`)).text();
+    expect(text).not.toContain(path.dirname(mixtureFile)); // no server paths
+    const metadata = JSON.parse(text);
     expect(metadata).toMatchObject({
       protocol: 'piflow-teacher/1',
       maxBatchSize: 512,
@@ -122,6 +135,8 @@ describe('remote teacher ↔ teacher server', () => {
     const good = velocityFrame(x, [2, C], [0.5, 0.25]);
     const withNaN = Float32Array.from(x);
     withNaN[3] = Number.NaN;
+    const withInf = Float32Array.from(x);
+    withInf[5] = Number.NEGATIVE_INFINITY;
     const headerLength = new DataView(good.buffer).getUint32(0, true);
     const garbageHeader = new Uint8Array(good);
     garbageHeader.set(new TextEncoder().encode('{"tensors": ['.padEnd(headerLength, 'x')), 4);
@@ -132,6 +147,19 @@ describe('remote teacher ↔ teacher server', () => {
       ['header past the end', post(server.url, new Uint8Array([255, 0, 0, 0, 1])), 400, /runs past the end/],
       ['header not JSON', post(server.url, garbageHeader), 400, /not valid UTF-8 JSON/],
       ['NaN in x', post(server.url, velocityFrame(withNaN, [2, C], [0.5, 0.5])), 400, /non-finite/],
+      [
+        '-Inf in x',
+        post(server.url, velocityFrame(withInf, [2, C], [0.5, 0.5])),
+        400,
+        /"x" has a non-finite value \(-Infinity\) at flat index 5/,
+      ],
+      [
+        '+Inf σ',
+        post(server.url, velocityFrame(x, [2, C], [0.5, Number.POSITIVE_INFINITY])),
+        400,
+        /sigma\[1\] = Infinity is outside \[0, 1\]/,
+      ],
+      ['empty body', post(server.url, new Uint8Array(0)), 400, /body of 0 bytes/],
       [
         'NaN σ',
         post(server.url, velocityFrame(x, [2, C], [Number.NaN, 0.5])),
@@ -235,7 +263,9 @@ describe('remote teacher ↔ teacher server', () => {
       const answer = await pending;
       const text = typeof answer.text === 'function' ? answer.text() : (answer.text as unknown as string);
       expect({ what, status: answer.status }).toEqual({ what, status });
-      expect(JSON.parse(text)).toMatchObject({ error: { message: expect.stringMatching(message) } });
+      expect(JSON.parse(text)).toMatchObject({
+        error: { code: expect.any(String), message: expect.stringMatching(message) },
+      });
       // and it still serves a good request
       const ok = await post(server.url, good);
       expect({ what, status: ok.status }).toEqual({ what, status: 200 });

@@ -13,13 +13,17 @@
  *
  * - `GET /v1/health` → 200 `{ "status": "ok", "queue": { "active", "waiting", "capacity" } }`.
  * - `GET /v1/metadata` → 200 `{ "protocol": "piflow-teacher/1", "metadata": TeacherMetadata,
- *   "maxBatchSize": number, "maxBodyBytes": number }`.
+ *   "maxBatchSize": number, "maxBodyBytes": number, "conditions"?: { [name]: WireConditionSpec } }`.
  * - `POST /v1/velocity` with `Content-Type: application/x-piflow-tensors` and a frame holding `x`
- *   ([B, …sampleShape], float32), `sigma` ([B], float32, each in [0, 1]) and one tensor per conditioning input
- *   named `condition.<name>` (batch B) → 200 with a frame holding `u` (float32, the shape of x).
- * - Errors: status 400 (malformed frame, shapes, dtypes, σ, non-finite values), 401 (missing/wrong bearer
- *   token), 404 (unknown route), 413 (body over the limit), 415 (wrong content type), 503 (queue full; has
- *   `Retry-After`), 500 (the teacher failed), with the JSON body `{ "error": { "code", "message" } }`.
+ *   ([B, …sampleShape], float32, finite), `sigma` ([B], float32, each in [0, 1]) and one tensor per
+ *   conditioning input named `condition.<name>` (batch B, finite; as its `conditions` entry says, if any) →
+ *   200 with a frame holding `u` (float32, the shape of x). Servers that know what an input must look like
+ *   (dtype, row shape, class count) advertise it in `conditions`.
+ * - Errors: status 400 (malformed frame, shapes, dtypes, σ, non-finite values, class indices out of range),
+ *   401 (missing/wrong bearer token), 404 (unknown route), 408 (headers or body too slow; the connection is
+ *   closed), 413 (body over the limit), 415 (wrong content type), 503 (queue full, no room for more request
+ *   bodies, or shutting down; has `Retry-After`), 500 (the teacher failed), with the JSON body
+ *   `{ "error": { "code", "message", "field"? } }` (`field`: the part at fault, e.g. `condition.labels`).
  * - Authentication (optional): `Authorization: Bearer <token>` on `/v1/metadata` and `/v1/velocity`.
  */
 export const protocolVersion = 'piflow-teacher/1';
@@ -167,7 +171,18 @@ export function decodeFrame(bytes: Uint8Array, limits: DecodeLimits = {}): WireT
 
 /** The JSON body of every error answer. */
 export interface WireError {
-  error: { code: string; message: string };
+  /** `field`: the request part at fault (`x`, `sigma`, `condition.<name>`, `body`, …), when there is one. */
+  error: { code: string; message: string; field?: string };
+}
+
+/** What one conditioning input must look like, as a server advertises it. */
+export interface WireConditionSpec {
+  /** 'int32' or 'float32' (absent: either). */
+  dtype?: WireDType;
+  /** Shape of one row, without the batch axis ([] for one value per sample; absent: any). */
+  rowShape?: number[];
+  /** Class indices: integers in [0, classes). */
+  classes?: number;
 }
 
 /** What `GET /v1/metadata` answers. */
@@ -176,4 +191,6 @@ export interface WireMetadata {
   metadata: import('@piflow/core').TeacherMetadata;
   maxBatchSize: number;
   maxBodyBytes: number;
+  /** Specs of the conditioning inputs the server checks beyond their batch size (absent: none). */
+  conditions?: Record<string, WireConditionSpec>;
 }

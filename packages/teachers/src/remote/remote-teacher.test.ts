@@ -19,7 +19,10 @@ const flow = createAnalyticGMFlow({
  * A minimal real HTTP server speaking piflow-teacher/1 for the analytic flow, with scripted failures:
  * `failures` lists what the first velocity requests get (a status, 'hang' or 'reset'), then it answers.
  */
-function startProtocolServer(failures: (number | 'hang' | 'reset')[] = []) {
+function startProtocolServer(
+  failures: (number | 'hang' | 'reset')[] = [],
+  advertised: { conditionNames?: string[]; conditions?: Record<string, unknown> } = {},
+) {
   const seen: { batch: number; at: number }[] = [];
   const handler = async (request: IncomingMessage, response: ServerResponse) => {
     const chunks: Buffer[] = [];
@@ -28,9 +31,16 @@ function startProtocolServer(failures: (number | 'hang' | 'reset')[] = []) {
       response.writeHead(200, { 'content-type': 'application/json' }).end(
         JSON.stringify({
           protocol: protocolVersion,
-          metadata: { layout: 'vector', sampleShape: [2], shift: 1, guidance: 'none', conditionNames: [] },
+          metadata: {
+            layout: 'vector',
+            sampleShape: [2],
+            shift: 1,
+            guidance: 'none',
+            conditionNames: advertised.conditionNames ?? [],
+          },
           maxBatchSize: 8,
           maxBodyBytes: 1 << 20,
+          ...(advertised.conditions ? { conditions: advertised.conditions } : {}),
         }),
       );
       return;
@@ -180,6 +190,35 @@ describe('createRemoteTeacher', () => {
     await expect(teacher.velocity(x, 0.5)).rejects.toThrow(/answered 400 Bad Request: scripted failure 400/);
     expect(server.seen).toHaveLength(1);
     tf.dispose(x);
+  });
+
+  it('checks conditioning inputs against the specs the server advertises, before any request', async () => {
+    const server = await startProtocolServer([], {
+      conditionNames: ['labels'],
+      conditions: { labels: { dtype: 'int32', rowShape: [], classes: 3 } },
+    });
+    open.push(server.server);
+    const teacher = await createRemoteTeacher({ url: server.url });
+    const x = tf.ones([2, 2]);
+    const cases: [tf.Tensor, RegExp][] = [
+      [
+        tf.tensor1d([0, 3], 'int32'),
+        /`condition.labels`: expected class indices in \[0, 3\).*3 at flat index 1/,
+      ],
+      [tf.tensor1d([-1, 0], 'int32'), /-1 at flat index 0/],
+      [tf.tensor1d([0, 1], 'float32'), /expected an int32 tensor of shape \[B\], received float32 \[2\]/],
+      [tf.tensor2d([[0], [1]], [2, 1], 'int32'), /received int32 \[2, 1\]/],
+    ];
+    for (const [labels, message] of cases) {
+      await expect(teacher.velocity(x, 0.5, { labels })).rejects.toThrow(InvalidArgumentError);
+      await expect(teacher.velocity(x, 0.5, { labels })).rejects.toThrow(message);
+    }
+    expect(server.seen).toHaveLength(0);
+    const good = tf.tensor1d([0, 2], 'int32');
+    const u = await teacher.velocity(x, 0.5, { labels: good });
+    expect(u.shape).toEqual([2, 2]);
+    expect(server.seen).toHaveLength(1);
+    tf.dispose([x, good, u, ...cases.map(([labels]) => labels)]);
   });
 
   it('validates its options', async () => {

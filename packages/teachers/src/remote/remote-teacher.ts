@@ -16,6 +16,7 @@ import {
   encodeFrame,
   protocolVersion,
   tensorContentType,
+  type WireConditionSpec,
   type WireError,
   type WireMetadata,
   type WireTensor,
@@ -107,6 +108,42 @@ function describeAnswer(
   }
   const text = body.length > 300 ? `${body.slice(0, 300)}…` : body;
   return { message: `${status} ${statusText}${text ? `: ${text.trim()}` : ''}` };
+}
+
+/**
+ * Checks a conditioning input against the spec its server advertised (dtype, row shape, class range), so a
+ * bad call fails here with an InvalidArgumentError instead of a 400 from the server.
+ */
+function assertAdvertisedCondition(
+  name: string,
+  dtype: string,
+  shape: readonly number[],
+  data: ArrayLike<number>,
+  spec: WireConditionSpec,
+): void {
+  const argument = `condition.${name}`;
+  const rowShape = Array.isArray(spec.rowShape) ? spec.rowShape : undefined;
+  const article = spec.dtype === 'int32' ? 'an int32' : spec.dtype === 'float32' ? 'a float32' : 'a';
+  const expected = `${article} tensor of shape [B${rowShape?.map((d) => `, ${d}`).join('') ?? ', …'}]`;
+  const received = `${dtype} [${shape.join(', ')}]`;
+  if (spec.dtype !== undefined && dtype !== spec.dtype)
+    throw new InvalidArgumentError(argument, expected, received);
+  if (rowShape && (shape.length !== rowShape.length + 1 || rowShape.some((d, i) => shape[i + 1] !== d))) {
+    throw new InvalidArgumentError(argument, expected, received);
+  }
+  const classes = spec.classes;
+  if (typeof classes === 'number') {
+    for (let i = 0; i < data.length; i++) {
+      const v = data[i]!;
+      if (!Number.isInteger(v) || v < 0 || v >= classes) {
+        throw new InvalidArgumentError(
+          argument,
+          `class indices in [0, ${classes}) (the server's class count)`,
+          `${v} at flat index ${i}`,
+        );
+      }
+    }
+  }
 }
 
 /**
@@ -208,6 +245,8 @@ export async function createRemoteTeacher(options: RemoteTeacherOptions): Promis
   }
   const maxBatchSize = Math.min(options.maxBatchSize ?? server.maxBatchSize, server.maxBatchSize);
   assertNumber('maxBatchSize', maxBatchSize, { min: 1, integer: true });
+  const advertised: Record<string, WireConditionSpec | undefined> =
+    server.conditions && typeof server.conditions === 'object' ? server.conditions : {};
   const metadata: TeacherMetadata = Object.freeze({
     ...server.metadata,
     description: `remote: ${server.metadata.description ?? 'teacher'} at ${base}`,
@@ -343,11 +382,14 @@ export async function createRemoteTeacher(options: RemoteTeacherOptions): Promis
               describeValue(t),
             );
           }
+          const data = (await t.data()) as Float32Array | Int32Array;
+          const spec = advertised[name];
+          if (spec && typeof spec === 'object') assertAdvertisedCondition(name, t.dtype, t.shape, data, spec);
           return {
             name,
             dtype: t.dtype as 'float32' | 'int32',
             rowShape: t.shape.slice(1),
-            data: (await t.data()) as Float32Array | Int32Array,
+            data,
           };
         }),
       );

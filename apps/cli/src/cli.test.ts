@@ -77,7 +77,7 @@ describe('piflow CLI', () => {
     const badNumber = await piflow(['distill', '--nfe', '0']);
     expect(badNumber.code).toBe(1);
     expect(badNumber.stderr).toContain('--nfe must be an integer in [1, 64], got "0"');
-    const badTeacher = await piflow(['distill', '--teacher', 'no-such-teacher', '--steps', '1']);
+    const badTeacher = await piflow(['distill', '--teacher', 'no-such-teacher', '--iterations', '1']);
     expect(badTeacher.code).toBe(1);
     expect(badTeacher.stderr).toMatch(
       /^piflow: Unknown teacher "no-such-teacher"\.\n {2}fix: use checkerboard/,
@@ -104,7 +104,7 @@ describe('piflow CLI', () => {
       ],
     ];
     for (const [args, message] of familyCases) {
-      const run = await piflow(['distill', ...args, '--steps', '1']);
+      const run = await piflow(['distill', ...args, '--iterations', '1']);
       expect(run.code, args.join(' ')).toBe(1);
       expect(run.stderr, args.join(' ')).toMatch(message);
       expect(run.stderr).not.toMatch(/\n\s+at /);
@@ -120,7 +120,7 @@ describe('piflow CLI', () => {
   it('distils, checkpoints, logs, plots, exports, then samples PNG + .npy reproducibly; config files fill options', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'piflow-cli-'));
     const config = path.join(dir, 'distill.yaml');
-    await writeFile(config, 'steps: 6\nbatch-size: 16\nwidth: 16\ndepth: 1\ncheckpointEvery: 3\n');
+    await writeFile(config, 'iterations: 6\nbatch-size: 16\nwidth: 16\ndepth: 1\ncheckpointEvery: 3\n');
     const out = path.join(dir, 'student');
     const run = await piflow([
       'distill',
@@ -130,17 +130,17 @@ describe('piflow CLI', () => {
       '2',
       '--config',
       config,
-      '--steps',
+      '--iterations',
       '8',
       '--out',
       out,
     ]);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(run.stdout).toContain('done: 8 iterations'); // --steps on the command line wins over the file
+    expect(run.stdout).toContain('done: 8 iterations'); // --iterations on the command line wins over the file
     for (const file of [
       'model/model.json',
-      'model/weights.bin',
+      'model/model.safetensors',
       'loss.png',
       'distill-log.jsonl',
       'checkpoints/ckpt-00000006.piflow',
@@ -152,7 +152,7 @@ describe('piflow CLI', () => {
       .split('\n')
       .map((l) => JSON.parse(l));
     expect(log.map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
-    const manifest = JSON.parse(await readFile(path.join(out, 'model', 'model.json'), 'utf8'));
+    const manifest = await readManifest(path.join(out, 'model'));
     expect(manifest.kind).toBe('student');
     expect(manifest.family).toEqual({ name: 'gm', specificationVersion: 'v2', package: '@piflow/policy-gm' });
     expect(manifest.head).toMatchObject({ numComponents: 16 }); // the vector-data default
@@ -187,10 +187,10 @@ describe('piflow CLI', () => {
       '--out',
       png,
       '--npy',
-      `${npy}.2`,
+      path.join(dir, 'again.npy'),
     ]);
     expect(again.code).toBe(0);
-    expect(Buffer.compare(await readFile(npy), await readFile(`${npy}.2`))).toBe(0);
+    expect(Buffer.compare(await readFile(npy), await readFile(path.join(dir, 'again.npy')))).toBe(0);
     expect((await readFile(npy)).length).toBe(128 + 50 * 2 * 4);
   }, 180_000);
 
@@ -202,7 +202,7 @@ describe('piflow CLI', () => {
         'distill',
         '--teacher',
         `analytic-gm:${fixture}`,
-        '--steps',
+        '--iterations',
         '100000',
         '--batch-size',
         '8',
@@ -221,7 +221,7 @@ describe('piflow CLI', () => {
       'distill',
       '--teacher',
       `analytic-gm:${fixture}`,
-      '--steps',
+      '--iterations',
       '1',
       '--batch-size',
       '8',
@@ -245,7 +245,7 @@ describe('piflow CLI', () => {
         'train-teacher',
         '--data',
         'mnist',
-        '--steps',
+        '--iterations',
         '3',
         '--batch-size',
         '4',
@@ -258,9 +258,7 @@ describe('piflow CLI', () => {
     );
     expect(teacher.stderr).toBe('');
     expect(teacher.code).toBe(0);
-    const teacherManifest = JSON.parse(
-      await readFile(path.join(dir, 'teacher', 'model', 'model.json'), 'utf8'),
-    );
+    const teacherManifest = await readManifest(path.join(dir, 'teacher', 'model'));
     expect(teacherManifest.sampleShape).toEqual([28, 28, 1]);
     expect(teacherManifest.backbone).toMatchObject({
       kind: 'unet',
@@ -269,7 +267,7 @@ describe('piflow CLI', () => {
     expect(teacherManifest.sampling.guidanceScale).toBe(2.5);
 
     const classifier = await piflow(
-      ['train-classifier', '--steps', '3', '--batch-size', '8', '--out', path.join(dir, 'classifier')],
+      ['train-classifier', '--iterations', '3', '--batch-size', '8', '--out', path.join(dir, 'classifier')],
       wasm,
     );
     expect(classifier.code).toBe(0);
@@ -285,7 +283,7 @@ describe('piflow CLI', () => {
         '2',
         '--nfe',
         '2',
-        '--steps',
+        '--iterations',
         '2',
         '--batch-size',
         '4',
@@ -296,7 +294,7 @@ describe('piflow CLI', () => {
     );
     expect(student.stderr).toBe('');
     expect(student.code).toBe(0);
-    const studentManifest = JSON.parse(await readFile(path.join(dir, 'gm-2', 'model', 'model.json'), 'utf8'));
+    const studentManifest = await readManifest(path.join(dir, 'gm-2', 'model'));
     expect(studentManifest).toMatchObject({
       kind: 'student',
       family: { name: 'gm' },
@@ -415,7 +413,7 @@ describe('piflow CLI', () => {
         url,
         '--nfe',
         '2',
-        '--steps',
+        '--iterations',
         '3',
         '--batch-size',
         '16',
@@ -425,7 +423,7 @@ describe('piflow CLI', () => {
       expect(run.stderr).toBe('');
       expect(run.code).toBe(0);
       expect(run.stdout).toContain('done: 3 iterations');
-      const manifest = JSON.parse(await readFile(path.join(dir, 'student', 'model', 'model.json'), 'utf8'));
+      const manifest = await readManifest(path.join(dir, 'student', 'model'));
       expect(manifest.metadata.teacher).toBe(`remote teacher ${url}`);
       expect(manifest.sampleShape).toEqual([2]);
     } finally {
@@ -436,13 +434,20 @@ describe('piflow CLI', () => {
   it('train-teacher --init continues from a teacher folder and refuses another architecture', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'piflow-init-'));
     const small = ['--width', '8', '--depth', '1', '--batch-size', '32'];
-    const first = await piflow(['train-teacher', '--steps', '2', ...small, '--out', path.join(dir, 'a')]);
+    const first = await piflow([
+      'train-teacher',
+      '--iterations',
+      '2',
+      ...small,
+      '--out',
+      path.join(dir, 'a'),
+    ]);
     expect(first.code).toBe(0);
     const second = await piflow([
       'train-teacher',
       '--init',
       path.join(dir, 'a', 'model'),
-      '--steps',
+      '--iterations',
       '3',
       ...small,
       '--out',
@@ -450,7 +455,7 @@ describe('piflow CLI', () => {
     ]);
     expect(second.stderr).toBe('');
     expect(second.code).toBe(0);
-    const manifest = JSON.parse(await readFile(path.join(dir, 'b', 'model', 'model.json'), 'utf8'));
+    const manifest = await readManifest(path.join(dir, 'b', 'model'));
     expect(manifest.metadata).toMatchObject({
       trainingSteps: 5,
       initializedFrom: path.join(dir, 'a', 'model'),
@@ -459,7 +464,7 @@ describe('piflow CLI', () => {
       'train-teacher',
       '--init',
       path.join(dir, 'a', 'model'),
-      '--steps',
+      '--iterations',
       '1',
       '--width',
       '16',
@@ -476,26 +481,195 @@ describe('piflow CLI', () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'piflow-teacher-resume-'));
     const small = ['--width', '8', '--depth', '1', '--batch-size', '32', '--checkpoint-every', '3'];
     const out = path.join(dir, 't');
-    const first = await piflow(['train-teacher', '--steps', '4', ...small, '--out', out]);
+    const first = await piflow(['train-teacher', '--iterations', '4', ...small, '--out', out]);
     expect(first.code).toBe(0);
     expect(JSON.parse(await readFile(path.join(out, 'checkpoints', 'latest.json'), 'utf8'))).toEqual({
       checkpoint: 'ckpt-00000003',
       step: 3,
     });
-    const resumed = await piflow(['train-teacher', '--steps', '7', '--resume', ...small, '--out', out]);
+    const resumed = await piflow(['train-teacher', '--iterations', '7', '--resume', ...small, '--out', out]);
     expect(resumed.stderr).toBe('');
     expect(resumed.code).toBe(0);
     expect(resumed.stdout).toContain('resumed at step 3');
-    expect(resumed.stdout).toContain('done: 7 steps');
+    expect(resumed.stdout).toContain('done: 7 iterations');
     const log = (await readFile(path.join(out, 'train-log.jsonl'), 'utf8'))
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l).step);
     expect(log).toEqual([1, 2, 3, 4, 5, 6, 7]);
-    const manifest = JSON.parse(await readFile(path.join(out, 'model', 'model.json'), 'utf8'));
+    const manifest = await readManifest(path.join(out, 'model'));
     expect(manifest.metadata.trainingSteps).toBe(7);
     expect(existsSync(path.join(out, 'checkpoints', 'ckpt-00000006', 'tensors.bin'))).toBe(true);
   }, 120_000);
+});
+
+describe('piflow: one vocabulary, checked output files', () => {
+  it('renamed flags and config keys fail naming the new ones; --steps is a teacher’s, --nfe a student’s', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-vocabulary-'));
+    const cases: [string[], RegExp][] = [
+      [
+        ['distill', '--steps', '10'],
+        /^piflow: --steps is now --iterations \(π-ID iterations\)\.\n {2}fix: use --iterations <n>; the student's sampling steps are --nfe <n>/,
+      ],
+      [['train-teacher', '--steps', '10'], /^piflow: --steps is now --iterations \(training iterations\)/],
+      [['train-classifier', '--steps', '10'], /^piflow: --steps is now --iterations \(training iterations\)/],
+      [['demo', '--steps', '10'], /^piflow: --steps is now --iterations \(π-ID iterations per student\)/],
+      // --steps stays where it means a teacher's Euler steps; given for a student it names --nfe, and back.
+      [
+        ['sample', '--model', 'checkerboard/gm-2', '--steps', '4'],
+        /--steps sets a teacher's Euler steps, but checkerboard\/gm-2 is a π-Flow student\.\n {2}fix: use --nfe <n>/,
+      ],
+      [
+        ['eval', '--model', 'checkerboard/gm-2', '--steps', '4'],
+        /--steps sets a teacher's Euler steps, but checkerboard\/gm-2 is a π-Flow student/,
+      ],
+      [
+        ['sample', '--model', 'checkerboard', '--nfe', '4'],
+        /--nfe sets a π-Flow student's steps, but checkerboard is a teacher \(flow model\)\.\n {2}fix: use --steps <n>/,
+      ],
+    ];
+    for (const [args, message] of cases) {
+      const run = await piflow(args, { cwd: dir });
+      expect(run.code, args.join(' ')).toBe(1);
+      expect(run.stderr, args.join(' ')).toMatch(message);
+      expect(run.stderr).not.toMatch(/\n\s+at /);
+    }
+    // The same in a config file: the old key fails, naming the new one.
+    const config = path.join(dir, 'old.yaml');
+    await writeFile(config, 'steps: 10\nbatch-size: 8\n');
+    const fromFile = await piflow(['distill', '--config', config], { cwd: dir });
+    expect(fromFile.code).toBe(1);
+    expect(fromFile.stderr).toMatch(
+      /^piflow: The config file .*old\.yaml sets "steps": --steps is now --iterations \(π-ID iterations\)\.\n {2}fix: rename the key/,
+    );
+    // Nothing was trained or written.
+    expect(existsSync(path.join(dir, 'runs'))).toBe(false);
+    // The help text uses the new names.
+    const help = await piflow(['distill', '--help']);
+    expect(help.stdout).toContain('--iterations <n>');
+    expect(help.stdout).not.toMatch(/--steps/);
+    const sampleHelp = await piflow(['sample', '--help']);
+    expect(sampleHelp.stdout).toMatch(/--nfe <n> +steps of a π-Flow student/);
+    expect(sampleHelp.stdout).toMatch(/--steps <n> +Euler steps of a teacher \(default 32\)/);
+  }, 180_000);
+
+  it('--out, --npy and --json check the extension of what they write', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-out-'));
+    const cases: [string[], RegExp][] = [
+      [
+        ['sample', '--out', 'x.jpg'],
+        /--out writes \.png files: give a file name ending in \.png, got "x\.jpg"/,
+      ],
+      [
+        ['sample', '--npy', 'x.bin'],
+        /--npy writes \.npy files: give a file name ending in \.npy, got "x\.bin"/,
+      ],
+      [['sample', '--json', 'x.txt'], /--json writes \.json files/],
+      [['eval', '--json', 'x.yaml'], /--json writes \.json files/],
+    ];
+    for (const [args, message] of cases) {
+      const run = await piflow(args, { cwd: dir });
+      expect(run.code, args.join(' ')).toBe(1);
+      expect(run.stderr, args.join(' ')).toMatch(message);
+    }
+    // Case does not matter; what the command writes is a real PNG with the plot's axes and title.
+    const ok = await piflow(['sample', '-n', '200', '--steps', '4', '--out', 'T.PNG'], { cwd: dir });
+    expect(ok.code).toBe(0);
+    const png = PNG.sync.read(await readFile(path.join(dir, 'T.PNG')));
+    expect(png.width).toBeGreaterThan(200);
+    expect(png.height).toBeGreaterThan(200);
+  }, 120_000);
+});
+
+describe('piflow --backend webgpu in Node (Dawn on llvmpipe, no GPU needed)', () => {
+  // Every command reads tensors asynchronously: tfjs's WebGPU backend has no synchronous readback in Node.
+  const webgpu = { backend: 'webgpu' };
+  const noGpuErrors = (run: Run) => {
+    // Dawn reports invalid pipelines (e.g. more storage buffers than a shader stage has) on stderr without
+    // failing the call: none may appear.
+    expect(run.stderr).not.toMatch(/validation|Invalid|not defined/);
+  };
+
+  it('samples the shipped teacher like the cpu backend does', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-webgpu-sample-'));
+    const args = (file: string) =>
+      ['sample', '--model', 'checkerboard', '--steps', '8', '-n', '256', '--seed', '2'].concat([
+        '--npy',
+        path.join(dir, file),
+        '--out',
+        path.join(dir, `${file}.png`),
+      ]);
+    const gpu = await piflow(args('gpu.npy'), webgpu);
+    noGpuErrors(gpu);
+    expect(gpu.code, gpu.stderr).toBe(0);
+    expect(gpu.stdout).toContain('backend: webgpu');
+    expect(gpu.stdout).toContain('256 samples with 8 network evaluations');
+    const cpu = await piflow(args('cpu.npy'));
+    expect(cpu.code).toBe(0);
+    const a = await readNpy(path.join(dir, 'gpu.npy'));
+    const b = await readNpy(path.join(dir, 'cpu.npy'));
+    expect(a.length).toBe(256 * 2);
+    expect(a.every(Number.isFinite)).toBe(true);
+    let maxDifference = 0;
+    for (let i = 0; i < a.length; i++) maxDifference = Math.max(maxDifference, Math.abs(a[i]! - b[i]!));
+    expect(maxDifference).toBeLessThan(1e-3);
+    expect(PNG.sync.read(await readFile(path.join(dir, 'gpu.npy.png'))).width).toBeGreaterThan(200);
+  }, 120_000);
+
+  it('distils a few iterations with the same losses as the cpu backend, then samples the student', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-webgpu-distill-'));
+    const args = (out: string) => [
+      'distill',
+      '--teacher',
+      'checkerboard',
+      '--nfe',
+      '2',
+      '--iterations',
+      '3',
+      '--batch-size',
+      '16',
+      '--out',
+      path.join(dir, out),
+    ];
+    const gpu = await piflow(args('gpu'), webgpu);
+    noGpuErrors(gpu);
+    expect(gpu.code, gpu.stderr).toBe(0);
+    expect(gpu.stdout).toContain('done: 3 iterations');
+    const cpu = await piflow(args('cpu'));
+    expect(cpu.code).toBe(0);
+    const log = async (out: string) =>
+      (await readFile(path.join(dir, out, 'distill-log.jsonl'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { loss: number; gradientNorm: number });
+    const [onGpu, onCpu] = [await log('gpu'), await log('cpu')];
+    expect(onGpu).toHaveLength(3);
+    onGpu.forEach((m, i) => {
+      expect(m.loss).toBeCloseTo(onCpu[i]!.loss, 4);
+      expect(m.gradientNorm).toBeCloseTo(onCpu[i]!.gradientNorm, 3);
+    });
+    const npy = path.join(dir, 'student.npy');
+    const sampled = await piflow(
+      [
+        'sample',
+        '--model',
+        path.join(dir, 'gpu', 'model'),
+        '-n',
+        '64',
+        '--npy',
+        npy,
+        '--out',
+        path.join(dir, 'student.png'),
+      ],
+      webgpu,
+    );
+    noGpuErrors(sampled);
+    expect(sampled.code, sampled.stderr).toBe(0);
+    expect(sampled.stdout).toContain('64 samples with 2 network evaluations');
+    const values = await readNpy(npy);
+    expect(values.length).toBe(64 * 2);
+    expect(values.every(Number.isFinite)).toBe(true);
+  }, 180_000);
 });
 
 /** Fraction of 2-D points inside the shipped checkerboard's data squares ([-2, 2]², cells of 1, (i + j) even). */
@@ -507,6 +681,12 @@ function inSquares(values: Float32Array): number {
     if (cx >= 0 && cx < 4 && cy >= 0 && cy < 4 && (cx + cy) % 2 === 0) hits++;
   }
   return hits / (values.length / 2);
+}
+
+/** A model folder's manifest: model.json keeps it under `modelTopology` (tfjs's model-JSON shape). */
+async function readManifest(dir: string) {
+  const json = JSON.parse(await readFile(path.join(dir, 'model.json'), 'utf8'));
+  return json.modelTopology ?? json;
 }
 
 /** Reads a float32 .npy written by `piflow sample --npy`. */
@@ -523,7 +703,7 @@ describe('piflow with a policy plugin (examples/policy-plugin)', () => {
   it('distils, saves, samples and evaluates a plugin family; 2-step samples beat the teacher’s 2-step Euler', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'piflow-plugin-'));
     const out = path.join(dir, 'gaussian-2');
-    const help = await piflow(['distill', '--plugin', pluginDir, '--family', 'nope', '--steps', '1']);
+    const help = await piflow(['distill', '--plugin', pluginDir, '--family', 'nope', '--iterations', '1']);
     expect(help.code).toBe(1);
     expect(help.stderr).toContain('Unknown policy family "nope". Registered: gm, dx, gaussian.');
     const distil = await piflow(
@@ -535,7 +715,7 @@ describe('piflow with a policy plugin (examples/policy-plugin)', () => {
         'gaussian',
         '--nfe',
         '2',
-        '--steps',
+        '--iterations',
         '300',
         '--out',
         out,
@@ -544,7 +724,7 @@ describe('piflow with a policy plugin (examples/policy-plugin)', () => {
     );
     expect(distil.stderr).toBe('');
     expect(distil.code).toBe(0);
-    const manifest = JSON.parse(await readFile(path.join(out, 'model', 'model.json'), 'utf8'));
+    const manifest = await readManifest(path.join(out, 'model'));
     expect(manifest.family).toEqual({
       name: 'gaussian',
       specificationVersion: 'v2',

@@ -3,7 +3,13 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveBackend } from '@piflow/backend-node';
-import type { Condition, PolicyRegistry, Random, Teacher } from '@piflow/core';
+import {
+  type Condition,
+  type PolicyRegistry,
+  type Random,
+  registerGradients,
+  type Teacher,
+} from '@piflow/core';
 import { checkerboard, type Dataset2D, loadMnist, rings } from '@piflow/datasets';
 import {
   type FlowModel,
@@ -38,15 +44,39 @@ export async function selectBackend(name: string, log: (line: string) => void): 
   return resolved.backendName;
 }
 
-/** The repository's shipped models folder (models/ at the workspace root). */
+/**
+ * The shipped models folder (checkerboard/ and mnist/). Installed, it is the `models/` folder inside the
+ * package (copied from the repository's models/ when the package is built); run from source in the repository,
+ * it is the repository's models/ itself, the single source of those files. `PIFLOW_MODELS_DIR` overrides both.
+ */
 export function shippedModelsDir(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    const candidate = path.join(dir, 'models');
-    if (existsSync(path.join(candidate, 'checkerboard'))) return candidate;
-    dir = path.dirname(dir);
+  if (process.env.PIFLOW_MODELS_DIR) return path.resolve(process.env.PIFLOW_MODELS_DIR);
+  // This module is src/context.ts from source and dist/main.js once built (the bundle): the package root is
+  // one folder up either way.
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const packageRoot = path.dirname(here);
+  const repositoryModels = path.resolve(packageRoot, '../../models');
+  const candidates =
+    path.basename(here) === 'src'
+      ? [repositoryModels, path.join(packageRoot, 'models')]
+      : [path.join(packageRoot, 'models'), repositoryModels];
+  return candidates.find((dir) => existsSync(path.join(dir, 'checkerboard'))) ?? candidates[0]!;
+}
+
+/**
+ * Registers tfjs's gradient functions before a command trains. `@tensorflow/tfjs` (a dependency of this
+ * package) registers them when imported; importing it from here works however the packages were installed
+ * (nested or hoisted), and `registerGradients` from @piflow/core then finds them registered.
+ */
+export async function prepareTraining(): Promise<void> {
+  if (!tf.getGradient('Sum')) {
+    try {
+      await import('@tensorflow/tfjs');
+    } catch {
+      // registerGradients below reports what to install.
+    }
   }
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../models');
+  await registerGradients();
 }
 
 export const datasets2D: Record<string, () => Dataset2D> = {
@@ -196,19 +226,29 @@ export async function resolveTeacher(
 }
 
 /**
- * Loads a model folder (student or teacher) or the shipped teacher. Students are built by their family, found
- * among the built-ins, the `plugins` (package names or paths), or the package the model file names.
+ * The folder of a model spec: `checkerboard` / `mnist` (the shipped teachers), `checkerboard/gm-4`, `mnist/gm-4`,
+ * … (a shipped model, unless a folder of that relative path exists here), `model:<dir>` or a folder.
+ */
+export function modelDirectory(spec: string): string {
+  if (spec === 'checkerboard' || spec === 'mnist') return path.join(shippedModelsDir(), spec, 'teacher');
+  if (spec.startsWith('model:')) return spec.slice('model:'.length);
+  if (/^(checkerboard|mnist)\/[\w-]+$/.test(spec) && !existsSync(spec)) {
+    const shipped = path.join(shippedModelsDir(), spec);
+    if (existsSync(shipped)) return shipped;
+  }
+  return spec;
+}
+
+/**
+ * Loads a model folder (student or teacher) or a shipped model (see {@link modelDirectory}). Students are built
+ * by their family, found among the built-ins, the `plugins` (package names or paths), or the package the model
+ * file names.
  */
 export async function loadAnyModel(
   spec: string,
   plugins: readonly string[] = [],
 ): Promise<{ model: StoredModel; manifest: ModelManifest; families: PolicyRegistry }> {
-  const dir =
-    spec === 'checkerboard' || spec === 'mnist'
-      ? path.join(shippedModelsDir(), spec, 'teacher')
-      : spec.startsWith('model:')
-        ? spec.slice('model:'.length)
-        : spec;
+  const dir = modelDirectory(spec);
   if (!existsSync(path.join(dir, 'model.json'))) {
     throw new UsageError(
       `No model.json in ${dir}.`,

@@ -15,6 +15,7 @@ import { UsageError } from './errors';
 import { writeLossPlot } from './images';
 import { commandLine } from './options';
 import { createProgress } from './progress';
+import { readAhead } from './reads';
 
 export interface DistillOptions {
   /** The policy family (from the registry: built-ins and plugins). */
@@ -24,7 +25,8 @@ export interface DistillOptions {
   /** The family's training options (e.g. GM dropout), validated by its declarations. */
   familyOptions: Record<string, unknown>;
   nfe: number;
-  steps: number;
+  /** π-ID iterations. */
+  iterations: number;
   batchSize: number;
   width?: number;
   depth?: number;
@@ -47,7 +49,8 @@ export interface DistillResult {
   student: PolicyStudent;
   family: PolicyFamily;
   losses: number[];
-  steps: number;
+  /** Iterations done (the last one, counting those before a resume). */
+  iterations: number;
   seconds: number;
   aborted: boolean;
 }
@@ -99,9 +102,10 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
   const logFile = path.join(o.out, 'distill-log.jsonl');
   if (!o.resume) await writeFile(logFile, '');
   const losses: number[] = [];
+  let firstIteration: number | undefined;
   const progress = o.quiet
     ? undefined
-    : createProgress(o.label ?? `distill ${family.name}-${o.nfe}`, o.steps);
+    : createProgress(o.label ?? `distill ${family.name}-${o.nfe}`, o.iterations);
   let pending = '';
   const trainer = createPiIDTrainer({
     student: student as TrainableStudent<unknown>,
@@ -121,13 +125,18 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
     numIntermediateStates: o.intermediateStates,
     windowSubsteps: o.windowSubsteps,
     numDecayIters: o.decayIters,
-    optimizer: { learningRate: o.lr, warmupSteps: Math.min(100, Math.floor(o.steps / 10)), gradientClip: 1 },
-    ema: { gamma: 7, start: Math.min(100, Math.floor(o.steps / 10)) },
+    optimizer: {
+      learningRate: o.lr,
+      warmupSteps: Math.min(100, Math.floor(o.iterations / 10)),
+      gradientClip: 1,
+    },
+    ema: { gamma: 7, start: Math.min(100, Math.floor(o.iterations / 10)) },
     seed: o.seed,
     checkpoint: { dir: path.join(o.out, 'checkpoints'), every: o.checkpointEvery, keep: 2 },
     onWarning: (message) => console.warn(`warning: ${message}`),
     onStep: (m: StepMetrics) => {
       losses.push(m.loss);
+      firstIteration ??= m.step;
       pending += `${JSON.stringify(m)}\n`;
       progress?.update(m.step, { loss: m.loss, ...(m.skipped ? { skipped: 'non-finite' } : {}) });
     },
@@ -152,7 +161,7 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
   const started = performance.now();
   let result: { step: number; aborted: boolean };
   try {
-    result = await trainer.train(o.steps, { signal: abort.signal });
+    result = await trainer.train(o.iterations, { signal: abort.signal });
   } finally {
     clearInterval(flush);
     process.removeListener('SIGINT', onSigint);
@@ -161,6 +170,7 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
   }
   const seconds = (performance.now() - started) / 1000;
   trainer.ema?.copyToVariables();
+  await readAhead(student.variables);
   await saveModelDirectory(path.join(o.out, 'model'), student, {
     sampleShape: resolved.sampleShape,
     sampling: {
@@ -176,9 +186,12 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
       command: commandLine(),
     },
   });
-  await writeLossPlot(path.join(o.out, 'loss.png'), losses);
+  await writeLossPlot(path.join(o.out, 'loss.png'), losses, {
+    title: `π-ID loss: ${family.name} ${o.nfe}-step student`,
+    firstIteration: firstIteration ?? 1,
+  });
   trainer.dispose();
-  return { student, family, losses, steps: result.step, seconds, aborted: result.aborted };
+  return { student, family, losses, iterations: result.step, seconds, aborted: result.aborted };
 }
 
 /** Uniformly random class labels (int32) for data-free distillation of a class-conditional teacher. */

@@ -22,9 +22,13 @@ export function formatError(error: unknown, verbose: boolean): string {
   if (error instanceof PiflowError) return `piflow: ${error.message}`;
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'ENOENT') {
-    return `piflow: ${(error as Error).message}\n  fix: check the path; model folders hold model.json and weights.bin.`;
+    return `piflow: ${(error as Error).message}\n  fix: check the path; model folders hold model.json and model.safetensors (or weights.bin).`;
   }
   if (code === 'EADDRINUSE') return `piflow: ${(error as Error).message}\n  fix: choose another --port.`;
   const message = error instanceof Error ? error.message : String(error);
+  if (/OffscreenCanvas is not defined/.test(message)) {
+    // tfjs's WebGPU backend reads GPU memory synchronously through an OffscreenCanvas, which Node lacks.
+    return `piflow: ${message}: a synchronous read of GPU memory, which tfjs's WebGPU backend cannot do in Node; part of this command does not run on --backend webgpu yet.\n  fix: run it with --backend wasm (or cpu).`;
+  }
   return `piflow: ${message}\n  (run again with --verbose for details)`;
 }

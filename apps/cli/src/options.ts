@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { type Command, InvalidArgumentError as CommanderError } from 'commander';
+import path from 'node:path';
+import { type Command, InvalidArgumentError as CommanderError, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from './errors';
 
@@ -37,6 +38,37 @@ export function labelList(value: string): number[] {
   return labels;
 }
 
+/** What a renamed option's old name fails with, by the hidden option that catches it. */
+const renamedOptions = new WeakMap<Option, { message: string; fix?: string }>();
+
+/**
+ * A flag that was renamed (or whose meaning moved to another flag): hidden from --help; given on the command
+ * line, or as a key of a `--config` file, it fails with `message`, which names the new flag (and `fix`).
+ */
+export function renamedOption(flags: string, message: string, fix?: string): Option {
+  const option = new Option(flags).hideHelp().argParser(() => {
+    throw new UsageError(message, fix);
+  });
+  renamedOptions.set(option, { message, fix });
+  return option;
+}
+
+/**
+ * An output file option's parser: the file must end in one of `extensions` (the formats the command
+ * writes), compared case-insensitively.
+ */
+export function outputFile(name: string, extensions: readonly string[]) {
+  return (value: string): string => {
+    const extension = path.extname(value).toLowerCase();
+    if (!extensions.includes(extension)) {
+      throw new CommanderError(
+        `${name} writes ${extensions.join(' or ')} files: give a file name ending in ${extensions.join(' or ')}, got ${JSON.stringify(value)}.`,
+      );
+    }
+    return value;
+  };
+}
+
 /**
  * Options from `--config <file.json|yaml>` fill every option not given on the command line (flags win).
  * Keys are the options' camelCase names (e.g. `batchSize`) or their flag names (`batch-size`).
@@ -57,13 +89,20 @@ export function applyConfigFile(command: Command): void {
   if (typeof config !== 'object' || Array.isArray(config)) {
     throw new UsageError(
       `The config file ${file} must hold an object of options.`,
-      'write e.g. `steps: 2000` per line (YAML).',
+      'write e.g. `iterations: 2000` per line (YAML).',
     );
   }
   const known = new Map(command.options.map((o) => [o.attributeName(), o]));
   for (const [rawKey, value] of Object.entries(config)) {
     const key = rawKey.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
     const option = known.get(key);
+    const renamed = option && renamedOptions.get(option);
+    if (renamed) {
+      throw new UsageError(
+        `The config file ${file} sets "${rawKey}": ${renamed.message}`,
+        `rename the key in ${file}${renamed.fix ? `; ${renamed.fix}` : ''}.`,
+      );
+    }
     if (!option) {
       throw new UsageError(
         `The config file sets "${rawKey}", which \`${command.name()}\` does not take.`,

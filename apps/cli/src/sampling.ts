@@ -10,7 +10,9 @@ export async function sampleModel(
   manifest: ModelManifest,
   noise: tf.Tensor,
   options: {
+    /** A student's steps (default: what it was trained for). */
     nfe?: number;
+    /** A teacher's Euler steps (default 32). */
     teacherSteps?: number;
     /** The family's sampling options (e.g. GM { temperature: 'auto' }); over those recorded with the model. */
     familyOptions?: Record<string, unknown>;
@@ -36,7 +38,7 @@ export async function sampleModel(
         options.guidanceScale ?? (labels ? manifest.sampling?.guidanceScale : undefined) ?? 1;
       const evaluations = guidanceScale === 1 ? steps : 2 * steps;
       const x = await sampleTeacher(model.asTeacher({ shift, guidanceScale }), noise, {
-        numSteps: steps,
+        numInferenceSteps: steps,
         ...(condition ? { condition } : {}),
       });
       return {

@@ -109,7 +109,7 @@ const measure = (sampler: string, outputsPerSample: string, x: tf.Tensor, stepsP
   });
 };
 
-const euler = await sampleTeacher(teacher, noise, { numSteps: nfe });
+const euler = await sampleTeacher(teacher, noise, { numInferenceSteps: nfe });
 measure(`teacher Euler, ${nfe} steps`, '—', euler);
 euler.dispose();
 

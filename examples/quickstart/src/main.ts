@@ -53,7 +53,7 @@ rows.push({
   logDensity: logDensity(reference),
 });
 for (const steps of [1, 4]) {
-  const euler = await sampleTeacher(teacher, noise, { numSteps: steps });
+  const euler = await sampleTeacher(teacher, noise, { numInferenceSteps: steps });
   rows.push({ sampler: `teacher Euler`, nfe: steps, alignment: rms(euler), logDensity: logDensity(euler) });
   euler.dispose();
   const x = sample(oracleStudent, gm, noise, { numInferenceSteps: steps });

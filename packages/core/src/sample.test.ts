@@ -96,6 +96,33 @@ describe('sample', () => {
     noise.dispose();
   });
 
+  it('leaks nothing when the student, the family or the rollout fails at any step', () => {
+    const noise = createRandom(3).normalTensor([4, 2]);
+    for (const failAt of [0, 1, 2]) {
+      let step = 0;
+      const failing: Student<{ tag: number }> = {
+        family: 'exact',
+        predict: () => {
+          if (step++ === failAt) throw new Error(`student fails at step ${failAt}`);
+          return { tag: 1 };
+        },
+      };
+      const before = tf.memory().numTensors;
+      expect(() => sample(failing, exactFamily, noise, { numInferenceSteps: 3, substeps: 8 })).toThrow(
+        `student fails at step ${failAt}`,
+      );
+      expect(tf.memory().numTensors).toBe(before);
+      const onStep = () => {
+        throw new Error('onStep fails');
+      };
+      expect(() =>
+        sample(student, exactFamily, noise, { numInferenceSteps: 2, substeps: 8, onStep }),
+      ).toThrow('onStep fails');
+      expect(tf.memory().numTensors).toBe(before);
+    }
+    noise.dispose();
+  });
+
   it('SDE sampling is seedable and leaks nothing', () => {
     const noise = createRandom(2).normalTensor([16, 2]);
     const { result: a, leaked } = countLeaks(() =>
@@ -116,8 +143,15 @@ describe('sample', () => {
     };
     const noise = createRandom(3).normalTensor([8, 2]);
     const before = tf.memory().numTensors;
-    const out = await sampleTeacher(teacher, noise, { numSteps: 16 });
+    const out = await sampleTeacher(teacher, noise, { numInferenceSteps: 16 });
     expect(tf.memory().numTensors - before).toBe(1);
+    // The old option name fails, naming the new one.
+    await expect(sampleTeacher(teacher, noise, { numSteps: 16 } as never)).rejects.toThrow(
+      /options\.numSteps.*numInferenceSteps/,
+    );
+    await expect(sampleTeacher(teacher, noise, { numSteps: 16 } as never)).rejects.toThrow(
+      InvalidArgumentError,
+    );
     const reference = rolloutOpByOp(flow, noise, {
       sigmaSrc: new Float32Array(8).fill(1),
       sigmaDst: new Float32Array(8),

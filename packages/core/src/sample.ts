@@ -86,7 +86,20 @@ export function sample<P>(
   const random = options.random ?? (schedule.h === 0 ? undefined : createRandom(options.seed));
   const batch = noise.shape[0]!;
   let x = noise.clone();
-  for (let i = 0; i < schedule.numInferenceSteps; i++) {
+  try {
+    for (let i = 0; i < schedule.numInferenceSteps; i++) {
+      x = sampleStep(x, i);
+      const [sigmaSrc, sigmaDst] = [schedule.sigmas[i]!, schedule.sigmasDst[i]!];
+      options.onStep?.({ step: i, numInferenceSteps: schedule.numInferenceSteps, sigmaSrc, sigmaDst });
+    }
+  } catch (error) {
+    x.dispose(); // a student or family that rejects its input leaves nothing behind
+    throw error;
+  }
+  return x;
+
+  /** One step: student once at (x, σ_src), its policy rolled out to σ_dst, then the FlowMap step; consumes x. */
+  function sampleStep(x: tf.Tensor, i: number): tf.Tensor {
     const sigmaSrc = schedule.sigmas[i]!;
     const sigmaDst = schedule.sigmasDst[i]!;
     const next = tf.tidy(() => {
@@ -106,15 +119,13 @@ export function sample<P>(
       }
     });
     x.dispose();
-    x = next;
-    options.onStep?.({ step: i, numInferenceSteps: schedule.numInferenceSteps, sigmaSrc, sigmaDst });
+    return next;
   }
-  return x;
 }
 
 export interface SampleTeacherOptions {
-  /** Euler steps (teacher network evaluations), ≥ 1. */
-  numSteps: number;
+  /** Euler steps (teacher network evaluations), ≥ 1: the same name as in {@link SampleOptions}. */
+  numInferenceSteps: number;
   /** Time-warp shift of the step grid (default: the teacher's metadata shift, else 1). */
   shift?: number;
   /** Raw size of the last step relative to the others (default 1: uniform). */
@@ -123,10 +134,22 @@ export interface SampleTeacherOptions {
   onStep?: (info: SampleStepInfo) => void;
 }
 
+/** `numSteps` was the teacher samplers' name for `numInferenceSteps`: given, it throws naming the new one. */
+function rejectRenamedStepOption(options: unknown): void {
+  if (options !== null && typeof options === 'object' && 'numSteps' in options) {
+    throw new InvalidArgumentError(
+      'options.numSteps',
+      'options.numInferenceSteps (numSteps was renamed to numInferenceSteps, as in sample())',
+      describeValue((options as { numSteps: unknown }).numSteps),
+    );
+  }
+}
+
 /** The σ grid an N-step teacher Euler sampler walks (the ODE FlowMap grid, ending at 0). */
 export function teacherSigmas(options: SampleTeacherOptions & { shift: number }): FlowMapSchedule['sigmas'] {
+  rejectRenamedStepOption(options);
   return flowMapSchedule({
-    numInferenceSteps: options.numSteps,
+    numInferenceSteps: options.numInferenceSteps,
     finalStepSizeScale: options.finalStepSizeScale,
     shift: options.shift,
   }).sigmas;
@@ -146,6 +169,7 @@ export async function sampleTeacher(
     );
   }
   assertTensor('noise', noise, { minRank: 2 });
+  rejectRenamedStepOption(options);
   const shift = options.shift ?? teacher.metadata.shift ?? 1;
   const sigmas = teacherSigmas({ ...options, shift });
   let x = noise.clone();

@@ -5,11 +5,15 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import {
   classifyDigits,
+  classifyDigitsAsync,
   createDigitClassifier,
   deserializeDigitClassifier,
   digitAccuracy,
+  digitAccuracyAsync,
   digitFeatures,
+  digitFeaturesAsync,
   digitMetrics,
+  digitMetricsAsync,
   frechetDistance,
   serializeDigitClassifier,
   trainDigitClassifier,
@@ -55,6 +59,14 @@ for (const backend of testBackends()) {
       expect(digitAccuracy(classifier, test)).toBeGreaterThan(0.95);
       const metrics = digitMetrics(classifier, test, digitFeatures(classifier, train.images));
       expect(metrics.accuracy).toBeGreaterThan(0.95);
+      // The asynchronous variants (for backends without synchronous reads, e.g. WebGPU in Node) agree exactly.
+      const referenceAsync = await digitFeaturesAsync(classifier, train.images);
+      expect(Array.from(referenceAsync)).toEqual(Array.from(digitFeatures(classifier, train.images)));
+      expect(await digitMetricsAsync(classifier, test, referenceAsync)).toEqual(metrics);
+      expect(await digitAccuracyAsync(classifier, test)).toBe(digitAccuracy(classifier, test));
+      expect(Array.from(await classifyDigitsAsync(classifier, test.images))).toEqual(
+        Array.from(classifyDigits(classifier, test.images)),
+      );
       expect(tf.memory().numTensors).toBe(before);
       classifier.dispose();
     });

@@ -301,17 +301,48 @@ function mapBatches(
   batchSize: number,
   fn: (x: tf.Tensor4D) => tf.Tensor2D,
 ): Float32Array {
-  const pixels = size * size;
   const out = new Float32Array(count * width);
-  for (let start = 0; start < count; start += batchSize) {
-    const n = Math.min(batchSize, count - start);
-    const rows = tf.tidy(() =>
-      fn(tf.tensor4d(images.subarray(start * pixels, (start + n) * pixels), [n, size, size, 1])),
-    );
+  for (const { start, rows } of batches(images, count, size, batchSize, fn)) {
     out.set(rows.dataSync(), start * width);
     rows.dispose();
   }
   return out;
+}
+
+/** {@link mapBatches} reading each batch asynchronously (every backend, WebGPU in Node included). */
+async function mapBatchesAsync(
+  images: Float32Array,
+  count: number,
+  size: number,
+  width: number,
+  batchSize: number,
+  fn: (x: tf.Tensor4D) => tf.Tensor2D,
+): Promise<Float32Array> {
+  const out = new Float32Array(count * width);
+  for (const { start, rows } of batches(images, count, size, batchSize, fn)) {
+    out.set(await rows.data(), start * width);
+    rows.dispose();
+  }
+  return out;
+}
+
+function* batches(
+  images: Float32Array,
+  count: number,
+  size: number,
+  batchSize: number,
+  fn: (x: tf.Tensor4D) => tf.Tensor2D,
+): Generator<{ start: number; rows: tf.Tensor2D }> {
+  const pixels = size * size;
+  for (let start = 0; start < count; start += batchSize) {
+    const n = Math.min(batchSize, count - start);
+    yield {
+      start,
+      rows: tf.tidy(() =>
+        fn(tf.tensor4d(images.subarray(start * pixels, (start + n) * pixels), [n, size, size, 1])),
+      ),
+    };
+  }
 }
 
 function checkImages(classifier: DigitClassifier, images: Float32Array): number {
@@ -340,6 +371,25 @@ export function digitFeatures(
   );
 }
 
+/** {@link digitFeatures} reading the network's outputs asynchronously (every backend, WebGPU in Node included). */
+export async function digitFeaturesAsync(
+  classifier: DigitClassifier,
+  images: Float32Array,
+  options: { batchSize?: number } = {},
+): Promise<Float32Array> {
+  checkClassifier(classifier);
+  const count = checkImages(classifier, images);
+  const { imageSize, featureDim } = classifier.config;
+  return mapBatchesAsync(images, count, imageSize, featureDim, options.batchSize ?? 250, (x) =>
+    classifier.features(x),
+  );
+}
+
+function predictedClasses(classifier: DigitClassifier) {
+  return (x: tf.Tensor4D) =>
+    tf.reshape(tf.cast(tf.argMax(classifier.logits(x), 1), 'float32'), [-1, 1]) as tf.Tensor2D;
+}
+
 /** Predicted classes of images given as a flat Float32Array. */
 export function classifyDigits(
   classifier: DigitClassifier,
@@ -349,25 +399,50 @@ export function classifyDigits(
   checkClassifier(classifier);
   const count = checkImages(classifier, images);
   const { imageSize } = classifier.config;
-  const argmax = mapBatches(
-    images,
-    count,
-    imageSize,
-    1,
-    options.batchSize ?? 250,
-    (x) => tf.reshape(tf.cast(tf.argMax(classifier.logits(x), 1), 'float32'), [-1, 1]) as tf.Tensor2D,
+  return Int32Array.from(
+    mapBatches(images, count, imageSize, 1, options.batchSize ?? 250, predictedClasses(classifier)),
   );
-  return Int32Array.from(argmax);
+}
+
+/** {@link classifyDigits} reading the network's outputs asynchronously (every backend, WebGPU in Node included). */
+export async function classifyDigitsAsync(
+  classifier: DigitClassifier,
+  images: Float32Array,
+  options: { batchSize?: number } = {},
+): Promise<Int32Array> {
+  checkClassifier(classifier);
+  const count = checkImages(classifier, images);
+  const { imageSize } = classifier.config;
+  return Int32Array.from(
+    await mapBatchesAsync(
+      images,
+      count,
+      imageSize,
+      1,
+      options.batchSize ?? 250,
+      predictedClasses(classifier),
+    ),
+  );
+}
+
+function accuracyOf(predicted: Int32Array, data: LabelledImages): number {
+  let correct = 0;
+  for (let i = 0; i < data.count; i++) if (predicted[i] === data.labels[i]) correct++;
+  return correct / data.count;
 }
 
 /** Fraction of images whose predicted class is their label. */
 export function digitAccuracy(classifier: DigitClassifier, data: LabelledImages): number {
   checkClassifier(classifier);
   checkLabelled('data', data, classifier.config.imageSize);
-  const predicted = classifyDigits(classifier, data.images);
-  let correct = 0;
-  for (let i = 0; i < data.count; i++) if (predicted[i] === data.labels[i]) correct++;
-  return correct / data.count;
+  return accuracyOf(classifyDigits(classifier, data.images), data);
+}
+
+/** {@link digitAccuracy} reading the network's outputs asynchronously (every backend, WebGPU in Node included). */
+export async function digitAccuracyAsync(classifier: DigitClassifier, data: LabelledImages): Promise<number> {
+  checkClassifier(classifier);
+  checkLabelled('data', data, classifier.config.imageSize);
+  return accuracyOf(await classifyDigitsAsync(classifier, data.images), data);
 }
 
 export interface DigitMetrics {
@@ -390,9 +465,37 @@ export function digitMetrics(
   samples: LabelledImages,
   referenceFeatures: Float32Array,
 ): DigitMetrics {
+  checkMetricsArguments(classifier, samples, referenceFeatures);
+  const features = digitFeatures(classifier, samples.images);
+  // The logits come from the features already computed (one network pass per image).
+  const logitsTensor = logitsOf(classifier, features, samples.count);
+  const logits = logitsTensor.dataSync();
+  logitsTensor.dispose();
+  return metricsFrom(classifier, samples, features, logits, referenceFeatures);
+}
+
+/** {@link digitMetrics} reading the network's outputs asynchronously (every backend, WebGPU in Node included). */
+export async function digitMetricsAsync(
+  classifier: DigitClassifier,
+  samples: LabelledImages,
+  referenceFeatures: Float32Array,
+): Promise<DigitMetrics> {
+  checkMetricsArguments(classifier, samples, referenceFeatures);
+  const features = await digitFeaturesAsync(classifier, samples.images);
+  const logitsTensor = logitsOf(classifier, features, samples.count);
+  const logits = await logitsTensor.data();
+  logitsTensor.dispose();
+  return metricsFrom(classifier, samples, features, logits, referenceFeatures);
+}
+
+function checkMetricsArguments(
+  classifier: DigitClassifier,
+  samples: LabelledImages,
+  referenceFeatures: Float32Array,
+): void {
   checkClassifier(classifier);
   checkLabelled('samples', samples, classifier.config.imageSize);
-  const { featureDim, numClasses } = classifier.config;
+  const { featureDim } = classifier.config;
   if (!(referenceFeatures instanceof Float32Array) || referenceFeatures.length % featureDim !== 0) {
     throw new InvalidArgumentError(
       'referenceFeatures',
@@ -400,13 +503,22 @@ export function digitMetrics(
       describeValue(referenceFeatures),
     );
   }
-  const features = digitFeatures(classifier, samples.images);
-  // The logits come from the features already computed (one network pass per image).
-  const logitsTensor = tf.tidy(() =>
-    classifier.logitsFromFeatures(tf.tensor2d(features, [samples.count, featureDim])),
+}
+
+function logitsOf(classifier: DigitClassifier, features: Float32Array, count: number): tf.Tensor {
+  return tf.tidy(() =>
+    classifier.logitsFromFeatures(tf.tensor2d(features, [count, classifier.config.featureDim])),
   );
-  const logits = logitsTensor.dataSync();
-  logitsTensor.dispose();
+}
+
+function metricsFrom(
+  classifier: DigitClassifier,
+  samples: LabelledImages,
+  features: Float32Array,
+  logits: ArrayLike<number>,
+  referenceFeatures: Float32Array,
+): DigitMetrics {
+  const { featureDim, numClasses } = classifier.config;
   let correct = 0;
   for (let i = 0; i < samples.count; i++) {
     let best = 0;

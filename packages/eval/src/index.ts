@@ -1,5 +1,6 @@
 export {
   classifyDigits,
+  classifyDigitsAsync,
   createDigitClassifier,
   type DigitClassifier,
   type DigitClassifierConfig,
@@ -7,8 +8,11 @@ export {
   type DigitMetrics,
   deserializeDigitClassifier,
   digitAccuracy,
+  digitAccuracyAsync,
   digitFeatures,
+  digitFeaturesAsync,
   digitMetrics,
+  digitMetricsAsync,
   type LabelledImages,
   serializeDigitClassifier,
   type TrainDigitClassifierOptions,

@@ -84,7 +84,7 @@ it('benchmarks the teacher adapters', async () => {
   );
   for (const steps of [32, 8]) {
     const start = performance.now();
-    const x = await sampleTeacher(teacher, noise, { numSteps: steps, condition });
+    const x = await sampleTeacher(teacher, noise, { numInferenceSteps: steps, condition });
     report(`teacher Euler, ${steps} steps`, performance.now() - start, x);
   }
   for (const nfe of [4, 2]) {

@@ -16,7 +16,7 @@ it('trains the tiny FLUX-shaped teacher', async () => {
   const model = new TinyFluxTransformer(tinyFluxFixtureConfig);
   const random = createRandom(5);
   const start = performance.now();
-  trainLatentTransformer({
+  await trainLatentTransformer({
     model,
     steps,
     random,

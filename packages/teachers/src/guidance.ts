@@ -15,7 +15,7 @@ import { assertCondition } from './teacher-inputs';
 
 export interface ClassifierFreeGuidanceOptions {
   /** Guidance scale g ≥ 0: u = u_uncond + g·(u_cond − u_uncond) (g = 1: the conditional teacher). */
-  scale: number;
+  guidanceScale: number;
   /**
    * σ interval [low, high] where guidance applies; elsewhere the conditional velocity is returned
    * (g = 1). Default [0, 1] (everywhere).
@@ -63,8 +63,15 @@ export function withClassifierFreeGuidance(
   if (!teacher || typeof teacher.velocity !== 'function') {
     throw new InvalidArgumentError('teacher', 'a Teacher', describeValue(teacher));
   }
-  const { scale, interval = [0, 1], unconditional, batched = true } = options;
-  assertNumber('scale', scale, { min: 0 });
+  if (options !== null && typeof options === 'object' && 'scale' in options) {
+    throw new InvalidArgumentError(
+      'options.scale',
+      'options.guidanceScale (scale was renamed to guidanceScale)',
+      describeValue((options as { scale: unknown }).scale),
+    );
+  }
+  const { guidanceScale: scale, interval = [0, 1], unconditional, batched = true } = options;
+  assertNumber('guidanceScale', scale, { min: 0 });
   if (!Array.isArray(interval) || interval.length !== 2) {
     throw new InvalidArgumentError('interval', 'a pair [low, high] of σ values', describeValue(interval));
   }

@@ -84,7 +84,7 @@ rows.push({
   alignment: Number.NaN,
 });
 for (const steps of [1, 4, 8, 16, 128]) {
-  const x = await sampleTeacher(teacher, noise, { numSteps: steps });
+  const x = await sampleTeacher(teacher, noise, { numInferenceSteps: steps });
   measure('teacher Euler', steps, x);
   x.dispose();
 }
@@ -139,7 +139,7 @@ if (pretrained) {
   console.log(
     `flow-matching pretraining: ${pretrainSteps} steps in ${((performance.now() - pretrainStarted) / 1000).toFixed(0)} s`,
   );
-  const pretrainedRow = await sampleTeacher(pretrained.asTeacher(), noise, { numSteps: 128 });
+  const pretrainedRow = await sampleTeacher(pretrained.asTeacher(), noise, { numInferenceSteps: 128 });
   measure('pretrained flow network, Euler', 128, pretrainedRow);
   pretrainedRow.dispose();
 }

@@ -21,9 +21,15 @@ export interface AdamWState {
   v: Float32Array[];
 }
 
-/** Σ over the gradients of Σ g², as a scalar tensor (read synchronously or not by the caller). */
+/**
+ * Σ over the gradients of Σ g², as a scalar tensor (read synchronously or not by the caller). Summed pairwise,
+ * not with `tf.addN`: tfjs's WebGPU AddN binds every input to one shader, and a device allows 8 storage
+ * buffers per stage, so AddN over more than 7 gradients fails validation there and returns garbage.
+ */
 function squaredNorm(gradients: readonly tf.Tensor[]): tf.Tensor {
-  return tf.tidy(() => tf.addN(gradients.map((g) => tf.sum(tf.square(g)))));
+  return tf.tidy(() =>
+    gradients.map((g) => tf.sum(tf.square(g))).reduce((total, s) => tf.add(total, s), tf.scalar(0)),
+  );
 }
 
 /**

@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { flowData, flowTeacher } from './__fixtures__/analytic-teacher';
 import { offsetPosteriorStudent } from './__fixtures__/students';
+import { AdamW } from './adamw';
 import { createPiIDTrainer } from './pi-id-trainer';
 
 registerTestBackend('webgpu', async () => {
@@ -63,5 +64,24 @@ describe('π-ID training on WebGPU in Node', () => {
     expect(onGPU.checkpoint.step).toBe(4);
     expect(Array.from(onGPU.checkpoint.variables[0]!)).toEqual(onGPU.offset);
     expect(onGPU.checkpoint.optimizer.m).toHaveLength(1);
+  });
+
+  it('clips by the global norm of more gradient tensors than a WebGPU shader stage can bind (8)', async () => {
+    // tfjs's WebGPU AddN binds every input to one shader: over 7 inputs it fails validation and returns stale
+    // values without an error. The norm is summed pairwise instead; here over 20 variables, as a student has.
+    const norms: number[] = [];
+    for (const backend of ['webgpu', 'cpu']) {
+      await useBackend(backend);
+      const variables = Array.from({ length: 20 }, (_, i) => tf.variable(tf.fill([3], i + 1)));
+      const gradients = variables.map((_, i) => tf.fill([3], (i % 5) - 2));
+      const optimizer = new AdamW(variables, { learningRate: 0.1, gradientClip: 1 });
+      norms.push(await optimizer.applyAsync(gradients));
+      optimizer.dispose();
+      tf.dispose([...variables, ...gradients]);
+    }
+    // Σ over 20 tensors of 3 × ((i mod 5) − 2)²: 4 × 3 × (4 + 1 + 0 + 1 + 4) = 120.
+    expect(norms[0]).toBeCloseTo(Math.sqrt(120), 5);
+    expect(norms[1]).toBeCloseTo(Math.sqrt(120), 5);
+    await useBackend('webgpu');
   });
 });

@@ -3,7 +3,7 @@ import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command } from 'commander';
 import { selectBackend } from '../context';
-import { integer } from '../options';
+import { applyConfigFile, integer } from '../options';
 
 /** Fused vs op-by-op GM rollout on the active backend, in one run. */
 export function benchCommand(): Command {
@@ -16,6 +16,7 @@ export function benchCommand(): Command {
     .option('--repeats <n>', 'timed repeats', integer('--repeats', 1), 5)
     .addHelpText('after', '\nExample:\n  piflow bench --backend wasm\n')
     .action(async (_options, command: Command) => {
+      applyConfigFile(command);
       const o = command.opts();
       const backend = await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
       const B = 2;
@@ -30,25 +31,21 @@ export function benchCommand(): Command {
         logstd: tf.fill([B], -1) as tf.Tensor1D,
       };
       const policy = gm.create(params, xSrc, 1);
-      const time = (fused: boolean, repeats: number) => {
-        tf.dispose(
-          rollout(policy, xSrc, {
-            sigmaSrc: 1,
-            sigmaDst: 0,
-            substeps: o.substeps,
-            fused,
-          }).dataSync() as never,
-        );
+      // Each timed run includes reading the result back, asynchronously (tfjs's WebGPU backend cannot read GPU
+      // memory synchronously in Node).
+      const run = async (fused: boolean) => {
+        const y = rollout(policy, xSrc, { sigmaSrc: 1, sigmaDst: 0, substeps: o.substeps, fused });
+        await y.data();
+        y.dispose();
+      };
+      const time = async (fused: boolean, repeats: number) => {
+        await run(fused); // warm-up: kernel compilation, first allocations
         const started = performance.now();
-        for (let i = 0; i < repeats; i++) {
-          const y = rollout(policy, xSrc, { sigmaSrc: 1, sigmaDst: 0, substeps: o.substeps, fused });
-          y.dataSync();
-          y.dispose();
-        }
+        for (let i = 0; i < repeats; i++) await run(fused);
         return (performance.now() - started) / repeats;
       };
-      const fused = time(true, o.repeats);
-      const opByOp = time(false, Math.max(1, Math.min(o.repeats, backend === 'cpu' ? 1 : o.repeats)));
+      const fused = await time(true, o.repeats);
+      const opByOp = await time(false, Math.max(1, Math.min(o.repeats, backend === 'cpu' ? 1 : o.repeats)));
       console.log(
         `GM rollout, ${o.substeps} substeps on [${B} × ${P} positions, K = ${o.components}, C = ${o.channels}], backend ${backend}:`,
       );

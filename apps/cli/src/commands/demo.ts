@@ -4,11 +4,12 @@ import { createRandom, sampleTeacher } from '@piflow/core';
 import { describeModel } from '@piflow/models';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command } from 'commander';
-import { resolveTeacher, selectBackend } from '../context';
+import { prepareTraining, resolveTeacher, selectBackend } from '../context';
 import { distil } from '../distillation';
 import { builtinFamilies } from '../families';
 import { writeDensityPanels } from '../images';
-import { integer } from '../options';
+import { applyConfigFile, integer, renamedOption } from '../options';
+import { readFloats } from '../reads';
 import { formatQualityTable, type QualityRow, qualityRow, sampleModel } from '../sampling';
 
 /**
@@ -21,25 +22,35 @@ export function demoCommand(): Command {
     .description(
       'Distil the shipped 2-D teacher into 1/2/4-step GM students and compare them with the teacher.',
     )
-    .option('--steps <n>', 'π-ID iterations per student', integer('--steps', 1), 400)
+    .option('--iterations <n>', 'π-ID iterations per student', integer('--iterations', 1), 400)
+    .addOption(
+      renamedOption(
+        '--steps <n>',
+        '--steps is now --iterations (π-ID iterations per student).',
+        'use --iterations <n>',
+      ),
+    )
     .option('-n, --count <n>', 'samples per sampler', integer('--count', 2), 4000)
     .option('--nfe <list>', 'student step counts', (v: string) => v.split(',').map(Number), [1, 2, 4])
     .option('--seed <n>', 'seed', integer('--seed', 0), 0)
     .option('--out <dir>', 'output folder', 'piflow-demo')
     .addHelpText('after', '\nExample:\n  piflow demo --out piflow-demo\n')
     .action(async (_options, command: Command) => {
+      applyConfigFile(command);
       const o = command.opts();
       const started = performance.now();
       await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
+      await prepareTraining();
       const resolved = await resolveTeacher('checkerboard');
       console.log(`teacher: ${resolved.label} (${resolved.manifest?.metadata?.command ?? 'shipped'})`);
       const noise = createRandom(o.seed + 100).normalTensor([o.count, 2]);
       const data = resolved.data!(o.count, createRandom(o.seed + 101)).x0;
-      const dataValues = data.dataSync();
+      // Every read is asynchronous: tfjs's WebGPU backend cannot read GPU memory synchronously in Node.
+      const dataValues = await readFloats(data);
       const refStart = performance.now();
-      const reference = await sampleTeacher(resolved.teacher, noise, { numSteps: 128 });
+      const reference = await sampleTeacher(resolved.teacher, noise, { numInferenceSteps: 128 });
+      const refValues = await readFloats(reference);
       const refSeconds = (performance.now() - refStart) / 1000;
-      const refValues = reference.dataSync();
       const rows: QualityRow[] = [
         qualityRow('teacher Euler', 128, refValues, dataValues, refValues, refSeconds),
       ];
@@ -50,8 +61,8 @@ export function demoCommand(): Command {
       ];
       for (const steps of [1, 2, 4]) {
         const t0 = performance.now();
-        const x = await sampleTeacher(resolved.teacher, noise, { numSteps: steps });
-        const values = x.dataSync();
+        const x = await sampleTeacher(resolved.teacher, noise, { numInferenceSteps: steps });
+        const values = await readFloats(x);
         rows.push(
           qualityRow('teacher Euler', steps, values, dataValues, refValues, (performance.now() - t0) / 1000),
         );
@@ -63,7 +74,7 @@ export function demoCommand(): Command {
           family: builtinFamilies.gm!,
           head: { numComponents: 16 },
           nfe,
-          steps: o.steps,
+          iterations: o.iterations,
           batchSize: 256,
           lr: 5e-4,
           intermediateStates: 2,
@@ -71,7 +82,7 @@ export function demoCommand(): Command {
           decayIters: 0,
           familyOptions: { dropout: 0.05 },
           finalStepSizeScale: 1,
-          checkpointEvery: o.steps,
+          checkpointEvery: o.iterations,
           seed: o.seed,
           resume: false,
           dataFree: false,
@@ -83,15 +94,24 @@ export function demoCommand(): Command {
           sampling: { shift: resolved.shift, numInferenceSteps: nfe },
         });
         const { x, seconds } = await sampleModel(result.student, manifest, noise, {});
-        const values = x.dataSync();
+        const values = await readFloats(x);
         rows.push(
-          qualityRow(`π-Flow GM student (${result.steps} it.)`, nfe, values, dataValues, refValues, seconds),
+          qualityRow(
+            `π-Flow GM student (${result.iterations} it.)`,
+            nfe,
+            values,
+            dataValues,
+            refValues,
+            seconds,
+          ),
         );
         panels.push({ title: `π-Flow GM ${nfe}`, points: values });
         x.dispose();
         result.student.dispose();
       }
-      const order = await writeDensityPanels(path.join(o.out, 'comparison.png'), panels);
+      const order = await writeDensityPanels(path.join(o.out, 'comparison.png'), panels, {
+        title: `checkerboard, ${o.count} samples from one noise batch`,
+      });
       const table = formatQualityTable(rows);
       const minutes = (performance.now() - started) / 60000;
       const report = [

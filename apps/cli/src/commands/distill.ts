@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { createPolicyRegistry, type PolicyFamily } from '@piflow/core';
 import { Command, InvalidArgumentError as CommanderError, Option } from 'commander';
-import { resolveTeacher, selectBackend } from '../context';
+import { prepareTraining, resolveTeacher, selectBackend } from '../context';
 import { distil } from '../distillation';
 import { UsageError } from '../errors';
 import {
@@ -12,7 +12,7 @@ import {
   familyRegistry,
   parseOptionPairs,
 } from '../families';
-import { applyConfigFile, integer, number } from '../options';
+import { applyConfigFile, integer, number, renamedOption } from '../options';
 
 export function distillCommand(): Command {
   return new Command('distill')
@@ -45,9 +45,16 @@ export function distillCommand(): Command {
       4,
     )
     .option(
-      '--steps <n>',
+      '--iterations <n>',
       'π-ID iterations (default 1500 for vector data, 500 for images)',
-      integer('--steps', 1),
+      integer('--iterations', 1),
+    )
+    .addOption(
+      renamedOption(
+        '--steps <n>',
+        '--steps is now --iterations (π-ID iterations).',
+        "use --iterations <n>; the student's sampling steps are --nfe <n>",
+      ),
     )
     .option(
       '--batch-size <n>',
@@ -108,7 +115,7 @@ export function distillCommand(): Command {
     )
     .addHelpText(
       'after',
-      `\nExamples:\n  piflow distill --teacher checkerboard --nfe 4 --steps 1500 --out runs/gm4\n  piflow distill --teacher runs/teacher/model --family dx --nfe 4 --resume --out runs/dx4\n  piflow distill --plugin piflow-policy-gaussian --family gaussian --nfe 2 --out runs/gaussian2\n\nBuilt-in families and their options (--head, --train-option, --sample-option):\n${describeFamilies(createPolicyRegistry(builtinFamilies as Record<string, PolicyFamily>))}\n`,
+      `\nExamples:\n  piflow distill --teacher checkerboard --nfe 4 --iterations 1500 --out runs/gm4\n  piflow distill --teacher runs/teacher/model --family dx --nfe 4 --resume --out runs/dx4\n  piflow distill --plugin piflow-policy-gaussian --family gaussian --nfe 2 --out runs/gaussian2\n\nBuilt-in families and their options (--head, --train-option, --sample-option):\n${describeFamilies(createPolicyRegistry(builtinFamilies as Record<string, PolicyFamily>))}\n`,
     )
     .action(async (_options, command: Command) => {
       applyConfigFile(command);
@@ -136,6 +143,7 @@ export function distillCommand(): Command {
         family.name,
       );
       await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
+      await prepareTraining();
       const resolved = await resolveTeacher(o.teacher, { guidanceScale: o.guidanceScale });
       // Defaults by data: image teachers (U-Nets) cost ~100× more per sample than 2-D MLPs, and vector data
       // gets more mixture components (where the family has that option) for its sharper modes.
@@ -148,12 +156,12 @@ export function distillCommand(): Command {
         family,
         head,
         familyOptions,
-        steps: o.steps ?? (images ? 500 : 1500),
+        iterations: o.iterations ?? (images ? 500 : 1500),
         batchSize: o.batchSize ?? (images ? 32 : 256),
         out: o.out,
       } as never);
       console.log(
-        `${result.aborted ? 'stopped early (Ctrl-C); checkpoint saved' : 'done'}: ${result.steps} iterations in ${result.seconds.toFixed(0)} s; student saved to ${path.join(o.out, 'model')}`,
+        `${result.aborted ? 'stopped early (Ctrl-C); checkpoint saved' : 'done'}: ${result.iterations} iterations in ${result.seconds.toFixed(0)} s; student saved to ${path.join(o.out, 'model')}`,
       );
       result.student.dispose();
       resolved.dispose();

@@ -3,7 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createRandom, type PolicyRegistry, resolveFamilyOptions } from '@piflow/core';
 import { loadMnist } from '@piflow/datasets';
-import { digitFeatures, digitMetrics, teacherAlignment } from '@piflow/eval';
+import { digitFeaturesAsync, digitMetricsAsync, teacherAlignment } from '@piflow/eval';
 import { isFlowModel, type ModelManifest, type StoredModel } from '@piflow/models';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command } from 'commander';
@@ -124,7 +124,8 @@ export function evalMnistCommand(): Command {
         );
       }
       const mnist = loadMnist();
-      const reference = digitFeatures(classifier, mnist.heldOut.images);
+      // Every read is asynchronous: tfjs's WebGPU backend cannot read GPU memory synchronously in Node.
+      const reference = await digitFeaturesAsync(classifier, mnist.heldOut.images);
       const count: number = o.count;
       const labels = Int32Array.from({ length: count }, (_, i) => i % 10);
       const noise = createRandom(o.seed).fillNormal(new Float32Array(count * 784));
@@ -135,11 +136,11 @@ export function evalMnistCommand(): Command {
       const rows: MnistRow[] = [];
       const panels: { title: string; images: Float32Array }[] = [];
       const metricsOf = (images: Float32Array) =>
-        digitMetrics(classifier, { images, labels, count }, reference);
+        digitMetricsAsync(classifier, { images, labels, count }, reference);
 
       // Real digits: the floor of each metric.
       const real = realDigits(mnist.train, count, createRandom(o.seed + 1));
-      const realMetrics = digitMetrics(classifier, real, reference);
+      const realMetrics = await digitMetricsAsync(classifier, real, reference);
       rows.push({
         sampler: `real training digits (${count})`,
         steps: 0,
@@ -156,12 +157,12 @@ export function evalMnistCommand(): Command {
         teacherSteps: o.referenceSteps,
       });
       const guidance = teacher.manifest.sampling?.guidanceScale ?? 1;
-      const add = (
+      const add = async (
         sampler: string,
         steps: number,
         run: { images: Float32Array; seconds: number; nfe: number },
       ) => {
-        const m = metricsOf(run.images);
+        const m = await metricsOf(run.images);
         const row: MnistRow = {
           sampler,
           steps,
@@ -184,7 +185,7 @@ export function evalMnistCommand(): Command {
           steps === o.referenceSteps
             ? referenceRun
             : await generate(teacher.model, teacher.manifest, noise, labels, { teacherSteps: steps });
-        add(`teacher Euler, CFG ${guidance}`, steps, run);
+        await add(`teacher Euler, CFG ${guidance}`, steps, run);
         if (steps === o.referenceSteps) panels.push({ title: `teacher-${steps}`, images: run.images });
       }
       for (const dir of students) {
@@ -197,7 +198,7 @@ export function evalMnistCommand(): Command {
           families: student.families,
         });
         const name = studentName(student.manifest, student.families);
-        add(name, run.nfe, run);
+        await add(name, run.nfe, run);
         panels.push({ title: name, images: run.images });
         student.model.dispose();
       }
@@ -206,7 +207,11 @@ export function evalMnistCommand(): Command {
       const grid = Math.min(o.grid as number, count);
       await writeImagePanels(
         path.join(o.out, 'grids.png'),
-        panels.map((p) => ({ images: p.images.subarray(0, grid * 784), shape: [grid, 28, 28, 1] })),
+        panels.map((p) => ({
+          title: p.title,
+          images: p.images.subarray(0, grid * 784),
+          shape: [grid, 28, 28, 1],
+        })),
         10,
       );
       const table = formatMnistTable(rows, o.referenceSteps);

@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createRandom, type PolicyFamily } from '@piflow/core';
-import { isFlowModel } from '@piflow/models';
+import { isFlowModel, type StoredModel } from '@piflow/models';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command } from 'commander';
 import { loadAnyModel, selectBackend } from '../context';
@@ -9,7 +9,8 @@ import { UsageError } from '../errors';
 import { collectPairs, parseOptionPairs } from '../families';
 import { writeDensityPanels, writeImageGrid } from '../images';
 import { writeNpy } from '../npy';
-import { applyConfigFile, integer, labelList, number } from '../options';
+import { applyConfigFile, integer, labelList, number, outputFile } from '../options';
+import { readFloats } from '../reads';
 import { sampleModel } from '../sampling';
 
 /** `--sample-option` pairs (and the `--temperature` shorthand) parsed against the student family's declarations. */
@@ -29,14 +30,47 @@ export function samplingOptions(
   );
 }
 
+/**
+ * `sample` and `eval` take `--nfe` for a student's steps and `--steps` for a teacher's Euler steps: the one
+ * that does not apply to the model is an error naming the other.
+ */
+export function checkStepOptions(
+  model: StoredModel,
+  spec: string,
+  o: { nfe?: number; steps?: number },
+): void {
+  if (isFlowModel(model) && o.nfe !== undefined) {
+    model.dispose();
+    throw new UsageError(
+      `--nfe sets a π-Flow student's steps, but ${spec} is a teacher (flow model).`,
+      "use --steps <n> for the teacher's Euler steps (default 32).",
+    );
+  }
+  if (!isFlowModel(model) && o.steps !== undefined) {
+    model.dispose();
+    throw new UsageError(
+      `--steps sets a teacher's Euler steps, but ${spec} is a π-Flow student.`,
+      "use --nfe <n> for the student's steps (default: the steps it was trained for).",
+    );
+  }
+}
+
 export function sampleCommand(): Command {
   return new Command('sample')
     .description(
       'Generate samples from a student (few-step) or a teacher (Euler ODE) and write PNG / .npy / JSON.',
     )
-    .option('--model <spec>', 'a model folder (student or teacher) or checkerboard', 'checkerboard')
-    .option('--nfe <n>', 'student steps (default: what it was trained for)', integer('--nfe', 1, 1024))
-    .option('--steps <n>', 'Euler steps when the model is a teacher', integer('--steps', 1, 4096), 32)
+    .option(
+      '--model <spec>',
+      'a model folder (student or teacher), or a shipped model: checkerboard or mnist (the teachers), checkerboard/gm-4, mnist/gm-4, …',
+      'checkerboard',
+    )
+    .option(
+      '--nfe <n>',
+      'steps of a π-Flow student (default: what it was trained for)',
+      integer('--nfe', 1, 1024),
+    )
+    .option('--steps <n>', 'Euler steps of a teacher (default 32)', integer('--steps', 1, 4096))
     .option('-n, --count <n>', 'number of samples', integer('--count', 1), 2000)
     .option('--seed <n>', 'noise seed (same seed, same samples)', integer('--seed', 0), 0)
     .option('--plugin <package or path>', 'load a policy-family plugin package (repeatable)', collectPairs)
@@ -52,18 +86,24 @@ export function sampleCommand(): Command {
       'classifier-free guidance for class-conditional teachers (default: the one recorded with it)',
       number('--guidance-scale', 1),
     )
-    .option('--out <file.png>', 'image: a density plot (2-D) or an image grid', 'samples.png')
-    .option('--npy <file>', 'also write the raw samples as float32 .npy')
-    .option('--json <file>', 'also write the raw samples as JSON')
+    .option(
+      '--out <file.png>',
+      'PNG image: a density plot (2-D samples) or an image grid',
+      outputFile('--out', ['.png']),
+      'samples.png',
+    )
+    .option('--npy <file.npy>', 'also write the raw samples as float32 .npy', outputFile('--npy', ['.npy']))
+    .option('--json <file.json>', 'also write the raw samples as JSON', outputFile('--json', ['.json']))
     .addHelpText(
       'after',
-      '\nExamples:\n  piflow sample --model runs/gm4/model --seed 1 --out gm4.png --npy gm4.npy\n  piflow sample --model checkerboard --steps 64 --out teacher.png\n',
+      '\nExamples:\n  piflow sample --model runs/gm4/model --seed 1 --out gm4.png --npy gm4.npy\n  piflow sample --model checkerboard --steps 64 --out teacher.png   # a teacher: --steps Euler steps\n  piflow sample --model runs/gm4/model --nfe 8 --out gm4-8.png      # a student: --nfe steps\n',
     )
     .action(async (_options, command: Command) => {
       applyConfigFile(command);
       const o = command.opts();
       await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
       const { model, manifest, families } = await loadAnyModel(o.model, o.plugin ?? []);
+      checkStepOptions(model, o.model, o);
       const familyOptions = isFlowModel(model) ? {} : samplingOptions(families.get(model.family), o);
       if (o.labels && manifest.backbone.config.numClasses === undefined) {
         throw new UsageError('--labels was given but this model is not class-conditional.', 'drop --labels.');
@@ -78,19 +118,27 @@ export function sampleCommand(): Command {
         ...(o.guidanceScale !== undefined ? { guidanceScale: o.guidanceScale } : {}),
         ...(o.labels ? { labels: o.labels } : {}),
       });
-      const values = Float32Array.from(x.dataSync());
+      // Read asynchronously: tfjs's WebGPU backend cannot read GPU memory synchronously in Node.
+      const values = await readFloats(x);
+      const written: string[] = [];
       if (manifest.sampleShape.length === 1 && manifest.sampleShape[0] === 2) {
         await writeDensityPanels(o.out, [{ title: o.model, points: values }]);
+        written.push(o.out);
       } else if (manifest.sampleShape.length === 3) {
         await writeImageGrid(o.out, values, shape);
+        written.push(o.out);
       }
-      if (o.npy) await writeNpy(o.npy, values, shape);
+      if (o.npy) {
+        await writeNpy(o.npy, values, shape);
+        written.push(o.npy);
+      }
       if (o.json) {
         await mkdir(path.dirname(path.resolve(o.json)), { recursive: true });
         await writeFile(o.json, JSON.stringify({ shape, nfe, values: Array.from(values) }));
+        written.push(o.json);
       }
       console.log(
-        `${o.count} samples with ${nfe} network evaluations in ${seconds.toFixed(2)} s → ${o.out}${o.npy ? `, ${o.npy}` : ''}${o.json ? `, ${o.json}` : ''}`,
+        `${o.count} samples with ${nfe} network evaluations in ${seconds.toFixed(2)} s → ${written.join(', ') || '(no image for this sample shape: add --npy or --json)'}`,
       );
       tf.dispose([x, noise]);
       model.dispose();

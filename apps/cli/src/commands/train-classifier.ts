@@ -2,20 +2,28 @@ import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createRandom } from '@piflow/core';
 import { loadMnist } from '@piflow/datasets';
-import { createDigitClassifier, digitAccuracy, trainDigitClassifier } from '@piflow/eval';
+import { createDigitClassifier, digitAccuracyAsync, trainDigitClassifier } from '@piflow/eval';
 import { Command } from 'commander';
 import { saveClassifier } from '../classifier-files';
-import { selectBackend } from '../context';
+import { prepareTraining, selectBackend } from '../context';
 import { writeLossPlot } from '../images';
-import { applyConfigFile, commandLine, integer, number } from '../options';
+import { applyConfigFile, commandLine, integer, number, renamedOption } from '../options';
 import { createProgress } from '../progress';
+import { readAhead } from '../reads';
 
 export function trainClassifierCommand(): Command {
   return new Command('train-classifier')
     .description(
       'Train the MNIST digit classifier whose features give the image metrics (Fréchet distance, class accuracy, diversity).',
     )
-    .option('--steps <n>', 'optimiser steps', integer('--steps', 1), 1500)
+    .option('--iterations <n>', 'training iterations (optimiser steps)', integer('--iterations', 1), 1500)
+    .addOption(
+      renamedOption(
+        '--steps <n>',
+        '--steps is now --iterations (training iterations).',
+        'use --iterations <n>',
+      ),
+    )
     .option('--batch-size <n>', 'batch size', integer('--batch-size', 1), 64)
     .option('--lr <x>', 'Adam learning rate (cosine-decayed)', number('--lr', 0, 1, true), 2e-3)
     .option('--seed <n>', 'random seed', integer('--seed', 0), 0)
@@ -24,11 +32,15 @@ export function trainClassifierCommand(): Command {
       'output folder (classifier.json, weights.bin, train-log.jsonl, loss.png)',
       'runs/classifier',
     )
-    .addHelpText('after', '\nExample:\n  piflow train-classifier --steps 1500 --out runs/mnist-classifier\n')
+    .addHelpText(
+      'after',
+      '\nExample:\n  piflow train-classifier --iterations 1500 --out runs/mnist-classifier\n',
+    )
     .action(async (_options, command: Command) => {
       applyConfigFile(command);
       const o = command.opts();
       await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
+      await prepareTraining();
       const mnist = loadMnist();
       const classifier = createDigitClassifier({ seed: o.seed });
       await mkdir(o.out, { recursive: true });
@@ -37,10 +49,10 @@ export function trainClassifierCommand(): Command {
       const abort = new AbortController();
       const onSigint = () => abort.abort();
       process.once('SIGINT', onSigint);
-      const progress = createProgress('train-classifier', o.steps);
+      const progress = createProgress('train-classifier', o.iterations);
       let lines = '';
       const result = await trainDigitClassifier(classifier, mnist.train, {
-        steps: o.steps,
+        steps: o.iterations,
         batchSize: o.batchSize,
         learningRate: o.lr,
         random: createRandom(o.seed),
@@ -53,8 +65,10 @@ export function trainClassifierCommand(): Command {
       progress.stop();
       process.removeListener('SIGINT', onSigint);
       await appendFile(logFile, lines);
-      const trainAccuracy = digitAccuracy(classifier, mnist.train);
-      const heldOutAccuracy = digitAccuracy(classifier, mnist.heldOut);
+      // Every read is asynchronous: tfjs's WebGPU backend cannot read GPU memory synchronously in Node.
+      const trainAccuracy = await digitAccuracyAsync(classifier, mnist.train);
+      const heldOutAccuracy = await digitAccuracyAsync(classifier, mnist.heldOut);
+      await readAhead(classifier.variables);
       await saveClassifier(o.out, classifier, {
         dataset: 'mnist',
         trainingSteps: result.steps,
@@ -62,9 +76,11 @@ export function trainClassifierCommand(): Command {
         heldOutAccuracy,
         command: commandLine(),
       });
-      await writeLossPlot(path.join(o.out, 'loss.png'), Array.from(result.losses));
+      await writeLossPlot(path.join(o.out, 'loss.png'), Array.from(result.losses), {
+        title: 'cross-entropy loss: MNIST digit classifier',
+      });
       console.log(
-        `${abort.signal.aborted ? 'stopped early (Ctrl-C)' : 'done'}: ${result.steps} steps at ${result.stepsPerSecond.toFixed(1)} steps/s; accuracy ${(100 * trainAccuracy).toFixed(2)} % train, ${(100 * heldOutAccuracy).toFixed(2)} % held out; saved to ${o.out}`,
+        `${abort.signal.aborted ? 'stopped early (Ctrl-C)' : 'done'}: ${result.steps} iterations at ${result.stepsPerSecond.toFixed(1)} iterations/s; accuracy ${(100 * trainAccuracy).toFixed(2)} % train, ${(100 * heldOutAccuracy).toFixed(2)} % held out; saved to ${o.out}`,
       );
       classifier.dispose();
       if (abort.signal.aborted) process.exitCode = 130;

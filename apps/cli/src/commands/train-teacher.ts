@@ -17,10 +17,10 @@ import {
 } from '@piflow/models';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command, Option } from 'commander';
-import { datasets2D, loadAnyModel, selectBackend } from '../context';
+import { datasets2D, loadAnyModel, prepareTraining, selectBackend } from '../context';
 import { UsageError } from '../errors';
 import { writeLossPlot } from '../images';
-import { applyConfigFile, commandLine, integer, integerList, number } from '../options';
+import { applyConfigFile, commandLine, integer, integerList, number, renamedOption } from '../options';
 import { createProgress } from '../progress';
 import { loadTeacherCheckpoint, saveTeacherCheckpoint } from '../teacher-checkpoint';
 
@@ -32,7 +32,14 @@ export function trainTeacherCommand(): Command {
         .choices([...Object.keys(datasets2D), 'mnist'])
         .default('checkerboard'),
     )
-    .option('--steps <n>', 'optimiser steps', integer('--steps', 1), 4000)
+    .option('--iterations <n>', 'training iterations (optimiser steps)', integer('--iterations', 1), 4000)
+    .addOption(
+      renamedOption(
+        '--steps <n>',
+        '--steps is now --iterations (training iterations).',
+        'use --iterations <n>',
+      ),
+    )
     .option(
       '--batch-size <n>',
       'batch size (default 512 for 2-D data, 64 for mnist)',
@@ -68,7 +75,7 @@ export function trainTeacherCommand(): Command {
     )
     .option(
       '--checkpoint-every <n>',
-      'write a checkpoint every n steps (and on Ctrl-C)',
+      'write a checkpoint every n iterations (and on Ctrl-C)',
       integer('--checkpoint-every', 1),
       500,
     )
@@ -76,14 +83,15 @@ export function trainTeacherCommand(): Command {
     .option('--out <dir>', 'output folder (model/, checkpoints/, train-log.jsonl, loss.png)', 'runs/teacher')
     .addHelpText(
       'after',
-      '\nExamples:\n  piflow train-teacher --data checkerboard --steps 4000 --out runs/checkerboard-teacher\n' +
-        '  piflow train-teacher --data mnist --steps 3000 --out runs/mnist-teacher   # class-conditional U-Net\n',
+      '\nExamples:\n  piflow train-teacher --data checkerboard --iterations 4000 --out runs/checkerboard-teacher\n' +
+        '  piflow train-teacher --data mnist --iterations 3000 --out runs/mnist-teacher   # class-conditional U-Net\n',
     )
     .action(async (options, command: Command) => {
       applyConfigFile(command);
       options = command.opts();
       const log = (line: string) => console.log(line);
       await selectBackend(command.optsWithGlobals().backend, log);
+      await prepareTraining();
       const images = options.data === 'mnist';
       const random = createRandom(options.seed);
       let data: (n: number, r: typeof random) => FlowBatch;
@@ -160,7 +168,7 @@ export function trainTeacherCommand(): Command {
       const abort = new AbortController();
       const onSigint = () => abort.abort();
       process.once('SIGINT', onSigint);
-      const progress = createProgress('train-teacher', options.steps);
+      const progress = createProgress('train-teacher', options.iterations);
       const checkpoint = (step: number) =>
         saveTeacherCheckpoint(options.out, {
           step,
@@ -172,13 +180,13 @@ export function trainTeacherCommand(): Command {
       let lines = '';
       let lastStep = startStep;
       const result = await trainFlowModel(model, data, {
-        steps: Math.max(0, options.steps - startStep),
+        steps: Math.max(0, options.iterations - startStep),
         startStep,
         batchSize,
         ...(images ? { labelDropout: options.labelDropout } : {}),
         learningRate: options.lr,
         optimizer,
-        warmupSteps: Math.min(200, Math.floor(options.steps / 10)),
+        warmupSteps: Math.min(200, Math.floor(options.iterations / 10)),
         sigmaSampling: options.sigmaSampling,
         ema,
         random: trainingRandom,
@@ -217,9 +225,11 @@ export function trainTeacherCommand(): Command {
           command: commandLine(),
         },
       });
-      await writeLossPlot(path.join(options.out, 'loss.png'), losses);
+      await writeLossPlot(path.join(options.out, 'loss.png'), losses, {
+        title: `flow-matching loss: ${options.data} teacher`,
+      });
       log(
-        `${abort.signal.aborted ? 'stopped early (Ctrl-C); checkpoint saved' : 'done'}: ${startStep + result.steps} steps at ${result.stepsPerSecond.toFixed(1)} steps/s; teacher saved to ${path.join(options.out, 'model')}`,
+        `${abort.signal.aborted ? 'stopped early (Ctrl-C); checkpoint saved' : 'done'}: ${startStep + result.steps} iterations at ${result.stepsPerSecond.toFixed(1)} iterations/s; teacher saved to ${path.join(options.out, 'model')}`,
       );
       model.dispose();
       void tf;

@@ -52,14 +52,14 @@ export interface LatentTransformerModel {
 
 export type LatentGuidance =
   | { mode: 'none' }
-  /** FLUX.1-dev: the guidance value is a model input (default: the preset's 3.5). */
-  | { mode: 'embedded'; value?: number }
+  /** FLUX.1-dev: the guidance scale is a model input (default: the preset's 3.5). */
+  | { mode: 'embedded'; guidanceScale?: number }
   /**
    * True classifier-free guidance in one batched call of 2B: u = u_c + (g − 1)·(u_c − u_u) for σ inside
    * `interval` (default [0, 1]), u_c elsewhere. Unconditional inputs come from the condition's
    * `negativeTextEmbeddings` (and `negativePooledEmbeddings` when pooled embeddings are used).
    */
-  | { mode: 'cfg'; scale?: number; interval?: readonly [number, number] };
+  | { mode: 'cfg'; guidanceScale?: number; interval?: readonly [number, number] };
 
 export interface LatentTransformerTeacherOptions {
   model: LatentTransformerModel;
@@ -114,9 +114,18 @@ export function createLatentTransformerTeacher(
   const guidance: LatentGuidance =
     options.guidance ??
     (preset.guidance === 'embedded'
-      ? { mode: 'embedded', value: preset.defaultGuidance }
-      : { mode: 'cfg', scale: preset.defaultGuidance });
+      ? { mode: 'embedded', guidanceScale: preset.defaultGuidance }
+      : { mode: 'cfg', guidanceScale: preset.defaultGuidance });
   assertOneOf('guidance.mode', guidance.mode, ['none', 'embedded', 'cfg']);
+  for (const old of ['scale', 'value']) {
+    if (old in guidance) {
+      throw new InvalidArgumentError(
+        `guidance.${old}`,
+        `guidance.guidanceScale (${old} was renamed to guidanceScale)`,
+        describeValue((guidance as unknown as Record<string, unknown>)[old]),
+      );
+    }
+  }
   let guidanceValue = 0;
   let cfgScale = 1;
   let interval: readonly [number, number] = [0, 1];
@@ -128,8 +137,8 @@ export function createLatentTransformerTeacher(
         "'embedded'",
       );
     }
-    guidanceValue = guidance.value ?? preset.defaultGuidance;
-    assertNumber('guidance.value', guidanceValue, { min: 0 });
+    guidanceValue = guidance.guidanceScale ?? preset.defaultGuidance;
+    assertNumber('guidance.guidanceScale', guidanceValue, { min: 0 });
   } else if (model.acceptsGuidance) {
     throw new InvalidArgumentError(
       'guidance',
@@ -138,8 +147,8 @@ export function createLatentTransformerTeacher(
     );
   }
   if (guidance.mode === 'cfg') {
-    cfgScale = guidance.scale ?? preset.defaultGuidance;
-    assertNumber('guidance.scale', cfgScale, { min: 0 });
+    cfgScale = guidance.guidanceScale ?? preset.defaultGuidance;
+    assertNumber('guidance.guidanceScale', cfgScale, { min: 0 });
     interval = guidance.interval ?? [0, 1];
     assertNumber('guidance.interval[0]', interval[0], { min: 0, max: 1 });
     assertNumber('guidance.interval[1]', interval[1], { min: interval[0], max: 1 });

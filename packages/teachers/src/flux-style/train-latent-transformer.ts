@@ -1,7 +1,11 @@
-import { assertNumber, type Condition, InvalidArgumentError, type Random } from '@piflow/core';
+import {
+  assertNumber,
+  type Condition,
+  InvalidArgumentError,
+  type Random,
+  registerGradients,
+} from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
-// The Node entry of tfjs-core registers no gradients; training needs them.
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { imagePositionIds, packLatents, textPositionIds } from './packing';
 import type { LatentTransformerPreset } from './presets';
 import { flux1 } from './presets';
@@ -29,9 +33,10 @@ export interface TrainLatentTransformerOptions {
 
 /**
  * Rectified-flow (flow matching) training of a FLUX-shaped transformer: σ ~ U(0, 1), x_σ = (1 − σ)·x0 + σ·ε,
- * loss = mean ‖model(pack(x_σ), σ, …) − pack(ε − x0)‖² with Adam. Returns the loss of every step.
+ * loss = mean ‖model(pack(x_σ), σ, …) − pack(ε − x0)‖² with Adam. Resolves to the loss of every step.
+ * Registers tfjs's gradient functions first (`registerGradients` from @piflow/core: needs `@tensorflow/tfjs`).
  */
-export function trainLatentTransformer(options: TrainLatentTransformerOptions): number[] {
+export async function trainLatentTransformer(options: TrainLatentTransformerOptions): Promise<number[]> {
   const {
     model,
     nextBatch,
@@ -46,6 +51,7 @@ export function trainLatentTransformer(options: TrainLatentTransformerOptions): 
   if (typeof nextBatch !== 'function') {
     throw new InvalidArgumentError('nextBatch', 'a function (step, random) => batch', typeof nextBatch);
   }
+  await registerGradients();
   const optimizer = tf.train.adam(learningRate, 0.9, 0.99);
   const losses: number[] = [];
   try {

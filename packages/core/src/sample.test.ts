@@ -123,6 +123,24 @@ describe('sample', () => {
     noise.dispose();
   });
 
+  it('the teacher sampler leaks nothing when the teacher fails part-way', async () => {
+    const noise = createRandom(4).normalTensor([3, 2]);
+    let calls = 0;
+    const failing: Teacher = {
+      metadata: {},
+      velocity: async (x) => {
+        if (++calls === 3) throw new Error('teacher unavailable');
+        return tf.zerosLike(x);
+      },
+    };
+    const before = tf.memory().numTensors;
+    await expect(sampleTeacher(failing, noise, { numInferenceSteps: 5 })).rejects.toThrow(
+      'teacher unavailable',
+    );
+    expect(tf.memory().numTensors).toBe(before);
+    noise.dispose();
+  });
+
   it('SDE sampling is seedable and leaks nothing', () => {
     const noise = createRandom(2).normalTensor([16, 2]);
     const { result: a, leaked } = countLeaks(() =>

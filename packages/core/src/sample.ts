@@ -173,18 +173,23 @@ export async function sampleTeacher(
   const shift = options.shift ?? teacher.metadata.shift ?? 1;
   const sigmas = teacherSigmas({ ...options, shift });
   let x = noise.clone();
-  for (let i = 0; i < sigmas.length - 1; i++) {
-    const u = await teacher.velocity(x, sigmas[i]!, options.condition);
-    const next = tf.tidy(() => tf.add(x, tf.mul(u, sigmas[i + 1]! - sigmas[i]!)));
-    u.dispose();
-    x.dispose();
-    x = next;
-    options.onStep?.({
-      step: i,
-      numInferenceSteps: sigmas.length - 1,
-      sigmaSrc: sigmas[i]!,
-      sigmaDst: sigmas[i + 1]!,
-    });
+  try {
+    for (let i = 0; i < sigmas.length - 1; i++) {
+      const u = await teacher.velocity(x, sigmas[i]!, options.condition);
+      const next = tf.tidy(() => tf.add(x, tf.mul(u, sigmas[i + 1]! - sigmas[i]!)));
+      u.dispose();
+      x.dispose();
+      x = next;
+      options.onStep?.({
+        step: i,
+        numInferenceSteps: sigmas.length - 1,
+        sigmaSrc: sigmas[i]!,
+        sigmaDst: sigmas[i + 1]!,
+      });
+    }
+  } catch (error) {
+    x.dispose(); // a teacher that fails (a remote one, say) leaves nothing behind
+    throw error;
   }
   return x;
 }

@@ -11,9 +11,16 @@ async function modelTeacher(dir: string) {
   // Class-conditional teachers are served with the guidance recorded when they were trained.
   const guidanceScale = model.backbone.numClasses !== undefined ? (manifest.sampling?.guidanceScale ?? 1) : 1;
   const teacher = model.asTeacher({ shift: manifest.sampling?.shift ?? 1, guidanceScale });
+  const classes = model.backbone.numClasses;
   return {
     ...teacher,
-    metadata: { ...teacher.metadata, sampleShape: manifest.sampleShape, description: dir },
+    metadata: {
+      ...teacher.metadata,
+      sampleShape: manifest.sampleShape,
+      description: dir,
+      // class-conditional teachers declare their labels, so the server answers 400 to labels outside them
+      ...(classes !== undefined ? { conditions: { labels: { classes } } } : {}),
+    },
     dispose: () => model.dispose(),
   };
 }

@@ -285,7 +285,10 @@ function setLearningRate(optimizer: tf.Optimizer, lr: number): void {
 export function clipByGlobalNorm(grads: tf.NamedTensorMap, maxNorm: number): tf.NamedTensorMap {
   return tf.tidy(() => {
     const names = Object.keys(grads);
-    const norm = tf.sqrt(tf.addN(names.map((n) => tf.sum(tf.square(grads[n]!)))));
+    // summed pairwise, not with tf.addN: tfjs's WebGPU AddN binds every input to one shader and a device
+    // allows 8 storage buffers per stage, so AddN over more than 7 gradients returns garbage there
+    const squared = names.map((n) => tf.sum(tf.square(grads[n]!)));
+    const norm = tf.sqrt(squared.reduce((total, s) => tf.add(total, s), tf.scalar(0)));
     const scale = tf.minimum(1, tf.div(maxNorm, tf.maximum(norm, 1e-12)));
     const out: tf.NamedTensorMap = {};
     for (const n of names) out[n] = tf.mul(grads[n]!, scale);

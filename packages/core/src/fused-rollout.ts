@@ -51,7 +51,7 @@ export function runFusedRollout(call: FusedRolloutCall): tf.Tensor | undefined {
  * While tfjs profiles kernels (`tf.profile`, or the DEBUG flag) it runs each inside an asynchronous backend
  * timer, where an error the kernel throws is lost (an unhandled rejection) and the call fails with an
  * unrelated TypeError. So then the kernel runs through a guarded copy, registered for this one call: when it
- * throws, the copy returns its first input instead (a placeholder, disposed, and its profile entry dropped),
+ * throws, the copy returns its first input instead (a stand-in output, disposed, and its profile entry dropped),
  * and the error is handled here as above.
  */
 function runProfiled(kernel: tf.KernelConfig, call: FusedRolloutCall): tf.Tensor | undefined {
@@ -63,12 +63,12 @@ function runProfiled(kernel: tf.KernelConfig, call: FusedRolloutCall): tf.Tensor
     try {
       return kernel.kernelFunc(args);
     } catch (error) {
-      const placeholder = Object.values(args.inputs)[0];
-      if (!placeholder) throw error;
+      const standIn = Object.values(args.inputs)[0];
+      if (!standIn) throw error;
       failed = true;
       failure = error;
-      (args.backend as unknown as { incRef(dataId: tf.DataId): void }).incRef(placeholder.dataId);
-      return { dataId: placeholder.dataId, shape: placeholder.shape, dtype: placeholder.dtype };
+      (args.backend as unknown as { incRef(dataId: tf.DataId): void }).incRef(standIn.dataId);
+      return { dataId: standIn.dataId, shape: standIn.shape, dtype: standIn.dtype };
     }
   };
   tf.unregisterKernel(kernelName, backendName);

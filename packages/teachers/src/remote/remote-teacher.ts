@@ -57,6 +57,8 @@ export interface RemoteTeacherOptions {
   fetch?: typeof fetch;
   /** Random numbers in [0, 1) for the backoff jitter (default Math.random). */
   random?: () => number;
+  /** Waits the backoff delay in ms (default: a timer); injected by tests to see the delays without waiting. */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 export interface RemoteTeacherStats {
@@ -162,6 +164,7 @@ export async function createRemoteTeacher(options: RemoteTeacherOptions): Promis
     retryDelayMs = 100,
     batchWindowMs = 0,
     random = Math.random,
+    sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)),
   } = options ?? ({} as RemoteTeacherOptions);
   if (typeof url !== 'string' || !/^https?:\/\//i.test(url)) {
     throw new InvalidArgumentError('url', 'an http(s):// URL of a teacher server', describeValue(url));
@@ -193,7 +196,7 @@ export async function createRemoteTeacher(options: RemoteTeacherOptions): Promis
       if (attempt > 0) {
         stats.retries++;
         const delay = Math.min(5000, retryDelayMs * 2 ** (attempt - 1)) * random();
-        await new Promise((resolve) => setTimeout(resolve, delay));
+        await sleep(delay);
       }
       stats.requests++;
       let response: Response;

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -22,7 +22,13 @@ interface Run {
 /** Runs the real `piflow` command (from source) as a child process. */
 function piflow(
   args: string[],
-  options: { cwd?: string; interruptAfter?: RegExp; interruptDelayMs?: number; backend?: string } = {},
+  options: {
+    cwd?: string;
+    interruptAfter?: RegExp;
+    /** Sends SIGINT once this holds (polled every 100 ms): an event of the run, not a fixed delay. */
+    interruptWhen?: () => boolean;
+    backend?: string;
+  } = {},
 ): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(
@@ -41,12 +47,23 @@ function piflow(
       stdout += d;
       if (options.interruptAfter && !interrupted && options.interruptAfter.test(stdout)) {
         interrupted = true;
-        setTimeout(() => child.kill('SIGINT'), options.interruptDelayMs ?? 0);
+        child.kill('SIGINT');
       }
     });
+    const poll =
+      options.interruptWhen &&
+      setInterval(() => {
+        if (!interrupted && options.interruptWhen!()) {
+          interrupted = true;
+          child.kill('SIGINT');
+        }
+      }, 100);
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.on('close', (code) => {
+      if (poll) clearInterval(poll);
+      resolve({ code, stdout, stderr });
+    });
   });
 }
 
@@ -213,7 +230,12 @@ describe('piflow CLI', () => {
         '--out',
         out,
       ],
-      { interruptAfter: /backend: cpu/, interruptDelayMs: 6000 },
+      // interrupted once training has logged steps (the log is flushed every 2 s while it runs)
+      {
+        interruptWhen: () =>
+          existsSync(path.join(out, 'distill-log.jsonl')) &&
+          statSync(path.join(out, 'distill-log.jsonl')).size > 0,
+      },
     );
     expect(run.code).toBe(130);
     expect(run.stdout).toContain('stopped early (Ctrl-C); checkpoint saved');

@@ -36,11 +36,14 @@ export default createVitestConfig({
           alias: { 'node:module': shim('node-module'), 'node:path': shim('node-path') },
         },
         // Pre-bundled up front so the page never reloads mid-run for a late dependency discovery.
-        optimizeDeps: { include: ['@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-webgpu'] },
+        optimizeDeps: {
+          include: ['@tensorflow/tfjs', '@tensorflow/tfjs-core', '@tensorflow/tfjs-backend-webgpu'],
+        },
         test: {
           name: 'chromium',
           include: ['src/**/*.test.ts'],
           exclude: ['src/**/*.node.test.ts'],
+          setupFiles: ['./test/browser-setup.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,
           browser: {

@@ -840,3 +840,46 @@ describe('piflow with a policy plugin (examples/policy-plugin)', () => {
     expect(evaluated.stdout).toMatch(/\| .*gaussian-2\/model \| 2 \| \d/);
   }, 600_000);
 });
+
+describe('piflow demo and bench as real processes', () => {
+  it('demo: a short run writes the quality table and the picture; a bad step list is refused', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-demo-'));
+    const out = path.join(dir, 'demo');
+    const run = await piflow(['demo', '--iterations', '3', '-n', '300', '--nfe', '1,2', '--out', out], {
+      backend: 'wasm',
+    });
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const report = await readFile(path.join(out, 'results.md'), 'utf8');
+    // a row per sampler: the teacher at 128, 1, 2 and 4 steps, then one student per requested step count
+    const rows = report.split('\n').filter((l) => /^\| (teacher Euler|π-Flow GM student)/.test(l));
+    expect(rows.map((r) => r.split('|')[2]!.trim())).toEqual(['128', '1', '2', '4', '1', '2']);
+    for (const row of rows) {
+      const slicedW = Number(row.split('|')[3]);
+      expect(Number.isFinite(slicedW) && slicedW >= 0).toBe(true);
+    }
+    const picture = PNG.sync.read(await readFile(path.join(out, 'comparison.png')));
+    expect(picture.width).toBeGreaterThan(picture.height); // panels side by side
+    expect(existsSync(path.join(out, 'gm-2', 'model', 'model.json'))).toBe(true);
+    const bad = await piflow(['demo', '--nfe', '0', '--iterations', '1']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('--nfe must be comma-separated positive integers');
+    expect(bad.stderr).not.toMatch(/\n\s+at /);
+  }, 300_000);
+
+  it('bench: prints both timings and their ratio; a bad size is refused', async () => {
+    const run = await piflow(['bench', '--positions', '64', '--substeps', '16', '--repeats', '2'], {
+      backend: 'wasm',
+    });
+    expect(run.code).toBe(0);
+    const line = /op by op ([\d.]+) ms\s+fused ([\d.]+) ms\s+ratio ([\d.]+)×/.exec(run.stdout);
+    expect(line, run.stdout).not.toBeNull();
+    const [opByOp, fused, ratio] = line!.slice(1).map(Number) as [number, number, number];
+    expect(opByOp).toBeGreaterThan(0);
+    expect(fused).toBeGreaterThan(0);
+    expect(ratio).toBeCloseTo(opByOp / fused, 0);
+    const bad = await piflow(['bench', '--positions', '0']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('--positions must be an integer');
+  }, 120_000);
+});

@@ -3,9 +3,8 @@
 // Prediction before measuring (ENVIRONMENT.md): transposed matMuls ~10× faster with the fix, MLP training
 // steps ~4–6× faster (4.4 → 25.5 steps/s was measured when the gradient was overridden).
 // Run: pnpm --filter @piflow/backend-node bench
-import { createRandom } from '@piflow/core';
+import { createRandom, registerGradients } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { installWasmBatchMatMulFix, setupWasm, uninstallWasmBatchMatMulFix } from '../src/index';
 
 function timeIt(fn: () => void, minMs = 400): number {
@@ -27,6 +26,7 @@ function randomTensor(random: ReturnType<typeof createRandom>, shape: number[]):
   );
 }
 
+await registerGradients();
 await setupWasm({ batchMatMulFix: false });
 await tf.setBackend('wasm');
 const random = createRandom(0);

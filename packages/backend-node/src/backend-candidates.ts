@@ -113,7 +113,7 @@ export const wasmCandidate: BackendCandidate = {
   backendName: 'wasm',
   priority: 20,
   installHint:
-    'npm i @tensorflow/tfjs-backend-wasm@4.22.0 (a dependency of @piflow/backend-node: reinstall it)',
+    'npm i @tensorflow/tfjs-backend-wasm@<your @tensorflow/tfjs-core version> (a peer dependency of @piflow/backend-node, which npm ≥ 7 and pnpm install with it)',
   async init({ loader }) {
     try {
       await setupWasm({ loader });
@@ -130,7 +130,7 @@ export const cpuCandidate: BackendCandidate = {
   backendName: 'cpu',
   priority: 10,
   installHint:
-    'npm i @tensorflow/tfjs-backend-cpu@4.22.0 (a dependency of @piflow/backend-node: reinstall it)',
+    'npm i @tensorflow/tfjs-backend-cpu@<your @tensorflow/tfjs-core version> (a peer dependency of @piflow/backend-node, which npm ≥ 7 and pnpm install with it)',
   async init({ loader }) {
     await load(loader, '@tensorflow/tfjs-backend-cpu');
     assertRegistered('@tensorflow/tfjs-backend-cpu', 'cpu');

@@ -1,8 +1,7 @@
-import { createRandom } from '@piflow/core';
+import { createRandom, registerGradients } from '@piflow/core';
 import { countLeaks, maxAbsDifference } from '@piflow/core/testing';
 import '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupWasm } from './setup-wasm';
 import {
@@ -67,6 +66,7 @@ const cases = [
 
 describe('wasm BatchMatMul fix', () => {
   beforeAll(async () => {
+    await registerGradients();
     await setupWasm({ batchMatMulFix: false });
     await tf.setBackend('wasm');
   });

@@ -1,3 +1,8 @@
+/**
+ * The π-Flow core: conventions, time warps, schedules, the policy plugin contract and registry, rollout,
+ * the few-step sampler and the exact analytic Gaussian-mixture flow.
+ * @module @piflow/core
+ */
 export {
   type AnalyticGMFlow,
   type AnalyticGMFlowOptions,
@@ -98,11 +103,11 @@ export {
   assertNumber,
   assertNumbers,
   assertOneOf,
-  assertTensorValues,
   assertTensor,
+  assertTensorValues,
   describeValue,
   isTensor,
   type NumberExpectation,
-  type TensorValueExpectation,
   type TensorExpectation,
+  type TensorValueExpectation,
 } from './validation';

@@ -8,8 +8,8 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { createRandom, registerGradients } from '@piflow/core';
-import * as tf from '@tensorflow/tfjs-core';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import * as tf from '@tensorflow/tfjs-core';
 import {
   createFlowModel,
   createMLPBackbone,

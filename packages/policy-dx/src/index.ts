@@ -1,3 +1,7 @@
+/**
+ * The DX policy family `dx` and the single-x0 student.
+ * @module @piflow/policy-dx
+ */
 export {
   createDXFamily,
   type DXFamily,

@@ -1,3 +1,7 @@
+/**
+ * The Gaussian-mixture policy family `gm`.
+ * @module @piflow/policy-gm
+ */
 export {
   type GMParams,
   type GMUParams,

@@ -1,3 +1,7 @@
+/**
+ * Teacher adapters: analytic Gaussian mixture, tfjs models, latent transformers, guidance, remote teachers.
+ * @module @piflow/teachers
+ */
 export {
   type AnalyticGMTeacher,
   type AnalyticGMTeacherOptions,

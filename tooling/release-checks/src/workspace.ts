@@ -67,6 +67,19 @@ export function publishablePackages(): WorkspacePackage[] {
   return [...publicPackages(), pluginTemplate()];
 }
 
+/**
+ * Public packages under apps/* that users also import as a library (an `exports` entry, not only a binary):
+ * @piflow/teacher-server. Binary-only apps (@piflow/cli) are not libraries.
+ */
+export function publicAppLibraries(): WorkspacePackage[] {
+  return packagesUnder('apps').filter((p) => !p.manifest.private && p.manifest.exports?.['.'] !== undefined);
+}
+
+/** Everything users import: the publishable packages and the public app libraries. */
+export function importablePackages(): WorkspacePackage[] {
+  return [...publishablePackages(), ...publicAppLibraries()];
+}
+
 /** Every workspace package (packages, tooling, examples, apps), private ones included. */
 export function allWorkspacePackages(): WorkspacePackage[] {
   return ['packages', 'tooling', 'examples', 'apps'].flatMap(packagesUnder);

@@ -5,9 +5,11 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { temporaryDirectory } from '../src/pack';
+import { satisfiesCaret } from '../src/ranges';
 import {
   allWorkspacePackages,
   type PackageManifest,
+  pluginTemplate,
   publicPackages,
   readManifest,
   workspaceRoot,
@@ -132,6 +134,18 @@ describe('changeset version', () => {
       for (const [name, range] of internal) {
         expect(range, `${pkg.name} → ${name}`).toMatch(/^workspace:/);
         expect(after.version, `${pkg.name} depends on released ${name}`).not.toBe(pkg.manifest.version);
+      }
+    }
+  });
+
+  it("keeps the plugin template's real @piflow ranges (not workspace:) satisfied by the released versions", () => {
+    const template = pluginTemplate();
+    const after = readManifest(path.join(copy, template.relativeDir));
+    for (const field of ['dependencies', 'devDependencies'] as const) {
+      for (const [name, range] of Object.entries(after[field] ?? {})) {
+        if (!name.startsWith('@piflow/')) continue;
+        const released = readManifest(path.join(copy, before.get(name)!.relativeDir)).version;
+        expect(satisfiesCaret(released, range), `${field}.${name}: ${range} vs ${released}`).toBe(true);
       }
     }
   });

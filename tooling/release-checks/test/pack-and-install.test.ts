@@ -1,22 +1,19 @@
-import { execFile } from 'node:child_process';
-import { lstatSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { packAll, temporaryDirectory } from '../src/pack';
+import { createInstalledProject, type InstalledProject, skipPackInstall, tfjsVersion } from '../src/project';
 import { publishablePackages, workspaceRoot } from '../src/workspace';
 
 /**
  * The packages as users get them: every publishable package is packed with `pnpm pack`, the tarballs are
  * installed with `npm install` into a fresh project under the OS temp dir (outside the workspace, so no
- * workspace links and no hoisted devDependencies), together with @tensorflow/tfjs-core from the npm registry,
- * and a plain Node script samples there with a GM policy. Needs the npm registry (CI has it); set
- * PIFLOW_SKIP_PACK_INSTALL=1 to skip it offline.
+ * workspace links and no hoisted devDependencies), together with @tensorflow/tfjs-core from the npm registry
+ * (the tfjs backends come as @piflow/backend-node's peers), and a plain Node script samples there with a GM
+ * policy. Needs the npm registry (CI has it); set PIFLOW_SKIP_PACK_INSTALL=1 to skip it offline.
+ * (test/docs-run.test.ts runs the documentation's snippets and imports every subpath export the same way.)
  */
-const run = promisify(execFile);
-const skip = process.env.PIFLOW_SKIP_PACK_INSTALL === '1';
-const project = temporaryDirectory('pack-install');
-afterAll(() => rmSync(project, { recursive: true, force: true }));
+let project: InstalledProject | undefined;
+afterAll(() => project?.remove());
 
 const script = `
 import { resolveBackend } from '@piflow/backend-node';
@@ -55,40 +52,28 @@ console.log(JSON.stringify({ backend: backend.name, families: policies.names(), 
   leftTensors: tf.memory().numTensors }));
 `;
 
-describe.skipIf(skip)('pack and install outside the workspace', () => {
+describe.skipIf(skipPackInstall)('pack and install outside the workspace', () => {
   it('installs every tarball with npm and samples with a GM policy from a plain Node script', async () => {
     const packages = publishablePackages();
-    const packed = await packAll(packages, project);
-    const tfjsCore = '4.22.0';
-    const manifest = {
-      name: 'piflow-user-project',
-      private: true,
-      type: 'module',
-      dependencies: {
-        '@tensorflow/tfjs-core': tfjsCore,
-        ...Object.fromEntries(
-          packed.map(({ pkg, tarball }) => [pkg.name, `file:./${path.basename(tarball)}`]),
-        ),
-      },
-    };
-    writeFileSync(path.join(project, 'package.json'), JSON.stringify(manifest, null, 2));
-    writeFileSync(path.join(project, 'sample.mjs'), script);
-    expect(project.startsWith(workspaceRoot)).toBe(false);
-
-    await run(
-      'npm',
-      ['install', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error', '--prefer-offline'],
-      { cwd: project, timeout: 200_000, maxBuffer: 16 * 1024 * 1024 },
-    );
+    project = await createInstalledProject({
+      prefix: 'pack-install',
+      packages,
+      dependencies: { '@tensorflow/tfjs-core': tfjsVersion },
+      files: { 'sample.mjs': script },
+    });
+    expect(project.dir.startsWith(workspaceRoot)).toBe(false);
     // Installed from the tarballs, not linked: real folders whose package.json has the packed (rewritten) ranges.
-    for (const { pkg } of packed) {
-      const installed = path.join(project, 'node_modules', pkg.name);
+    for (const { pkg } of project.packed) {
+      const installed = path.join(project.dir, 'node_modules', pkg.name);
       expect(lstatSync(installed).isSymbolicLink(), `${pkg.name} is a symlink`).toBe(false);
       expect(readFileSync(path.join(installed, 'package.json'), 'utf8')).not.toContain('workspace:');
     }
+    // The tfjs backends are @piflow/backend-node's peer dependencies: npm installs them beside tfjs-core.
+    for (const backend of ['@tensorflow/tfjs-backend-cpu', '@tensorflow/tfjs-backend-wasm']) {
+      expect(lstatSync(path.join(project.dir, 'node_modules', backend)).isDirectory(), backend).toBe(true);
+    }
 
-    const { stdout } = await run('node', ['sample.mjs', ...packages.map((p) => p.name)], {
-      cwd: project,
+    const { stdout } = await project.run('node', ['sample.mjs', ...packages.map((p) => p.name)], {
       timeout: 120_000,
     });
     const result = JSON.parse(stdout.trim().split('\n').at(-1)!) as {

@@ -16,15 +16,19 @@ beforeAll(async () => {
 afterAll(() => rmSync(destination, { recursive: true, force: true }));
 
 /**
- * Packages a built file imports. esbuild writes every import specifier in double quotes: static imports and
+ * Import specifiers of a built file. esbuild writes every import specifier in double quotes: static imports and
  * re-exports at the start of a statement, and `import("…")` calls (strings in messages are not matched).
  */
-function importedPackages(code: string): string[] {
+function importSpecifiers(code: string): string[] {
   const pattern =
     /(?:^|\n)\s*(?:import|export)\b[^;'"`]*?\bfrom\s*"([^"]+)"|(?:^|\n)\s*import\s*"([^"]+)"|\bimport\(\s*"([^"]+)"\s*\)/g;
+  return [...code.matchAll(pattern)].map((match) => match[1] ?? match[2] ?? match[3]!);
+}
+
+/** Packages a built file imports (relative and absolute paths skipped). */
+function importedPackages(code: string): string[] {
   const names = new Set<string>();
-  for (const match of code.matchAll(pattern)) {
-    const specifier = match[1] ?? match[2] ?? match[3]!;
+  for (const specifier of importSpecifiers(code)) {
     if (specifier.startsWith('.') || specifier.startsWith('/')) continue;
     names.add(
       specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0]!,
@@ -81,6 +85,19 @@ describe.each(packages.map((p) => [p.name]))('%s as packed by pnpm', (name) => {
       }
     }
     expect([...bundled], [...bundled].join('\n')).toEqual([]);
+  });
+
+  it('imports no file inside a tfjs package (tfjs has no exports map: deep paths fail in plain Node)', async () => {
+    const { tarball } = packed.get(name)!;
+    const deep: string[] = [];
+    for (const file of (await tarballFiles(tarball)).filter((f) => /^dist\/.*\.js$/.test(f))) {
+      const code = await tarballText(tarball, file);
+      for (const specifier of importSpecifiers(code)) {
+        if (/^@tensorflow\/[^/]+\/./.test(specifier)) deep.push(`${specifier} (in ${file})`);
+      }
+      if (code.includes('tfjs-core/dist/')) deep.push(`a tfjs-core/dist/ path (in ${file})`);
+    }
+    expect(deep, deep.join('\n')).toEqual([]);
   });
 
   it('declares every package its built code imports', async () => {

@@ -8,7 +8,7 @@ import { prepareTraining, resolveTeacher, selectBackend } from '../context';
 import { distil } from '../distillation';
 import { builtinFamilies } from '../families';
 import { writeDensityPanels } from '../images';
-import { applyConfigFile, integer, renamedOption } from '../options';
+import { applyConfigFile, integer, integerList, renamedOption } from '../options';
 import { readFloats } from '../reads';
 import { formatQualityTable, type QualityRow, qualityRow, sampleModel } from '../sampling';
 
@@ -31,7 +31,7 @@ export function demoCommand(): Command {
       ),
     )
     .option('-n, --count <n>', 'samples per sampler', integer('--count', 2), 4000)
-    .option('--nfe <list>', 'student step counts', (v: string) => v.split(',').map(Number), [1, 2, 4])
+    .option('--nfe <list>', 'student step counts', integerList('--nfe'), [1, 2, 4])
     .option('--seed <n>', 'seed', integer('--seed', 0), 0)
     .option('--out <dir>', 'output folder', 'piflow-demo')
     .addHelpText('after', '\nExample:\n  piflow demo --out piflow-demo\n')

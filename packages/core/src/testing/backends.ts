@@ -1,8 +1,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-// The Node entry of tfjs-core registers no gradients; the suites differentiate policies.
-import '@tensorflow/tfjs-core/dist/register_all_gradients';
+import { registerGradients } from '../register-gradients';
 
 /**
  * Backends the test suites run on: `PIFLOW_TEST_BACKENDS` (comma-separated) or cpu and wasm.
@@ -44,8 +43,12 @@ async function setupBuiltin(name: string): Promise<void> {
   throw new Error(`No test setup for backend "${name}": call registerTestBackend("${name}", setup) first.`);
 }
 
-/** Makes `name` the active tfjs backend (setting it up once). */
+/**
+ * Makes `name` the active tfjs backend (setting it up once) and registers tfjs's gradient functions, which the
+ * suites need (they differentiate policies): see `registerGradients` (`@tensorflow/tfjs` must be installed).
+ */
 export async function useBackend(name: string): Promise<void> {
+  await registerGradients();
   let p = ready.get(name);
   if (!p) {
     p = (setups.get(name) ?? (() => setupBuiltin(name)))();

@@ -1,3 +1,8 @@
+/**
+ * The conformance suite every policy family and backend reruns (vitest), backend set-up for tests, and
+ * numeric helpers.
+ * @module @piflow/core/testing
+ */
 export { registerTestBackend, testBackends, useBackend } from './backends';
 export {
   describePolicyConformance,

@@ -1,3 +1,7 @@
+/**
+ * Fused vs op-by-op rollout benchmarks (`benchmarkRollouts`), the same cases on every backend.
+ * @module @piflow/core/testing/benchmark
+ */
 // Fused vs op-by-op rollouts and a 4-step GM sampling run on the active tfjs backend, the same cases for every
 // backend: the WebGPU benches (Node through Dawn, headless Chromium) and the cpu/wasm bench of
 // @piflow/backend-node run this. Every ratio is measured within one run.

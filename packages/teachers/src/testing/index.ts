@@ -1,3 +1,7 @@
+/**
+ * The contract suite every teacher adapter passes (vitest).
+ * @module @piflow/teachers/testing
+ */
 export {
   describeTeacherContract,
   type TeacherContractInputs,

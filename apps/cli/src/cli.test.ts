@@ -94,6 +94,18 @@ describe('piflow CLI', () => {
     const badNumber = await piflow(['distill', '--nfe', '0']);
     expect(badNumber.code).toBe(1);
     expect(badNumber.stderr).toContain('--nfe must be an integer in [1, 64], got "0"');
+    // numbers are plain decimals: hex, binary and blanks are refused, on the command line and in config files
+    for (const text of ['0x3', '0b11', ' ', '']) {
+      const run = await piflow(['distill', '--iterations', text]);
+      expect(run.code, JSON.stringify(text)).toBe(1);
+      expect(run.stderr).toContain(`--iterations must be an integer`);
+    }
+    const configDir = await mkdtemp(path.join(tmpdir(), 'piflow-config-'));
+    const config = path.join(configDir, 'bad.yaml');
+    await writeFile(config, 'nfe: 0\n');
+    const fromFile = await piflow(['distill', '--config', config, '--iterations', '1']);
+    expect(fromFile.code).toBe(1);
+    expect(fromFile.stderr).toContain('--nfe must be an integer in [1, 64], got "0"');
     const badTeacher = await piflow(['distill', '--teacher', 'no-such-teacher', '--iterations', '1']);
     expect(badTeacher.code).toBe(1);
     expect(badTeacher.stderr).toMatch(

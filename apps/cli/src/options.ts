@@ -4,9 +4,16 @@ import { type Command, InvalidArgumentError as CommanderError, Option } from 'co
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from './errors';
 
+/** Plain decimal numbers only ('12', '0.5', '1e-3'): not '0x3', '0b1', '', ' ', 'Infinity'. */
+const DECIMAL = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
+
+function strictNumber(value: string): number {
+  return DECIMAL.test(value) ? Number(value) : Number.NaN;
+}
+
 export function integer(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: string) => {
-    const n = Number(value);
+    const n = strictNumber(value);
     if (!Number.isInteger(n) || n < min || n > max) {
       throw new CommanderError(
         `${name} must be an integer in [${min}, ${max}], got ${JSON.stringify(value)}.`,
@@ -18,7 +25,7 @@ export function integer(name: string, min: number, max = Number.MAX_SAFE_INTEGER
 
 export function number(name: string, min: number, max = Number.POSITIVE_INFINITY, minExclusive = false) {
   return (value: string) => {
-    const n = Number(value);
+    const n = strictNumber(value);
     if (!Number.isFinite(n) || (minExclusive ? n <= min : n < min) || n > max) {
       throw new CommanderError(
         `${name} must be a number in ${minExclusive ? '(' : '['}${min}, ${max}], got ${JSON.stringify(value)}.`,
@@ -29,7 +36,7 @@ export function number(name: string, min: number, max = Number.POSITIVE_INFINITY
 }
 
 export function labelList(value: string): number[] {
-  const labels = value.split(',').map((s) => Number(s.trim()));
+  const labels = value.split(',').map((s) => strictNumber(s.trim()));
   if (labels.some((l) => !Number.isInteger(l) || l < 0)) {
     throw new CommanderError(
       `--labels must be comma-separated class indices like 0,3,7, got ${JSON.stringify(value)}.`,
@@ -111,7 +118,9 @@ export function applyConfigFile(command: Command): void {
     }
     const source = command.getOptionValueSource(key);
     if (source === 'cli' || source === 'env') continue;
-    const parsed = option.parseArg && typeof value === 'string' ? option.parseArg(value, undefined) : value;
+    // numbers and booleans from the file go through the same checks as the flag's text
+    const text = typeof value === 'number' || typeof value === 'boolean' ? String(value) : value;
+    const parsed = option.parseArg && typeof text === 'string' ? option.parseArg(text, undefined) : value;
     command.setOptionValueWithSource(key, parsed, 'config');
   }
 }

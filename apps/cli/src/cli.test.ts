@@ -1,71 +1,18 @@
 import { spawn } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PNG } from 'pngjs';
 import { describe, expect, it } from 'vitest';
+import { piflow, type Run } from './__fixtures__/piflow-process';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const main = path.join(here, 'main.ts');
 const fixture = path.join(here, '__fixtures__', 'two-modes.json');
 const tsx = createRequire(import.meta.url).resolve('tsx');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the real `piflow` command (from source) as a child process. */
-function piflow(
-  args: string[],
-  options: {
-    cwd?: string;
-    interruptAfter?: RegExp;
-    /** Sends SIGINT once this holds (polled every 100 ms): an event of the run, not a fixed delay. */
-    interruptWhen?: () => boolean;
-    backend?: string;
-  } = {},
-): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', tsx, '--conditions=@piflow/source', main, '--backend', options.backend ?? 'cpu', ...args],
-      {
-        cwd: options.cwd,
-        env: { ...process.env, CI: '1' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let stdout = '';
-    let stderr = '';
-    let interrupted = false;
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      if (options.interruptAfter && !interrupted && options.interruptAfter.test(stdout)) {
-        interrupted = true;
-        child.kill('SIGINT');
-      }
-    });
-    const poll =
-      options.interruptWhen &&
-      setInterval(() => {
-        if (!interrupted && options.interruptWhen!()) {
-          interrupted = true;
-          child.kill('SIGINT');
-        }
-      }, 100);
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (poll) clearInterval(poll);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe('piflow CLI', () => {
   it('has --help with examples on every command', async () => {
@@ -517,10 +464,7 @@ describe('piflow CLI', () => {
     const out = path.join(dir, 't');
     const first = await piflow(['train-teacher', '--iterations', '4', ...small, '--out', out]);
     expect(first.code).toBe(0);
-    expect(JSON.parse(await readFile(path.join(out, 'checkpoints', 'latest.json'), 'utf8'))).toEqual({
-      checkpoint: 'ckpt-00000003',
-      step: 3,
-    });
+    expect(await readdir(path.join(out, 'checkpoints'))).toEqual(['ckpt-00000003.piflow']);
     const resumed = await piflow(['train-teacher', '--iterations', '7', '--resume', ...small, '--out', out]);
     expect(resumed.stderr).toBe('');
     expect(resumed.code).toBe(0);
@@ -533,7 +477,7 @@ describe('piflow CLI', () => {
     expect(log).toEqual([1, 2, 3, 4, 5, 6, 7]);
     const manifest = await readManifest(path.join(out, 'model'));
     expect(manifest.metadata.trainingSteps).toBe(7);
-    expect(existsSync(path.join(out, 'checkpoints', 'ckpt-00000006', 'tensors.bin'))).toBe(true);
+    expect(existsSync(path.join(out, 'checkpoints', 'ckpt-00000006.piflow'))).toBe(true);
   }, 120_000);
 });
 

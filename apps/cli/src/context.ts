@@ -122,8 +122,9 @@ export function datasetByName(
 async function fromModelDirectory(
   dir: string,
   label: string,
-  requestedGuidance?: number,
+  requested: { guidanceScale?: number; guidanceInterval?: readonly [number, number] } = {},
 ): Promise<ResolvedTeacher> {
+  const requestedGuidance = requested.guidanceScale;
   if (!existsSync(path.join(dir, 'model.json'))) {
     throw new UsageError(
       `No model.json in ${dir}.`,
@@ -150,10 +151,21 @@ async function fromModelDirectory(
       'drop --guidance-scale (or set it to 1).',
     );
   }
+  if (requested.guidanceInterval && guidanceScale === 1) {
+    model.dispose();
+    throw new UsageError(
+      `--guidance-interval was given but ${dir} is sampled without guidance (scale 1).`,
+      'drop --guidance-interval, or set --guidance-scale above 1 for a class-conditional teacher.',
+    );
+  }
   const dataset = typeof manifest.metadata?.dataset === 'string' ? manifest.metadata.dataset : undefined;
   return {
     label,
-    teacher: model.asTeacher({ shift, guidanceScale }),
+    teacher: model.asTeacher({
+      shift,
+      guidanceScale,
+      ...(requested.guidanceInterval ? { guidanceInterval: requested.guidanceInterval } : {}),
+    }),
     flowModel: model,
     manifest,
     data: datasetByName(dataset),
@@ -171,13 +183,18 @@ async function fromModelDirectory(
  */
 export async function resolveTeacher(
   spec: string,
-  options: { guidanceScale?: number } = {},
+  options: { guidanceScale?: number; guidanceInterval?: readonly [number, number] } = {},
 ): Promise<ResolvedTeacher> {
   if (spec === 'checkerboard' || spec === 'mnist') {
-    return fromModelDirectory(
-      path.join(shippedModelsDir(), spec, 'teacher'),
-      `${spec} teacher`,
-      options.guidanceScale,
+    return fromModelDirectory(path.join(shippedModelsDir(), spec, 'teacher'), `${spec} teacher`, options);
+  }
+  if (
+    (spec.startsWith('analytic-gm:') || /^https?:\/\//i.test(spec)) &&
+    ((options.guidanceScale !== undefined && options.guidanceScale !== 1) || options.guidanceInterval)
+  ) {
+    throw new UsageError(
+      `--guidance-scale and --guidance-interval apply to class-conditional model teachers, not to ${spec}.`,
+      'drop them (this teacher is used as it is).',
     );
   }
   if (spec.startsWith('analytic-gm:')) {
@@ -218,7 +235,7 @@ export async function resolveTeacher(
     };
   }
   const dir = spec.startsWith('model:') ? spec.slice('model:'.length) : spec;
-  if (existsSync(dir)) return fromModelDirectory(dir, dir, options.guidanceScale);
+  if (existsSync(dir)) return fromModelDirectory(dir, dir, options);
   throw new UsageError(
     `Unknown teacher "${spec}".`,
     'use checkerboard, mnist, analytic-gm:<file.json>, model:<dir>, a folder written by `piflow train-teacher`, or an http(s):// teacher server URL.',

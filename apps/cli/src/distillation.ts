@@ -1,6 +1,12 @@
-import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { appendFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Condition, PolicyFamily, Random, TrainableStudent } from '@piflow/core';
+import {
+  type Condition,
+  type PolicyFamily,
+  type Random,
+  resolveFamilyOptions,
+  type TrainableStudent,
+} from '@piflow/core';
 import {
   createMLPBackbone,
   createStudent,
@@ -8,7 +14,13 @@ import {
   type PolicyStudent,
   saveModelDirectory,
 } from '@piflow/models';
-import { createPiIDTrainer, type StepMetrics } from '@piflow/trainer';
+import {
+  acquireRunFolder,
+  createPiIDTrainer,
+  type RunFolder,
+  RunFolderError,
+  type StepMetrics,
+} from '@piflow/trainer';
 import * as tf from '@tensorflow/tfjs-core';
 import type { ResolvedTeacher } from './context';
 import { UsageError } from './errors';
@@ -24,6 +36,11 @@ export interface DistillOptions {
   head: Record<string, unknown>;
   /** The family's training options (e.g. GM dropout), validated by its declarations. */
   familyOptions: Record<string, unknown>;
+  /**
+   * The family's sampling options recorded with the model (e.g. GM temperature); sampling at any step count
+   * uses them unless told otherwise. Default: the family's declared defaults.
+   */
+  samplingOptions?: Record<string, unknown>;
   nfe: number;
   /** π-ID iterations. */
   iterations: number;
@@ -31,19 +48,47 @@ export interface DistillOptions {
   width?: number;
   depth?: number;
   lr: number;
+  lossScale: number;
+  /** Default: the family's. */
+  lossWeighting?: 'velocity' | 'sigma' | 'x0';
+  gradClip: number;
+  /** First iteration that clips (default: the warm-up length). */
+  clipBegin?: number;
+  gradAccum: number;
+  substeps: number;
   intermediateStates: number;
   windowSubsteps: number;
   decayIters: number;
   finalStepSizeScale: number;
+  segmentSampling: 'grid' | 'continuous';
   checkpointEvery: number;
   seed: number;
   resume: boolean;
+  /** Replace a previous run in `out` (its model, checkpoints and log). */
+  overwrite?: boolean;
   dataFree: boolean;
   out: string;
   /** Prefix of progress lines. */
   label?: string;
   quiet?: boolean;
 }
+
+/**
+ * The π-ID recipe `piflow distill` and `piflow demo` use unless told otherwise; where each value comes from is
+ * in docs/TRAINING.md.
+ */
+export const DISTILL_DEFAULTS = {
+  lr: 5e-4,
+  lossScale: 1,
+  gradClip: 1,
+  gradAccum: 1,
+  substeps: 128,
+  intermediateStates: 2,
+  windowSubsteps: 0,
+  decayIters: 0,
+  finalStepSizeScale: 1,
+  segmentSampling: 'continuous',
+} as const satisfies Partial<DistillOptions>;
 
 export interface DistillResult {
   student: PolicyStudent;
@@ -97,8 +142,36 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
       `run \`piflow distill --help\` for the options of the family "${family.name}".`,
     );
   }
+  let folder: RunFolder;
+  try {
+    folder = await acquireRunFolder(o.out, {
+      runFiles: DISTILL_RUN_FILES,
+      resume: o.resume,
+      overwrite: o.overwrite ?? false,
+    });
+  } catch (error) {
+    student.dispose();
+    if (error instanceof RunFolderError) throw new UsageError(error.message);
+    throw error;
+  }
+  try {
+    return await distilInto(resolved, o, student, reuse);
+  } finally {
+    await folder.release();
+  }
+}
+
+/** What a distillation writes into its output folder. */
+const DISTILL_RUN_FILES = ['model', 'checkpoints', 'distill-log.jsonl', 'loss.png'];
+
+async function distilInto(
+  resolved: ResolvedTeacher,
+  o: DistillOptions,
+  student: PolicyStudent,
+  reuse: boolean,
+): Promise<DistillResult> {
+  const family = o.family;
   if (reuse && resolved.flowModel) initStudentFromTeacher(student, resolved.flowModel, { seed: o.seed });
-  await mkdir(o.out, { recursive: true });
   const logFile = path.join(o.out, 'distill-log.jsonl');
   if (!o.resume) await writeFile(logFile, '');
   const losses: number[] = [];
@@ -107,6 +180,7 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
     ? undefined
     : createProgress(o.label ?? `distill ${family.name}-${o.nfe}`, o.iterations);
   let pending = '';
+  const warmup = Math.min(100, Math.floor(o.iterations / 10));
   const trainer = createPiIDTrainer({
     student: student as TrainableStudent<unknown>,
     familyOptions: o.familyOptions,
@@ -121,16 +195,23 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
     batchSize: o.batchSize,
     numInferenceSteps: o.nfe,
     finalStepSizeScale: o.finalStepSizeScale,
+    segmentSampling: o.segmentSampling,
     shift: resolved.shift,
     numIntermediateStates: o.intermediateStates,
+    substeps: o.substeps,
+    lossScale: o.lossScale,
+    ...(o.lossWeighting ? { lossWeighting: o.lossWeighting } : {}),
+    gradientAccumulation: o.gradAccum,
     windowSubsteps: o.windowSubsteps,
     numDecayIters: o.decayIters,
+    // Warm-up and EMA start as the reference's FLUX configs (100 iterations), shortened to a tenth of short runs.
     optimizer: {
       learningRate: o.lr,
-      warmupSteps: Math.min(100, Math.floor(o.iterations / 10)),
-      gradientClip: 1,
+      warmupSteps: warmup,
+      gradientClip: o.gradClip,
+      gradientClipBegin: o.clipBegin ?? 0,
     },
-    ema: { gamma: 7, start: Math.min(100, Math.floor(o.iterations / 10)) },
+    ema: { gamma: 7, start: warmup },
     seed: o.seed,
     checkpoint: { dir: path.join(o.out, 'checkpoints'), every: o.checkpointEvery, keep: 2 },
     onWarning: (message) => console.warn(`warning: ${message}`),
@@ -178,6 +259,11 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
       numInferenceSteps: o.nfe,
       finalStepSizeScale: o.finalStepSizeScale,
       ...(resolved.guidanceScale !== 1 ? { guidanceScale: resolved.guidanceScale } : {}),
+      familyOptions: resolveFamilyOptions(
+        '--sample-option',
+        family.sampling?.options,
+        o.samplingOptions,
+      ) as Record<string, number | string>,
     },
     metadata: {
       teacher: resolved.label,

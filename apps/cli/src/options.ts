@@ -35,6 +35,30 @@ export function number(name: string, min: number, max = Number.POSITIVE_INFINITY
   };
 }
 
+/** An EMA decay in [0, 1): 1 would keep the initial weights forever. */
+export function emaDecay(value: string): number {
+  const n = strictNumber(value);
+  if (!(n >= 0 && n < 1)) {
+    throw new CommanderError(
+      `--ema must be a decay in [0, 1) (1 would export the untrained weights), got ${JSON.stringify(value)}.`,
+    );
+  }
+  return n;
+}
+
+/** A σ interval `low,high` with 0 ≤ low ≤ high ≤ 1. */
+export function sigmaInterval(name: string) {
+  return (value: string): [number, number] => {
+    const parts = value.split(',').map((s) => strictNumber(s.trim()));
+    if (parts.length !== 2 || parts.some((p) => !(p >= 0 && p <= 1)) || parts[0]! > parts[1]!) {
+      throw new CommanderError(
+        `${name} must be two σ values low,high with 0 ≤ low ≤ high ≤ 1 (e.g. 0,0.7), got ${JSON.stringify(value)}.`,
+      );
+    }
+    return parts as [number, number];
+  };
+}
+
 export function labelList(value: string): number[] {
   const labels = value.split(',').map((s) => strictNumber(s.trim()));
   if (labels.some((l) => !Number.isInteger(l) || l < 0)) {

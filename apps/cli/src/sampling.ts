@@ -1,5 +1,12 @@
 import { createRandom, InvalidArgumentError, type PolicyRegistry, sample, sampleTeacher } from '@piflow/core';
-import { energyDistance, mmdRBF, slicedWasserstein, teacherAlignment } from '@piflow/eval';
+import {
+  energyDistance,
+  kernelInceptionDistance,
+  mmdRBF,
+  precisionRecall,
+  slicedWasserstein,
+  teacherAlignment,
+} from '@piflow/eval';
 import { isFlowModel, type ModelManifest, type StoredModel } from '@piflow/models';
 import * as tf from '@tensorflow/tfjs-core';
 import { builtinFamilies } from './families';
@@ -59,7 +66,6 @@ export async function sampleModel(
       );
     }
     const nfe = options.nfe ?? manifest.sampling?.numInferenceSteps ?? 4;
-    const trained = manifest.sampling?.numInferenceSteps;
     const family = options.families ? options.families.get(model.family) : builtinFamilies[model.family];
     if (!family) {
       throw new InvalidArgumentError(
@@ -68,12 +74,13 @@ export async function sampleModel(
         'the built-in families only',
       );
     }
-    const atTrained = nfe === trained;
+    // Elastic inference as the reference pipeline: at any step count the trained final step size scale and the
+    // recorded sampling options (e.g. GM's temperature rule) apply, unless overridden.
     const x = sample(model, family, noise, {
       numInferenceSteps: nfe,
       shift,
-      finalStepSizeScale: atTrained ? (manifest.sampling?.finalStepSizeScale ?? 1) : 1,
-      familyOptions: { ...(atTrained ? manifest.sampling?.familyOptions : {}), ...options.familyOptions },
+      finalStepSizeScale: manifest.sampling?.finalStepSizeScale ?? 1,
+      familyOptions: { ...manifest.sampling?.familyOptions, ...options.familyOptions },
       policyOptions: { ...model.policyOptions },
       ...(condition ? { condition } : {}),
     });
@@ -89,6 +96,11 @@ export interface QualityRow {
   slicedW: number;
   mmd: number;
   energy: number;
+  /** k-NN precision and recall (k = 3) against the data. */
+  precision: number;
+  recall: number;
+  /** Kernel distance (unbiased MMD², cubic kernel, as KID) to the data. */
+  kid: number;
   alignment: number;
   msPer1000: number;
 }
@@ -117,6 +129,11 @@ export function qualityRow(
     ),
     mmd: mmdRBF(sub(samples, 600), sub(data, 600), { bandwidth: 0.25 }),
     energy: energyDistance(sub(samples, 600), sub(data, 600)),
+    // k-NN balls need k + 1 = 4 rows of each set
+    ...(n >= 4
+      ? precisionRecall(sub(data, 1500), sub(samples, 1500))
+      : { precision: Number.NaN, recall: Number.NaN }),
+    kid: kernelInceptionDistance(sub(data, 1500), sub(samples, 1500)).kid,
     alignment: teacherAlignment({ values: samples, dimension: 2 }, { values: reference, dimension: 2 }),
     msPer1000: (seconds * 1000 * 1000) / n,
   };
@@ -124,12 +141,13 @@ export function qualityRow(
 
 export function formatQualityTable(rows: QualityRow[]): string {
   const lines = [
-    '| sampler | NFE | sliced W₂ to data | MMD² (RBF .25) | energy dist. | alignment to teacher ODE | ms / 1000 samples |',
-    '|---|---|---|---|---|---|---|',
+    '| sampler | NFE | sliced W₂ to data | MMD² (RBF .25) | energy dist. | KID ×10³ | precision | recall | alignment to teacher ODE | ms / 1000 samples |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
+  const fmt = (x: number) => (Number.isNaN(x) ? '—' : x.toFixed(3));
   for (const r of rows) {
     lines.push(
-      `| ${r.sampler} | ${r.nfe} | ${r.slicedW.toFixed(4)} | ${r.mmd.toFixed(4)} | ${r.energy.toFixed(4)} | ${Number.isNaN(r.alignment) ? '—' : r.alignment.toFixed(4)} | ${r.msPer1000.toFixed(0)} |`,
+      `| ${r.sampler} | ${r.nfe} | ${r.slicedW.toFixed(4)} | ${r.mmd.toFixed(4)} | ${r.energy.toFixed(4)} | ${(1000 * r.kid).toFixed(2)} | ${fmt(r.precision)} | ${fmt(r.recall)} | ${Number.isNaN(r.alignment) ? '—' : r.alignment.toFixed(4)} | ${r.msPer1000.toFixed(0)} |`,
     );
   }
   return lines.join('\n');

@@ -1,31 +1,19 @@
-import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Random, type RandomState } from '@piflow/core';
+import { Random } from '@piflow/core';
 import { type ExponentialMovingAverage, getWeights, setWeights } from '@piflow/models';
+import { readLatestCheckpoint, type TrainingCheckpoint, writeCheckpointFile } from '@piflow/trainer';
 import * as tf from '@tensorflow/tfjs-core';
 
 /**
- * Checkpoints of `piflow train-teacher`: the raw weights, the EMA, the Adam state and the random generator
- * after a step, in `<out>/checkpoints/ckpt-<step>/`; `<out>/checkpoints/latest.json` (written by temp file and
- * rename, last) names the newest complete one, so a run killed mid-write resumes from the previous one.
+ * Checkpoints of `piflow train-teacher`, in the trainer's checkpoint format (`<out>/checkpoints/ckpt-<step>
+ * .piflow`: written to a temp file, fsynced and renamed; a CRC-32 over the payload; non-finite weights
+ * rejected): the raw weights, the EMA's exact state (shadows, initial values, their share and update count),
+ * the Adam slots and the random generator after a step. Resume takes the newest intact one.
  */
-export interface TeacherTrainingState {
-  step: number;
-  random: RandomState;
-}
-
-interface Stored {
-  version: 1;
-  step: number;
-  random: RandomState;
-  tensors: { name: string; shape: number[]; offset: number }[];
-}
-
-async function atomicWrite(file: string, data: string | Uint8Array): Promise<void> {
-  const temp = `${file}.tmp-${process.pid}`;
-  await writeFile(temp, data);
-  await rename(temp, file);
+interface TeacherCheckpointMetadata {
+  kind: 'teacher';
+  adam: { name: string; shape: number[] }[];
+  ema?: { remaining: number; updates: number };
 }
 
 export async function saveTeacherCheckpoint(
@@ -38,76 +26,68 @@ export async function saveTeacherCheckpoint(
     optimizer: tf.Optimizer;
   },
   keep = 2,
-): Promise<void> {
-  const root = path.join(out, 'checkpoints');
-  const name = `ckpt-${String(state.step).padStart(8, '0')}`;
-  const dir = path.join(root, name);
-  await mkdir(dir, { recursive: true });
-  const arrays: { name: string; values: Float32Array; shape: number[] }[] = [];
-  getWeights(state.variables).forEach((values, i) =>
-    arrays.push({ name: `model/${i}`, values, shape: [...state.variables[i]!.shape] }),
+): Promise<string> {
+  const adam = await state.optimizer.getWeights();
+  const adamValues = await Promise.all(
+    adam.map(async ({ tensor }) => Float32Array.from(await tensor.data())),
   );
-  state.ema
-    ?.getWeights()
-    .forEach((values, i) => arrays.push({ name: `ema/${i}`, values, shape: [...state.variables[i]!.shape] }));
-  for (const { name: n, tensor } of await state.optimizer.getWeights()) {
-    arrays.push({
-      name: `optimizer/${n}`,
-      values: Float32Array.from(await tensor.data()),
-      shape: [...tensor.shape],
-    });
-  }
-  let offset = 0;
-  const tensors = arrays.map((a) => {
-    const entry = { name: a.name, shape: a.shape, offset };
-    offset += a.values.length;
-    return entry;
-  });
-  const flat = new Float32Array(offset);
-  arrays.forEach((a, i) => flat.set(a.values, tensors[i]!.offset));
-  const stored: Stored = { version: 1, step: state.step, random: state.random.state(), tensors };
-  await atomicWrite(path.join(dir, 'tensors.bin'), new Uint8Array(flat.buffer));
-  await atomicWrite(path.join(dir, 'state.json'), `${JSON.stringify(stored)}\n`);
-  await atomicWrite(
-    path.join(root, 'latest.json'),
-    `${JSON.stringify({ checkpoint: name, step: state.step })}\n`,
-  );
-  const old = (await readdir(root)).filter((f) => /^ckpt-\d+$/.test(f)).sort();
-  for (const f of old.slice(0, Math.max(0, old.length - keep)))
-    await rm(path.join(root, f), { recursive: true, force: true });
+  const ema = state.ema ? await state.ema.getState() : undefined;
+  const metadata: TeacherCheckpointMetadata = {
+    kind: 'teacher',
+    adam: adam.map(({ name, tensor }) => ({ name, shape: [...tensor.shape] })),
+    ...(ema ? { ema: { remaining: ema.remaining, updates: ema.updates } } : {}),
+  };
+  const checkpoint: TrainingCheckpoint = {
+    step: state.step,
+    randomState: state.random.state(),
+    variables: getWeights(state.variables),
+    ema: ema?.shadows ?? [],
+    optimizer: { step: 0, m: [], v: [] },
+    shapes: state.variables.map((v) => [...v.shape]),
+    extra: { adam: adamValues, ...(ema?.initial ? { emaInitial: ema.initial } : {}) },
+    metadata: metadata as unknown as Record<string, unknown>,
+  };
+  return writeCheckpointFile(path.join(out, 'checkpoints'), checkpoint, keep);
 }
 
-/** Restores the newest checkpoint into the given variables, EMA and optimizer; undefined when there is none. */
+/**
+ * Restores the newest intact checkpoint into the given variables, EMA and optimizer (a corrupted or truncated
+ * newer one is reported through `onWarning` and skipped); undefined when there is none.
+ */
 export async function loadTeacherCheckpoint(
   out: string,
   state: { variables: readonly tf.Variable[]; ema?: ExponentialMovingAverage; optimizer: tf.Optimizer },
+  onWarning: (message: string) => void = () => {},
 ): Promise<{ step: number; random: Random } | undefined> {
-  const latest = path.join(out, 'checkpoints', 'latest.json');
-  if (!existsSync(latest)) return undefined;
-  const { checkpoint } = JSON.parse(await readFile(latest, 'utf8')) as { checkpoint: string };
-  const dir = path.join(out, 'checkpoints', checkpoint);
-  const stored = JSON.parse(await readFile(path.join(dir, 'state.json'), 'utf8')) as Stored;
-  const bytes = await readFile(path.join(dir, 'tensors.bin'));
-  const flat = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-  const take = (prefix: string) =>
-    stored.tensors
-      .filter((t) => t.name.startsWith(prefix))
-      .map((t) => ({ ...t, values: flat.subarray(t.offset, t.offset + t.shape.reduce((a, b) => a * b, 1)) }));
-  const model = take('model/');
-  if (model.length !== state.variables.length) {
-    throw new Error(`${dir} holds ${model.length} model tensors, this model has ${state.variables.length}.`);
-  }
-  setWeights(
-    state.variables,
-    model.map((t) => t.values),
+  const found = await readLatestCheckpoint(path.join(out, 'checkpoints'), (file, error) =>
+    onWarning(`skipping checkpoint ${file}: ${error.message}`),
   );
-  const ema = take('ema/');
-  if (state.ema && ema.length) state.ema.setWeights(ema.map((t) => t.values));
-  const optimizer = take('optimizer/').map((t) => ({
-    name: t.name.slice('optimizer/'.length),
-    tensor: tf.tensor(t.values, t.shape, 'float32'),
+  if (!found) return undefined;
+  const { checkpoint } = found;
+  const metadata = checkpoint.metadata as unknown as TeacherCheckpointMetadata;
+  if (metadata?.kind !== 'teacher' || !checkpoint.extra?.adam) {
+    throw new Error(`${found.path} is not a train-teacher checkpoint.`);
+  }
+  const shapes = state.variables.map((v) => v.shape.join('×')).join(', ');
+  if (checkpoint.shapes.map((s) => s.join('×')).join(', ') !== shapes) {
+    throw new Error(
+      `${found.path} holds weights of shapes [${checkpoint.shapes.map((s) => s.join('×')).join(', ')}]; this model's are [${shapes}].`,
+    );
+  }
+  setWeights(state.variables, checkpoint.variables);
+  if (state.ema && metadata.ema) {
+    state.ema.setState({
+      shadows: checkpoint.ema,
+      ...(checkpoint.extra.emaInitial ? { initial: checkpoint.extra.emaInitial } : {}),
+      remaining: metadata.ema.remaining,
+      updates: metadata.ema.updates,
+    });
+  }
+  const optimizer = metadata.adam.map((entry, i) => ({
+    name: entry.name,
+    tensor: tf.tensor(checkpoint.extra!.adam![i]!, entry.shape, 'float32'),
   }));
   await state.optimizer.setWeights(optimizer);
   tf.dispose(optimizer.map((o) => o.tensor));
-  return { step: stored.step, random: Random.fromState(stored.random) };
+  return { step: checkpoint.step, random: Random.fromState(checkpoint.randomState) };
 }

@@ -2,13 +2,8 @@ import { createRandom } from '@piflow/core';
 import type * as tf from '@tensorflow/tfjs-core';
 import { cycleLabels, type GridLayout, gridLayout, renderDigitGrid } from './digit-grid';
 import { studentLabel } from './families';
-import {
-  generateImages,
-  loadMnistStudent,
-  type MnistStudent,
-  mnistSteps,
-  studentSamplingSettings,
-} from './mnist';
+import { samplingSettings } from './generate';
+import { generateImages, loadMnistStudent, type MnistStudent, mnistSteps } from './mnist';
 
 /** What the MNIST view reports about a run (read by the end-to-end test). */
 export interface MnistRun {
@@ -90,7 +85,7 @@ export function createMnistView(options: MnistViewOptions) {
     const seed = Math.max(0, Math.floor(Number(seedInput.value) || 0));
     const digits = chosenDigits();
     const labels = cycleLabels(digits, count, numClasses);
-    const settings = studentSamplingSettings(manifest, steps);
+    const settings = samplingSettings(manifest, steps);
     const backend = options.backend();
     button.disabled = true;
     setState('generating', `generating ${count} digits in ${steps} step${steps === 1 ? '' : 's'}…`);

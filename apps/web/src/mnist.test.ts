@@ -1,5 +1,5 @@
 import '@tensorflow/tfjs-backend-cpu';
-import { createRandom, InvalidArgumentError, PiflowError, sample } from '@piflow/core';
+import { createRandom, PiflowError, sample } from '@piflow/core';
 import { maxAbsDifference } from '@piflow/core/testing';
 import {
   createMLPBackbone,
@@ -14,7 +14,8 @@ import { dx } from '@piflow/policy-dx';
 import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateImages, loadMnistStudent, studentSamplingSettings } from './mnist';
+import { samplingSettings } from './generate';
+import { generateImages, loadMnistStudent } from './mnist';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -27,49 +28,9 @@ const student = createStudent(
 );
 afterAll(() => student.dispose());
 
-describe('studentSamplingSettings', () => {
-  const manifest = {
-    sampling: {
-      shift: 3,
-      numInferenceSteps: 4,
-      finalStepSizeScale: 0.5,
-      familyOptions: { temperature: 0.3 },
-    },
-  };
-
-  it("uses the manifest's shift always, its final step scale and temperature at the trained step count", () => {
-    expect(studentSamplingSettings(manifest, 4)).toEqual({
-      numInferenceSteps: 4,
-      shift: 3,
-      finalStepSizeScale: 0.5,
-      familyOptions: { temperature: 0.3 },
-      substeps: 128,
-    });
-    for (const steps of [1, 2]) {
-      expect(studentSamplingSettings(manifest, steps, 32)).toEqual({
-        numInferenceSteps: steps,
-        shift: 3,
-        finalStepSizeScale: 1,
-        familyOptions: {},
-        substeps: 32,
-      });
-    }
-    expect(studentSamplingSettings({}, 2)).toMatchObject({
-      shift: 1,
-      finalStepSizeScale: 1,
-      familyOptions: {},
-    });
-  });
-
-  it('rejects bad step counts and sampling blocks', () => {
-    expect(() => studentSamplingSettings(manifest, 0)).toThrow(InvalidArgumentError);
-    expect(() => studentSamplingSettings({ sampling: { shift: -1 } }, 1)).toThrow(/shift/);
-  });
-});
-
 describe('generateImages', () => {
   it('is sample() with the GM family and the labels as condition, and leaks no tensor', async () => {
-    const settings = studentSamplingSettings({ sampling: { numInferenceSteps: 2, shift: 2 } }, 2, 16);
+    const settings = samplingSettings({ sampling: { numInferenceSteps: 2, shift: 2 } }, 2, 16);
     const noise = createRandom(1).normalTensor([4, 8, 8, 1]);
     const labels = Int32Array.of(3, 7, 3, 7);
     const labelTensor = tf.tensor1d(labels, 'int32');
@@ -86,7 +47,7 @@ describe('generateImages', () => {
   });
 
   it('validates the student, the noise and the labels', async () => {
-    const settings = studentSamplingSettings({}, 1, 4);
+    const settings = samplingSettings({}, 1, 4);
     const noise = tf.zeros([2, 8, 8, 1]);
     await expect(generateImages({} as never, noise, Int32Array.of(1, 2), settings)).rejects.toThrow(
       /student/,
@@ -160,7 +121,7 @@ describe('loadMnistStudent', () => {
     );
     expect(loaded.model.family).toBe('dx');
     expect(loaded.model.policyOptions).toEqual({ shift: 2, segmentSize: 0.5, mode: 'grid' });
-    const settings = studentSamplingSettings(loaded.manifest, 2, 8);
+    const settings = samplingSettings(loaded.manifest, 2, 8);
     const noise = createRandom(4).normalTensor([2, 8, 8, 1]);
     const labels = Int32Array.of(1, 2);
     const labelTensor = tf.tensor1d(labels, 'int32');

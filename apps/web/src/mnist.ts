@@ -65,35 +65,6 @@ export async function loadMnistStudent(
 }
 
 /**
- * How a student is sampled at `steps` steps, as `piflow sample` does: the manifest's shift always; its final
- * step size scale (and family sampling options such as a temperature) only at the step count it was trained
- * for (elastic inference at other counts uses uniform steps and the family's defaults).
- */
-export function studentSamplingSettings(
-  manifest: Pick<ModelManifest, 'sampling'>,
-  steps: number,
-  substeps = 128,
-): SamplingSettings {
-  const sampling = manifest?.sampling ?? {};
-  const trained = sampling.numInferenceSteps;
-  return samplingSettings(
-    {
-      sampling: {
-        shift: sampling.shift ?? 1,
-        ...(steps === trained
-          ? {
-              finalStepSizeScale: sampling.finalStepSizeScale ?? 1,
-              familyOptions: { ...sampling.familyOptions },
-            }
-          : {}),
-      },
-    },
-    steps,
-    substeps,
-  );
-}
-
-/**
  * Class-conditional few-step generation: `sample()` from @piflow/core with the student's family and
  * `condition: { labels }` (int32, one label per image). Returns the images [B, H, W, C] flattened; `noise` is
  * not disposed.

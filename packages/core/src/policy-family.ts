@@ -168,6 +168,12 @@ export interface PolicyFamily<TParams = unknown, TOptions = unknown> {
   readonly training?: {
     readonly options: FamilyOptionSpecs;
     policyOptions(values: FamilyOptionValues, context: TrainingPolicyContext): Record<string, unknown>;
+    /**
+     * The weighting of π-ID's loss the family trains best with: `'velocity'` (plain L2 on u, the reference;
+     * the default), `'sigma'` or `'x0'` (each state's error times σ or σ²) for policies whose sensitivity to
+     * their parameters does not vanish as σ → 0.
+     */
+    readonly lossWeighting?: 'velocity' | 'sigma' | 'x0';
   };
   /** Sampling options (e.g. GM's temperature, 'auto' included), turned into `create` options per step. */
   readonly sampling?: {

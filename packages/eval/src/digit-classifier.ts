@@ -20,6 +20,7 @@ import {
   silu,
 } from '@piflow/models';
 import * as tf from '@tensorflow/tfjs-core';
+import { classifierScore, kernelInceptionDistance, precisionRecall } from './feature-metrics';
 import { frechetDistance } from './frechet-distance';
 
 /**
@@ -454,6 +455,14 @@ export interface DigitMetrics {
   diversity: number;
   /** Diversity per class (NaN for a class with fewer than two samples). */
   perClassDiversity: number[];
+  /** k-NN precision (k = 3) of the samples' features against the reference's (fidelity). */
+  precision: number;
+  /** k-NN recall (k = 3) of the reference's features against the samples' (coverage). */
+  recall: number;
+  /** Kernel Inception Distance of the features (unbiased MMD², cubic kernel). */
+  kid: number;
+  /** Inception-Score form of the classifier's predictions: exp(E KL(p(y|x) ‖ p(y))). */
+  classScore: number;
 }
 
 /**
@@ -550,11 +559,15 @@ function metricsFrom(
     perClassDiversity.push(sum / pairs);
   }
   const present = perClassDiversity.filter((d) => !Number.isNaN(d));
+  const sampleSet = { values: features, dimension: featureDim };
+  const referenceSet = { values: referenceFeatures, dimension: featureDim };
+  const { precision, recall } = precisionRecall(referenceSet, sampleSet);
   return {
-    frechetDistance: frechetDistance(
-      { values: features, dimension: featureDim },
-      { values: referenceFeatures, dimension: featureDim },
-    ),
+    precision,
+    recall,
+    kid: kernelInceptionDistance(referenceSet, sampleSet).kid,
+    classScore: classifierScore(logits, numClasses),
+    frechetDistance: frechetDistance(sampleSet, referenceSet),
     accuracy: correct / samples.count,
     diversity: present.length ? present.reduce((a, b) => a + b, 0) / present.length : Number.NaN,
     perClassDiversity,

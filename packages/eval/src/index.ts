@@ -18,6 +18,13 @@ export {
   type TrainDigitClassifierOptions,
   trainDigitClassifier,
 } from './digit-classifier';
+export {
+  classifierScore,
+  type KernelInceptionDistance,
+  kernelInceptionDistance,
+  type PrecisionRecall,
+  precisionRecall,
+} from './feature-metrics';
 export { featureStatistics, frechetDistance, symmetricEigen } from './frechet-distance';
 export { type GMMeasures, gaussianMixtureMeasures } from './gm-measures';
 export {

@@ -46,6 +46,11 @@ export interface FlowTeacherOptions {
    * pass using the null label. Needs a class-conditional backbone when g ≠ 1.
    */
   guidanceScale?: number;
+  /**
+   * σ interval [low, high] where guidance applies; elsewhere the conditional velocity is used (reference
+   * `guidance_interval`). Default [0, 1]: everywhere.
+   */
+  guidanceInterval?: readonly [number, number];
   /** The shift recorded in the teacher's metadata (the one it should be sampled with). Default 1. */
   shift?: number;
 }
@@ -119,6 +124,17 @@ export function createFlowModel(backbone: Backbone, options: FlowModelOptions = 
       assertNumber('options.guidanceScale', g, { min: 0 });
       const shift = teacherOptions.shift ?? 1;
       assertNumber('options.shift', shift, { min: 0, minExclusive: true });
+      const interval = teacherOptions.guidanceInterval ?? [0, 1];
+      if (!Array.isArray(interval) || interval.length !== 2) {
+        throw new InvalidArgumentError(
+          'options.guidanceInterval',
+          'a pair [low, high] of σ values in [0, 1]',
+          String(interval),
+        );
+      }
+      assertNumber('options.guidanceInterval[0]', interval[0], { min: 0, max: 1 });
+      assertNumber('options.guidanceInterval[1]', interval[1], { min: interval[0], max: 1 });
+      const everywhere = interval[0] === 0 && interval[1] === 1;
       if (g !== 1 && backbone.numClasses === undefined) {
         throw new InvalidArgumentError(
           'options.guidanceScale',
@@ -132,7 +148,7 @@ export function createFlowModel(backbone: Backbone, options: FlowModelOptions = 
         shift,
         guidance: g === 1 ? 'none' : 'cfg',
         conditionNames: backbone.numClasses === undefined ? [] : ['labels'],
-        description: `${backbone.kind} flow model${g === 1 ? '' : `, CFG ${g}`}`,
+        description: `${backbone.kind} flow model${g === 1 ? '' : `, CFG ${g}${everywhere ? '' : ` on σ ∈ [${interval[0]}, ${interval[1]}]`}`}`,
       };
       return {
         metadata,
@@ -148,7 +164,18 @@ export function createFlowModel(backbone: Backbone, options: FlowModelOptions = 
               labels: tf.concat([labels, tf.fill([B], backbone.numClasses!, 'int32')], 0),
             });
             const [conditional, unconditional] = tf.split(both, 2, 0) as [tf.Tensor, tf.Tensor];
-            return tf.add(conditional, tf.mul(tf.sub(conditional, unconditional), g - 1));
+            // per sample: g − 1 inside the interval, 0 outside (computed on the device, no readback)
+            const gain = everywhere
+              ? tf.scalar(g - 1)
+              : tf.reshape(
+                  tf.where(
+                    tf.logicalAnd(tf.greaterEqual(s, interval[0]), tf.lessEqual(s, interval[1])),
+                    tf.fill([B], g - 1),
+                    tf.zeros([B]),
+                  ),
+                  [B, ...new Array<number>(x.rank - 1).fill(1)],
+                );
+            return tf.add(conditional, tf.mul(tf.sub(conditional, unconditional), gain));
           });
         },
       };

@@ -84,6 +84,7 @@ export {
 export {
   createExponentialMovingAverage,
   type ExponentialMovingAverage,
+  type ExponentialMovingAverageState,
   getWeights,
   setWeights,
 } from './weights';

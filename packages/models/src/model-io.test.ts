@@ -235,6 +235,14 @@ describe('model files', () => {
     await expect(loadModelDirectory(dir, { families })).rejects.toThrow(
       `no tensor "${student.variableNames[0]}"`,
     );
+    // a NaN among the weights: refused, naming the file, the tensor and the index
+    const poisoned = decoded.tensors.map((t, i) =>
+      i === 1 ? { ...t, data: Float32Array.from(t.data, (v, j) => (j === 2 ? Number.NaN : v)) } : t,
+    );
+    await writeFile(path.join(dir, SAFETENSORS_FILE), encodeSafetensors(poisoned));
+    await expect(loadModelDirectory(dir, { families })).rejects.toThrow(
+      `${path.join(dir, SAFETENSORS_FILE)}: The weights hold a non-finite value (NaN) in "${student.variableNames[1]}" at index 2`,
+    );
     tf.dispose([x, sigma]);
     model.dispose();
     student.dispose();

@@ -468,6 +468,14 @@ export function loadModel(
     const bytes = weights instanceof Uint8Array ? weights : new Uint8Array(weights);
     const format = manifest.weights?.format ?? (looksLikeSafetensors(bytes) ? 'safetensors' : 'float32');
     const arrays = format === 'float32' ? rawWeights(manifest, bytes) : safetensorsWeights(manifest, bytes);
+    arrays.forEach((a, i) => {
+      const at = a.findIndex((v) => !Number.isFinite(v));
+      if (at >= 0) {
+        throw new PiflowError(
+          `The weights hold a non-finite value (${a[at]}) in "${manifest.variables[i]!.name}" at index ${at}: the model diverged or the file is damaged.`,
+        );
+      }
+    });
     setWeights(model.variables, arrays);
     return model;
   } catch (error) {
@@ -514,8 +522,16 @@ export async function loadModelDirectory(
   } catch (error) {
     throw new PiflowError(`Cannot read ${path.join(dir, 'model.json')}: ${(error as Error).message}`);
   }
-  const weights = await fs.readFile(path.join(dir, manifest.weights?.file ?? 'weights.bin'));
-  return { model: loadModel(manifest, new Uint8Array(weights), options), manifest };
+  const file = path.join(dir, manifest.weights?.file ?? 'weights.bin');
+  const weights = await fs.readFile(file);
+  try {
+    return { model: loadModel(manifest, new Uint8Array(weights), options), manifest };
+  } catch (error) {
+    if (error instanceof PiflowError && !(error as Error).message.startsWith(file)) {
+      (error as Error).message = `${file}: ${(error as Error).message}`;
+    }
+    throw error;
+  }
 }
 
 /** Fetches `model.json` and its weights file from a base URL (browser or Node 20 fetch). */

@@ -245,4 +245,27 @@ describe('flow model as a teacher', () => {
     tf.dispose([x, labels, guided, cond, uncond]);
     model.dispose();
   });
+
+  it('guides only inside the guidance interval, per sample', async () => {
+    const model = createFlowModel(createMLPBackbone({ inputDim: 2, width: 16, depth: 1, numClasses: 3 }));
+    const x = tf.tensor2d([0.3, -0.2, 1, 0.5, -0.4, 0.8], [3, 2]);
+    const labels = tf.tensor1d([0, 2, 1], 'int32');
+    const sigma = tf.tensor1d([0.9, 0.5, 0.2]);
+    const teacher = model.asTeacher({ guidanceScale: 3, guidanceInterval: [0.3, 0.6] });
+    const guided = (await teacher.velocity(x, sigma, { labels })).arraySync() as number[][];
+    const plain = (
+      await model.asTeacher({ guidanceScale: 3 }).velocity(x, sigma, { labels })
+    ).arraySync() as number[][];
+    const cond = model.velocity(x, sigma, { labels }).arraySync() as number[][];
+    // σ = 0.9 and 0.2 lie outside [0.3, 0.6]: conditional; σ = 0.5 inside: guided
+    expect(guided[0]).toEqual(cond[0]!.map((v) => expect.closeTo(v, 5)));
+    expect(guided[2]).toEqual(cond[2]!.map((v) => expect.closeTo(v, 5)));
+    expect(guided[1]).toEqual(plain[1]!.map((v) => expect.closeTo(v, 5)));
+    expect(Math.abs(plain[1]![0]! - cond[1]![0]!)).toBeGreaterThan(1e-3);
+    expect(() => model.asTeacher({ guidanceScale: 3, guidanceInterval: [0.7, 0.2] })).toThrow(
+      /options.guidanceInterval\[1\]/,
+    );
+    tf.dispose([x, labels, sigma]);
+    model.dispose();
+  });
 });

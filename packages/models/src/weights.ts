@@ -84,7 +84,23 @@ export interface ExponentialMovingAverage {
   getWeights(): Float32Array[];
   /** Restores averaged weights (from `getWeights`); later updates continue that average. */
   setWeights(arrays: ReadonlyArray<ArrayLike<number>>): void;
+  /**
+   * The exact state (raw shadows, the initial values while their share is kept, that share and the update
+   * count), read asynchronously: {@link setState} continues from it exactly as if never interrupted.
+   */
+  getState(): Promise<ExponentialMovingAverageState>;
+  setState(state: ExponentialMovingAverageState): void;
   dispose(): void;
+}
+
+/** See {@link ExponentialMovingAverage.getState}. */
+export interface ExponentialMovingAverageState {
+  shadows: Float32Array[];
+  /** θ₀, while its share r is above float32 resolution. */
+  initial?: Float32Array[];
+  /** r = Π dᵢ. */
+  remaining: number;
+  updates: number;
 }
 
 /** Starts an EMA of `variables` at their current values. */
@@ -161,6 +177,34 @@ export function createExponentialMovingAverage(
       // The restored values are an average already: no initial share to remove.
       dropInitial();
       remaining = 0;
+    },
+    async getState() {
+      const read = (tensors: readonly tf.Tensor[]) =>
+        Promise.all(tensors.map(async (t) => Float32Array.from(await t.data())));
+      return {
+        shadows: await read(shadows),
+        ...(initial ? { initial: await read(initial) } : {}),
+        remaining,
+        updates,
+      };
+    },
+    setState(state) {
+      assertNumber('state.remaining', state?.remaining, { min: 0, max: 1 });
+      assertNumber('state.updates', state.updates, { min: 0, integer: true });
+      if (state.initial && state.initial.length !== tracked.length) {
+        throw new InvalidArgumentError(
+          'state.initial',
+          `${tracked.length} arrays`,
+          `${state.initial.length}`,
+        );
+      }
+      setWeights(shadows, state.shadows);
+      dropInitial();
+      if (state.initial) {
+        initial = state.initial.map((a, i) => tf.tensor(a, tracked[i]!.shape, 'float32'));
+      }
+      remaining = state.remaining;
+      updates = state.updates;
     },
     dispose() {
       for (const s of shadows) s.dispose();

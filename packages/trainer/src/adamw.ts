@@ -13,6 +13,11 @@ export interface AdamWOptions {
   warmupFactor?: number;
   /** Clip the global gradient norm to this value (default: no clipping). */
   gradientClip?: number;
+  /**
+   * The update (0-based) from which gradients are clipped; earlier updates are not (reference
+   * `diffusion_grad_clip_begin_iter`: 100 for FLUX, 400 for ImageNet). Default 0.
+   */
+  gradientClipBegin?: number;
 }
 
 export interface AdamWState {
@@ -45,6 +50,7 @@ export class AdamW {
   readonly warmupSteps: number;
   readonly warmupFactor: number;
   readonly gradientClip: number;
+  readonly gradientClipBegin: number;
   private m: tf.Tensor[];
   private v: tf.Tensor[];
   private t = 0;
@@ -61,6 +67,8 @@ export class AdamW {
     this.warmupSteps = options.warmupSteps ?? 0;
     this.warmupFactor = options.warmupFactor ?? 0.001;
     this.gradientClip = options.gradientClip ?? Number.POSITIVE_INFINITY;
+    this.gradientClipBegin = options.gradientClipBegin ?? 0;
+    assertNumber('gradientClipBegin', this.gradientClipBegin, { min: 0, integer: true });
     assertNumber('learningRate', this.learningRate, { min: 0, minExclusive: true });
     assertNumber('beta1', this.beta1, { min: 0, max: 1, maxExclusive: true });
     assertNumber('beta2', this.beta2, { min: 0, max: 1, maxExclusive: true });
@@ -104,7 +112,7 @@ export class AdamW {
 
   private update(gradients: readonly tf.Tensor[], norm: number): number {
     if (!Number.isFinite(norm)) return norm;
-    const clip = norm > this.gradientClip ? this.gradientClip / norm : 1;
+    const clip = this.t >= this.gradientClipBegin && norm > this.gradientClip ? this.gradientClip / norm : 1;
     const lr = this.currentLearningRate();
     this.t += 1;
     const b1t = 1 - this.beta1 ** this.t;

@@ -14,6 +14,7 @@ import {
 
 const make = (step: number): TrainingCheckpoint => ({
   step,
+  iteration: step + 2,
   randomState: [1, 2, 3, step],
   variables: [Float32Array.of(1, 2, 3), Float32Array.of(step)],
   ema: [Float32Array.of(0.5, 1, 1.5), Float32Array.of(-step)],
@@ -27,9 +28,24 @@ const make = (step: number): TrainingCheckpoint => ({
 });
 
 describe('checkpoints', () => {
-  it('round-trip exactly', () => {
+  it('round-trip exactly, extra tensor groups included', () => {
     const c = make(7);
     expect(decodeCheckpoint(encodeCheckpoint(c))).toEqual(c);
+    const withExtra = {
+      ...c,
+      extra: { adam: [Float32Array.of(9, 8)], emaInitial: [Float32Array.of(1, 2, 3)] },
+    };
+    expect(decodeCheckpoint(encodeCheckpoint(withExtra))).toEqual(withExtra);
+    expect(() => encodeCheckpoint({ ...c, extra: { ema: [] } })).toThrow(/may not be named "ema"/);
+  });
+
+  it('refuse non-finite weights (a diverged run is not a resume point)', () => {
+    const nan = make(4);
+    nan.variables[0]![1] = Number.NaN;
+    expect(() => decodeCheckpoint(encodeCheckpoint(nan), 'x')).toThrow(/x holds non-finite weights/);
+    const inf = make(4);
+    inf.ema[1]![0] = Number.POSITIVE_INFINITY;
+    expect(() => decodeCheckpoint(encodeCheckpoint(inf), 'x')).toThrow(/non-finite EMA weights/);
   });
 
   it('refuse truncated, corrupted and foreign files with clear errors', () => {

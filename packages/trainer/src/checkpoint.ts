@@ -4,6 +4,8 @@ import { PiflowError } from '@piflow/core';
 export interface TrainingCheckpoint {
   /** Optimiser steps completed. */
   step: number;
+  /** Iterations run, skipped non-finite ones included (default: `step`). */
+  iteration?: number;
   /** The trainer's RNG state (xoshiro128** words). */
   randomState: readonly [number, number, number, number];
   /** Student variables, in `student.variables` order. */
@@ -14,6 +16,8 @@ export interface TrainingCheckpoint {
   optimizer: { step: number; m: Float32Array[]; v: Float32Array[] };
   /** Shapes of the variables (checked on load). */
   shapes: number[][];
+  /** Further named lists of float32 arrays (e.g. another optimizer's slots), checksummed with the rest. */
+  extra?: Record<string, Float32Array[]>;
   /** Free-form run description (options, family, versions). */
   metadata?: Record<string, unknown>;
 }
@@ -46,12 +50,16 @@ function crc32(bytes: Uint8Array): number {
  * The header records the payload's length and CRC-32, so truncation and corruption are detected.
  */
 export function encodeCheckpoint(checkpoint: TrainingCheckpoint): Uint8Array {
-  const groups = {
+  const groups: Record<string, Float32Array[]> = {
     variables: checkpoint.variables,
     ema: checkpoint.ema,
     m: checkpoint.optimizer.m,
     v: checkpoint.optimizer.v,
   };
+  for (const [name, arrays] of Object.entries(checkpoint.extra ?? {})) {
+    if (name in groups) throw new CheckpointError(`checkpoint.extra may not be named "${name}".`);
+    groups[name] = arrays;
+  }
   const lengths: Record<string, number[]> = {};
   let total = 0;
   for (const [name, arrays] of Object.entries(groups)) {
@@ -70,6 +78,7 @@ export function encodeCheckpoint(checkpoint: TrainingCheckpoint): Uint8Array {
   const header = new TextEncoder().encode(
     JSON.stringify({
       step: checkpoint.step,
+      iteration: checkpoint.iteration ?? checkpoint.step,
       randomState: checkpoint.randomState,
       optimizerStep: checkpoint.optimizer.step,
       shapes: checkpoint.shapes,
@@ -103,10 +112,11 @@ export function decodeCheckpoint(bytes: Uint8Array, source = 'checkpoint'): Trai
   if (16 + headerLength > bytes.length) throw new CheckpointError(`${source} is truncated (header cut off).`);
   let header: {
     step: number;
+    iteration?: number;
     randomState: [number, number, number, number];
     optimizerStep: number;
     shapes: number[][];
-    lengths: Record<'variables' | 'ema' | 'm' | 'v', number[]>;
+    lengths: Record<string, number[]>;
     payloadBytes: number;
     crc32: number;
     metadata: Record<string, unknown>;
@@ -133,12 +143,24 @@ export function decodeCheckpoint(bytes: Uint8Array, source = 'checkpoint'): Trai
       offset += n;
       return a;
     });
-  const variables = take(header.lengths.variables);
-  const ema = take(header.lengths.ema);
-  const m = take(header.lengths.m);
-  const v = take(header.lengths.v);
+  const variables = take(header.lengths.variables!);
+  const ema = take(header.lengths.ema!);
+  const m = take(header.lengths.m!);
+  const v = take(header.lengths.v!);
+  for (const [group, arrays] of [
+    ['weights', variables],
+    ['EMA weights', ema],
+  ] as const) {
+    if (arrays.some((a) => a.some((x) => !Number.isFinite(x)))) {
+      throw new CheckpointError(`${source} holds non-finite ${group} (NaN or ±Infinity).`);
+    }
+  }
+  const extraNames = Object.keys(header.lengths).filter((k) => !['variables', 'ema', 'm', 'v'].includes(k));
+  const extra = Object.fromEntries(extraNames.map((name) => [name, take(header.lengths[name]!)]));
   return {
+    ...(extraNames.length ? { extra } : {}),
     step: header.step,
+    iteration: header.iteration ?? header.step,
     randomState: header.randomState,
     variables,
     ema,
@@ -182,6 +204,12 @@ export async function writeCheckpointFile(
   }
   const all = await listCheckpoints(dir);
   for (const old of all.slice(keep)) await fs.rm(old.path, { force: true });
+  // Temp files of writes cut short by a kill (one writer per run folder: the run lock): never read, removed.
+  for (const name of await fs.readdir(dir)) {
+    if (/\.piflow\.tmp-/.test(name) && path.join(dir, name) !== temp) {
+      await fs.rm(path.join(dir, name), { force: true });
+    }
+  }
   return target;
 }
 

@@ -14,10 +14,18 @@ export { EMA, type EMAOptions } from './ema';
 export {
   createPiIDTrainer,
   type DataBatch,
+  type LossWeighting,
   NonFiniteLossError,
   PiIDTrainer,
   type PiIDTrainerOptions,
   type StepMetrics,
   type TrainOptions,
 } from './pi-id-trainer';
-export { intermediateOffsets, type Segments, sampleSegments, teacherRatioAt } from './segments';
+export { acquireRunFolder, type RunFolder, RunFolderError, type RunFolderOptions } from './run-folder';
+export {
+  intermediateOffsets,
+  type SegmentSampling,
+  type Segments,
+  sampleSegments,
+  teacherRatioAt,
+} from './segments';

@@ -25,7 +25,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { AdamW, type AdamWOptions } from './adamw';
 import { readLatestCheckpoint, type TrainingCheckpoint, writeCheckpointFile } from './checkpoint';
 import { EMA, type EMAOptions } from './ema';
-import { intermediateOffsets, sampleSegments, teacherRatioAt } from './segments';
+import { intermediateOffsets, type SegmentSampling, sampleSegments, teacherRatioAt } from './segments';
 
 /** A batch of clean data for data-dependent π-ID. */
 export interface DataBatch {
@@ -52,6 +52,11 @@ export interface PiIDTrainerOptions<P = unknown> {
   /** The number of steps the student is trained for (it runs at that many or more). */
   numInferenceSteps: number;
   finalStepSizeScale?: number;
+  /**
+   * Where the student is trained (data-dependent mode): `'grid'` at its N step starts (the reference; default),
+   * `'continuous'` at any σ (each segment min(Δ, r) long), for students sampled at other step counts.
+   */
+  segmentSampling?: SegmentSampling;
   shift?: number;
   /** Rollout substeps per unit raw time (default 128). */
   substeps?: number;
@@ -69,6 +74,17 @@ export interface PiIDTrainerOptions<P = unknown> {
   familyOptions?: Record<string, unknown>;
   /** Loss multiplier (reference: 3 for ImageNet, 30 for FLUX). Default 1. */
   lossScale?: number;
+  /**
+   * How the velocity errors at the intermediate states are weighted: `'velocity'` (the reference: plain L2 on
+   * u), `'sigma'` (times σ) or `'x0'` (times σ², i.e. L2 on the implied x0). Default: the family's
+   * `training.lossWeighting`, else `'velocity'`.
+   */
+  lossWeighting?: LossWeighting;
+  /**
+   * Micro-batches of `batchSize` whose gradients are averaged into one update (default 1): an update then sees
+   * `gradientAccumulation × batchSize` samples while memory holds one micro-batch.
+   */
+  gradientAccumulation?: number;
   optimizer?: AdamWOptions;
   /** EMA of the student (default Karras γ = 7); false to disable. */
   ema?: EMAOptions | false;
@@ -84,6 +100,9 @@ export interface PiIDTrainerOptions<P = unknown> {
   /** Free-form description saved in checkpoints. */
   metadata?: Record<string, unknown>;
 }
+
+/** π-ID loss weight per intermediate state: 1 (`'velocity'`), σ (`'sigma'`) or σ² (`'x0'`). */
+export type LossWeighting = 'velocity' | 'sigma' | 'x0';
 
 export interface StepMetrics {
   /** Optimiser steps completed after this one. */
@@ -134,8 +153,12 @@ export class PiIDTrainer<P = unknown> {
   readonly teacher: Teacher;
   readonly optimizer: AdamW;
   readonly ema: EMA | undefined;
+  /** The weighting of the loss in use (the option, else the family's, else 'velocity'). */
+  readonly lossWeighting: LossWeighting;
   private random: Random;
   private stepCount = 0;
+  /** Iterations run, skipped ones included: the clock of trajectory mixing (as the reference's iteration). */
+  private iterationCount = 0;
   private nonFinite = 0;
   private readonly o: Required<
     Pick<
@@ -149,6 +172,7 @@ export class PiIDTrainer<P = unknown> {
       | 'windowSubsteps'
       | 'numDecayIters'
       | 'lossScale'
+      | 'gradientAccumulation'
       | 'maxNonFiniteSteps'
     >
   >;
@@ -196,6 +220,7 @@ export class PiIDTrainer<P = unknown> {
       windowSubsteps: options.windowSubsteps ?? 0,
       numDecayIters: options.numDecayIters ?? 0,
       lossScale: options.lossScale ?? 1,
+      gradientAccumulation: options.gradientAccumulation ?? 1,
       maxNonFiniteSteps: options.maxNonFiniteSteps ?? 10,
     };
     const o = this.o;
@@ -213,6 +238,14 @@ export class PiIDTrainer<P = unknown> {
       options.familyOptions,
     );
     assertNumber('lossScale', o.lossScale, { min: 0, minExclusive: true });
+    assertNumber('gradientAccumulation', o.gradientAccumulation, { min: 1, integer: true });
+    if (options.segmentSampling !== undefined && !['grid', 'continuous'].includes(options.segmentSampling)) {
+      throw new InvalidArgumentError(
+        'segmentSampling',
+        "'grid' or 'continuous'",
+        JSON.stringify(options.segmentSampling),
+      );
+    }
     assertNumber('maxNonFiniteSteps', o.maxNonFiniteSteps, { min: 0, integer: true });
     if (options.sampleShape) {
       options.sampleShape.forEach((d, i) => assertNumber(`sampleShape[${i}]`, d, { min: 1, integer: true }));
@@ -222,6 +255,14 @@ export class PiIDTrainer<P = unknown> {
         throw new InvalidArgumentError('checkpoint.dir', 'a folder path', String(options.checkpoint.dir));
       }
       assertNumber('checkpoint.every', options.checkpoint.every ?? 100, { min: 1, integer: true });
+    }
+    this.lossWeighting = options.lossWeighting ?? family.training?.lossWeighting ?? 'velocity';
+    if (!['velocity', 'sigma', 'x0'].includes(this.lossWeighting)) {
+      throw new InvalidArgumentError(
+        'lossWeighting',
+        "'velocity', 'sigma' or 'x0'",
+        JSON.stringify(this.lossWeighting),
+      );
     }
     this.student = student;
     this.family = family;
@@ -240,10 +281,9 @@ export class PiIDTrainer<P = unknown> {
   async trainStep(): Promise<StepMetrics> {
     await registerGradients();
     const started = performance.now();
-    const teacherRatio = teacherRatioAt(this.stepCount, this.o.numDecayIters);
-    const { loss, grads } = this.options.data
-      ? await this.dataIteration(teacherRatio)
-      : await this.dataFreeIteration(teacherRatio);
+    const teacherRatio = teacherRatioAt(this.iterationCount, this.o.numDecayIters);
+    const { loss, grads } = await this.accumulatedGradients(teacherRatio);
+    this.iterationCount += 1;
     const learningRate = this.optimizer.currentLearningRate();
     let gradientNorm = Number.NaN;
     let skipped = !Number.isFinite(loss);
@@ -276,6 +316,39 @@ export class PiIDTrainer<P = unknown> {
     };
     this.options.onStep?.(metrics);
     return metrics;
+  }
+
+  /** Iterations run (optimiser steps plus skipped non-finite ones). */
+  get iteration(): number {
+    return this.iterationCount;
+  }
+
+  /** The mean loss and gradients over `gradientAccumulation` micro-batches. */
+  private async accumulatedGradients(teacherRatio: number): Promise<{ loss: number; grads: tf.Tensor[] }> {
+    const k = this.o.gradientAccumulation;
+    let loss = 0;
+    let sum: tf.Tensor[] | undefined;
+    try {
+      for (let i = 0; i < k; i++) {
+        const micro = this.options.data
+          ? await this.dataIteration(teacherRatio)
+          : await this.dataFreeIteration(teacherRatio);
+        loss += micro.loss / k;
+        if (!sum) sum = micro.grads;
+        else {
+          const previous = sum;
+          sum = previous.map((g, j) => tf.add(g, micro.grads[j]!));
+          tf.dispose([...previous, ...micro.grads]);
+        }
+      }
+    } catch (error) {
+      if (sum) tf.dispose(sum);
+      throw error;
+    }
+    if (k === 1) return { loss, grads: sum! };
+    const mean = sum!.map((g) => tf.div(g, k));
+    tf.dispose(sum!);
+    return { loss, grads: mean };
   }
 
   /**
@@ -350,6 +423,7 @@ export class PiIDTrainer<P = unknown> {
   ): TrainingCheckpoint {
     return {
       step: this.stepCount,
+      iteration: this.iterationCount,
       randomState: this.random.state(),
       variables,
       ema,
@@ -379,6 +453,7 @@ export class PiIDTrainer<P = unknown> {
     if (this.ema && checkpoint.ema.length) this.ema.setState(checkpoint.ema);
     this.random = Random.fromState(checkpoint.randomState);
     this.stepCount = checkpoint.step;
+    this.iterationCount = checkpoint.iteration ?? checkpoint.step;
   }
 
   /** Runs `fn` with the EMA weights in the student (or the live weights when EMA is off). */
@@ -401,6 +476,7 @@ export class PiIDTrainer<P = unknown> {
       this.o.finalStepSizeScale,
       this.o.shift,
       this.random,
+      this.options.segmentSampling ?? 'grid',
     );
     const batch = await this.options.data!(B, this.random);
     if (batch.x0.shape[0] !== B) {
@@ -580,6 +656,7 @@ export class PiIDTrainer<P = unknown> {
     const variables = this.student.variables;
     const { substeps, shift, lossScale } = this.o;
     const policyOptions = { ...this.student.policyOptions };
+    const power = { velocity: 0, sigma: 1, x0: 2 }[this.lossWeighting];
     const { value, grads } = tf.variableGrads(() => {
       const params = this.student.predict(xSrc, sigmaSrc, condition);
       const policy = this.family.create(params, xSrc, sigmaSrc, policyOptions);
@@ -587,7 +664,8 @@ export class PiIDTrainer<P = unknown> {
         const prediction = averageVelocity(policy, s, substeps, shift);
         const diff = tf.sub(prediction, s.target);
         const axes = Array.from({ length: diff.rank - 1 }, (_, i) => i + 1);
-        return tf.mul(tf.mean(tf.square(diff), axes), 0.5);
+        const row = tf.mul(tf.mean(tf.square(diff), axes), 0.5);
+        return power === 0 ? row : tf.mul(row, tf.tensor1d(s.sigma.map((v) => v ** power)));
       });
       return tf.mul(tf.mean(tf.concat(perRow)), lossScale * weight) as tf.Scalar;
     }, variables as tf.Variable[]);

@@ -26,6 +26,28 @@ describe('π-ID segments', () => {
     }
   });
 
+  it('continuous: r_src uniform on (0, 1], segments min(Δ, r_src), σ_src = warp(r_src)', () => {
+    const N = 4;
+    const n = 20000;
+    const delta = 1 / (N - 1 + 0.5);
+    const seg = sampleSegments(n, N, 0.5, 3.2, createRandom(3), 'continuous');
+    let below = 0;
+    for (let b = 0; b < n; b++) {
+      const r = seg.rawSrc[b]!;
+      expect(r).toBeGreaterThan(0);
+      expect(r).toBeLessThanOrEqual(1);
+      expect(seg.rawLength[b]).toBeCloseTo(Math.min(delta, r), 12);
+      expect(seg.sigmaSrc[b]).toBeCloseTo((3.2 * r) / (1 + 2.2 * r), 6);
+      if (r < 0.25) below++;
+    }
+    // P(r < 1/4) = 1/4, within 4 standard errors
+    expect(Math.abs(below / n - 0.25)).toBeLessThan(4 * Math.sqrt((0.25 * 0.75) / n));
+    // off the grid: almost no r_src on the 4-step sampler's grid
+    const grid = flowMapSchedule({ numInferenceSteps: N, finalStepSizeScale: 0.5, shift: 3.2 }).rawTimes;
+    const onGrid = Array.from(seg.rawSrc).filter((r) => grid.some((g) => Math.abs(g - r) < 1e-9)).length;
+    expect(onGrid).toBeLessThan(5);
+  });
+
   it('intermediate offsets: student increments within (1 − ratio)·L, teacher increments partition ratio·L', () => {
     const random = createRandom(2);
     for (const ratio of [0, 0.3, 1]) {

@@ -13,9 +13,17 @@ export interface Segments {
 const EPS = 1e-4;
 
 /**
+ * Where π-ID trains the student: `'grid'` at the start of each of the N steps (the reference), `'continuous'`
+ * at any raw time r ~ U(0, 1], each sample's segment reaching min(Δ, r) further: the student is then a policy
+ * valid for a step of size Δ from any σ, which is what sampling at other step counts (elastic inference) asks.
+ */
+export type SegmentSampling = 'grid' | 'continuous';
+
+/**
  * Samples which step of an N-step schedule each sample trains (data-dependent π-ID, reference `sample_t`):
  * r ~ U(0, 1], k = clamp(⌈r/Δ + 1 − f⌉, 1, N), r_src = (k − 1 + f)·Δ, segment = f·Δ for k = 1 else Δ, with
  * Δ = 1/(N − 1 + f). Steps are drawn in proportion to their raw length, and r_src lies on the sampler's grid.
+ * With `mode = 'continuous'`, r_src = r and the segment is min(Δ, r).
  */
 export function sampleSegments(
   batch: number,
@@ -23,6 +31,7 @@ export function sampleSegments(
   finalStepSizeScale: number,
   shift: number,
   random: Random,
+  mode: SegmentSampling = 'grid',
 ): Segments {
   const f = Math.max(finalStepSizeScale, EPS);
   const delta = 1 / (numInferenceSteps - 1 + f);
@@ -31,6 +40,12 @@ export function sampleSegments(
   const sigmaSrc = new Float32Array(batch);
   for (let b = 0; b < batch; b++) {
     const r = Math.max(1 - random.uniform(), EPS);
+    if (mode === 'continuous') {
+      rawSrc[b] = r;
+      rawLength[b] = Math.min(delta, r);
+      sigmaSrc[b] = warp(r, shift);
+      continue;
+    }
     const k = Math.min(Math.max(Math.ceil(r / delta + 1 - f), 1), numInferenceSteps);
     rawSrc[b] = Math.min(Math.max((k - 1 + f) * delta, EPS), 1);
     rawLength[b] = k === 1 ? f * delta : delta;

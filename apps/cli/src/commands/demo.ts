@@ -5,7 +5,7 @@ import { describeModel } from '@piflow/models';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command } from 'commander';
 import { prepareTraining, resolveTeacher, selectBackend } from '../context';
-import { distil } from '../distillation';
+import { DISTILL_DEFAULTS, distil } from '../distillation';
 import { builtinFamilies } from '../families';
 import { writeDensityPanels } from '../images';
 import { applyConfigFile, integer, integerList, renamedOption } from '../options';
@@ -76,15 +76,13 @@ export function demoCommand(): Command {
           nfe,
           iterations: o.iterations,
           batchSize: 256,
-          lr: 5e-4,
-          intermediateStates: 2,
-          windowSubsteps: 0,
-          decayIters: 0,
-          familyOptions: { dropout: 0.05 },
-          finalStepSizeScale: 1,
+          ...DISTILL_DEFAULTS,
+          familyOptions: {},
           checkpointEvery: o.iterations,
           seed: o.seed,
           resume: false,
+          // the demo rewrites its own folders on every run
+          overwrite: true,
           dataFree: false,
           out: path.join(o.out, `gm-${nfe}`),
           label: `π-ID GM ${nfe}-step`,

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { createPolicyRegistry, type PolicyFamily } from '@piflow/core';
 import { Command, InvalidArgumentError as CommanderError, Option } from 'commander';
 import { prepareTraining, resolveTeacher, selectBackend } from '../context';
-import { distil } from '../distillation';
+import { DISTILL_DEFAULTS as D, distil } from '../distillation';
 import { UsageError } from '../errors';
 import {
   builtinFamilies,
@@ -12,7 +12,7 @@ import {
   familyRegistry,
   parseOptionPairs,
 } from '../families';
-import { applyConfigFile, integer, number, renamedOption } from '../options';
+import { applyConfigFile, integer, number, renamedOption, sigmaInterval } from '../options';
 
 export function distillCommand(): Command {
   return new Command('distill')
@@ -39,6 +39,11 @@ export function distillCommand(): Command {
       collectPairs,
     )
     .option(
+      '--sample-option <name=value>',
+      'a sampling option of the family recorded with the model, e.g. temperature=auto (repeatable; sampling uses it at any step count)',
+      collectPairs,
+    )
+    .option(
       '--nfe <n>',
       'steps the student is trained for (it runs at that many or more)',
       integer('--nfe', 1, 64),
@@ -46,7 +51,7 @@ export function distillCommand(): Command {
     )
     .option(
       '--iterations <n>',
-      'π-ID iterations (default 1500 for vector data, 500 for images)',
+      'π-ID iterations (default 3000 for vector data, 500 for images)',
       integer('--iterations', 1),
     )
     .addOption(
@@ -69,24 +74,65 @@ export function distillCommand(): Command {
     .option('--points <n>', 'shorthand for --head numPoints=<n>', integer('--points', 1))
     .option('--width <n>', 'student MLP width (default: the teacher architecture)', integer('--width', 1))
     .option('--depth <n>', 'student MLP blocks (default: the teacher architecture)', integer('--depth', 1))
-    .option('--lr <x>', 'AdamW learning rate', number('--lr', 0, 1, true), 5e-4)
+    .option('--lr <x>', 'AdamW learning rate', number('--lr', 0, 1, true), D.lr)
+    .option(
+      '--loss-scale <x>',
+      'π-ID loss multiplier (reference: 3 on ImageNet, 30 on FLUX and Qwen-Image)',
+      number('--loss-scale', 0, Number.POSITIVE_INFINITY, true),
+      D.lossScale,
+    )
+    .addOption(
+      new Option(
+        '--loss-weighting <mode>',
+        "velocity (L2 on u, the reference), sigma or x0 (each state's error times σ or σ²); default: the family's",
+      ).choices(['velocity', 'sigma', 'x0']),
+    )
+    .option(
+      '--grad-clip <x>',
+      'clip the global gradient norm of the scaled loss to this (reference: 50)',
+      number('--grad-clip', 0, Number.POSITIVE_INFINITY, true),
+      D.gradClip,
+    )
+    .option(
+      '--clip-begin <n>',
+      'first iteration that clips (reference: 100 on FLUX, 400 on ImageNet)',
+      integer('--clip-begin', 0),
+      0,
+    )
+    .option(
+      '--grad-accum <n>',
+      'micro-batches of --batch-size averaged into one update',
+      integer('--grad-accum', 1),
+      D.gradAccum,
+    )
+    .option(
+      '--substeps <n>',
+      'Euler substeps per unit raw time in the policy rollouts',
+      integer('--substeps', 1, 4096),
+      D.substeps,
+    )
+    .option(
+      '--guidance-interval <low,high>',
+      'σ interval where the teacher is guided (class-conditional teachers; default everywhere)',
+      sigmaInterval('--guidance-interval'),
+    )
     .option(
       '--intermediate-states <n>',
       'intermediate states per segment',
       integer('--intermediate-states', 1),
-      2,
+      D.intermediateStates,
     )
     .option(
       '--window-substeps <n>',
       'window-averaged velocity over this many substeps',
       integer('--window-substeps', 0),
-      0,
+      D.windowSubsteps,
     )
     .option(
       '--decay-iters <n>',
       'trajectory mixing: teacher ratio decays over this many iterations',
       integer('--decay-iters', 0),
-      0,
+      D.decayIters,
     )
     .addOption(
       new Option('--gm-dropout <p>').hideHelp().argParser(() => {
@@ -97,16 +143,25 @@ export function distillCommand(): Command {
       '--final-step-size-scale <x>',
       'last step size relative to the others',
       number('--final-step-size-scale', 0, 1, true),
-      1,
+      D.finalStepSizeScale,
     )
     .option(
       '--guidance-scale <x>',
       'classifier-free guidance of a class-conditional teacher (default: the one recorded with it)',
       number('--guidance-scale', 1),
     )
+    .addOption(
+      new Option(
+        '--segment-sampling <mode>',
+        'where the student is trained: grid (its N step starts, the reference) or continuous (any σ: it then samples well at other step counts too)',
+      )
+        .choices(['grid', 'continuous'])
+        .default(D.segmentSampling),
+    )
     .option('--checkpoint-every <n>', 'checkpoint interval', integer('--checkpoint-every', 1), 200)
     .option('--data-free', 'start from noise and walk the student’s own steps (no data needed)', false)
     .option('--resume', 'continue from the newest checkpoint in <out>/checkpoints', false)
+    .option('--overwrite', 'replace a previous run in <out> (its model, checkpoints and log)', false)
     .option('--seed <n>', 'random seed', integer('--seed', 0), 0)
     .option(
       '--out <dir>',
@@ -142,9 +197,18 @@ export function distillCommand(): Command {
         family.training?.options,
         family.name,
       );
+      const samplingOptions = parseOptionPairs(
+        '--sample-option',
+        o.sampleOption,
+        family.sampling?.options,
+        family.name,
+      );
       await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
       await prepareTraining();
-      const resolved = await resolveTeacher(o.teacher, { guidanceScale: o.guidanceScale });
+      const resolved = await resolveTeacher(o.teacher, {
+        guidanceScale: o.guidanceScale,
+        guidanceInterval: o.guidanceInterval,
+      });
       // Defaults by data: image teachers (U-Nets) cost ~100× more per sample than 2-D MLPs, and vector data
       // gets more mixture components (where the family has that option) for its sharper modes.
       const images = resolved.sampleShape.length > 1;
@@ -156,7 +220,8 @@ export function distillCommand(): Command {
         family,
         head,
         familyOptions,
-        iterations: o.iterations ?? (images ? 500 : 1500),
+        samplingOptions,
+        iterations: o.iterations ?? (images ? 500 : 3000),
         batchSize: o.batchSize ?? (images ? 32 : 256),
         out: o.out,
       } as never);

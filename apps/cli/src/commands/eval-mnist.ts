@@ -3,7 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createRandom, type PolicyRegistry, resolveFamilyOptions } from '@piflow/core';
 import { loadMnist } from '@piflow/datasets';
-import { digitFeaturesAsync, digitMetricsAsync, teacherAlignment } from '@piflow/eval';
+import { type DigitMetrics, digitFeaturesAsync, digitMetricsAsync, teacherAlignment } from '@piflow/eval';
 import { isFlowModel, type ModelManifest, type StoredModel } from '@piflow/models';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command } from 'commander';
@@ -26,21 +26,33 @@ export interface MnistRow {
   frechetDistance: number;
   accuracy: number;
   diversity: number;
+  /** k-NN precision and recall of the classifier features against held-out real digits'. */
+  precision: number;
+  recall: number;
+  /** Kernel Inception Distance of the classifier features (×10³ in the table). */
+  kid: number;
+  /** Inception-Score form of the classifier's predictions (10 = confident and balanced). */
+  classScore: number;
   /** RMS over images of the pixel-space L2 distance to the reference teacher's image from the same noise. */
   alignment: number;
   /** Wall time to generate 100 images on the active backend (milliseconds). */
   msPer100: number;
 }
 
+function sampleMetrics(m: DigitMetrics) {
+  const { frechetDistance, accuracy, diversity, precision, recall, kid, classScore } = m;
+  return { frechetDistance, accuracy, diversity, precision, recall, kid, classScore };
+}
+
 export function formatMnistTable(rows: MnistRow[], referenceSteps = 64): string {
   const lines = [
-    `| sampler | steps | network evals / image | Fréchet distance ↓ | class accuracy | diversity | alignment to teacher-${referenceSteps} ↓ | ms / 100 images |`,
-    '|---|---|---|---|---|---|---|---|',
+    `| sampler | steps | network evals / image | Fréchet distance ↓ | KID ×10³ ↓ | precision | recall | class accuracy | class score | diversity | alignment to teacher-${referenceSteps} ↓ | ms / 100 images |`,
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   const fmt = (x: number, digits: number) => (Number.isNaN(x) ? '—' : x.toFixed(digits));
   for (const r of rows) {
     lines.push(
-      `| ${r.sampler} | ${r.steps || '—'} | ${r.nfe || '—'} | ${fmt(r.frechetDistance, 3)} | ${fmt(100 * r.accuracy, 1)} % | ${fmt(r.diversity, 3)} | ${fmt(r.alignment, 2)} | ${r.msPer100 ? r.msPer100.toFixed(0) : '—'} |`,
+      `| ${r.sampler} | ${r.steps || '—'} | ${r.nfe || '—'} | ${fmt(r.frechetDistance, 3)} | ${fmt(1000 * r.kid, 2)} | ${fmt(r.precision, 3)} | ${fmt(r.recall, 3)} | ${fmt(100 * r.accuracy, 1)} % | ${fmt(r.classScore, 2)} | ${fmt(r.diversity, 3)} | ${fmt(r.alignment, 2)} | ${r.msPer100 ? r.msPer100.toFixed(0) : '—'} |`,
     );
   }
   return lines.join('\n');
@@ -145,9 +157,7 @@ export function evalMnistCommand(): Command {
         sampler: `real training digits (${count})`,
         steps: 0,
         nfe: 0,
-        frechetDistance: realMetrics.frechetDistance,
-        accuracy: realMetrics.accuracy,
-        diversity: realMetrics.diversity,
+        ...sampleMetrics(realMetrics),
         alignment: Number.NaN,
         msPer100: 0,
       });
@@ -167,9 +177,7 @@ export function evalMnistCommand(): Command {
           sampler,
           steps,
           nfe: run.nfe,
-          frechetDistance: m.frechetDistance,
-          accuracy: m.accuracy,
-          diversity: m.diversity,
+          ...sampleMetrics(m),
           alignment: teacherAlignment(
             { values: run.images, dimension: 784 },
             { values: referenceRun.images, dimension: 784 },

@@ -105,8 +105,18 @@ export function sampleCommand(): Command {
       const { model, manifest, families } = await loadAnyModel(o.model, o.plugin ?? []);
       checkStepOptions(model, o.model, o);
       const familyOptions = isFlowModel(model) ? {} : samplingOptions(families.get(model.family), o);
-      if (o.labels && manifest.backbone.config.numClasses === undefined) {
+      const numClasses = manifest.backbone.config.numClasses as number | undefined;
+      if (o.labels && numClasses === undefined) {
+        model.dispose();
         throw new UsageError('--labels was given but this model is not class-conditional.', 'drop --labels.');
+      }
+      const outside = (o.labels as number[] | undefined)?.find((l) => l >= numClasses!);
+      if (outside !== undefined) {
+        model.dispose();
+        throw new UsageError(
+          `--labels ${outside} is not a class of this model: it has ${numClasses} classes, 0 to ${numClasses! - 1}.`,
+          `give labels between 0 and ${numClasses! - 1}.`,
+        );
       }
       const shape = [o.count, ...manifest.sampleShape];
       const noise = createRandom(o.seed).normalTensor(shape);

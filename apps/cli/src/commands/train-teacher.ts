@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createRandom } from '@piflow/core';
 import { loadMnist } from '@piflow/datasets';
@@ -15,12 +15,21 @@ import {
   setWeights,
   trainFlowModel,
 } from '@piflow/models';
+import { acquireRunFolder, type RunFolder, RunFolderError } from '@piflow/trainer';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command, Option } from 'commander';
 import { datasets2D, loadAnyModel, prepareTraining, selectBackend } from '../context';
 import { UsageError } from '../errors';
 import { writeLossPlot } from '../images';
-import { applyConfigFile, commandLine, integer, integerList, number, renamedOption } from '../options';
+import {
+  applyConfigFile,
+  commandLine,
+  emaDecay,
+  integer,
+  integerList,
+  number,
+  renamedOption,
+} from '../options';
 import { createProgress } from '../progress';
 import { loadTeacherCheckpoint, saveTeacherCheckpoint } from '../teacher-checkpoint';
 
@@ -61,7 +70,7 @@ export function trainTeacherCommand(): Command {
       2.5,
     )
     .option('--lr <x>', 'Adam learning rate', number('--lr', 0, 1, true), 1e-3)
-    .option('--ema <x>', 'EMA decay of the saved weights', number('--ema', 0, 1), 0.999)
+    .option('--ema <x>', 'EMA decay of the saved weights, in [0, 1)', emaDecay, 0.999)
     .addOption(
       new Option('--sigma-sampling <law>', 'training σ law')
         .choices(['uniform', 'logit-normal'])
@@ -80,6 +89,7 @@ export function trainTeacherCommand(): Command {
       500,
     )
     .option('--resume', 'continue from the newest checkpoint in <out>/checkpoints', false)
+    .option('--overwrite', 'replace a previous run in <out> (its model, checkpoints and log)', false)
     .option('--out <dir>', 'output folder (model/, checkpoints/, train-log.jsonl, loss.png)', 'runs/teacher')
     .addHelpText(
       'after',
@@ -138,7 +148,18 @@ export function trainTeacherCommand(): Command {
         initialSteps = Number(manifest.metadata?.trainingSteps ?? 0);
         start.dispose();
       }
-      await mkdir(options.out, { recursive: true });
+      let folder: RunFolder;
+      try {
+        folder = await acquireRunFolder(options.out, {
+          runFiles: ['model', 'checkpoints', 'train-log.jsonl', 'loss.png'],
+          resume: options.resume,
+          overwrite: options.overwrite,
+        });
+      } catch (error) {
+        model.dispose();
+        if (error instanceof RunFolderError) throw new UsageError(error.message);
+        throw error;
+      }
       const logFile = path.join(options.out, 'train-log.jsonl');
       const optimizer = tf.train.adam(options.lr, 0.9, 0.999);
       const ema = createExponentialMovingAverage(model.variables, options.ema);
@@ -146,11 +167,11 @@ export function trainTeacherCommand(): Command {
       let trainingRandom = random;
       const losses: number[] = [];
       if (options.resume) {
-        const restored = await loadTeacherCheckpoint(options.out, {
-          variables: model.variables,
-          ema,
-          optimizer,
-        });
+        const restored = await loadTeacherCheckpoint(
+          options.out,
+          { variables: model.variables, ema, optimizer },
+          (message) => console.warn(`warning: ${message}`),
+        );
         if (restored) {
           startStep = restored.step;
           trainingRandom = restored.random;
@@ -232,7 +253,7 @@ export function trainTeacherCommand(): Command {
         `${abort.signal.aborted ? 'stopped early (Ctrl-C); checkpoint saved' : 'done'}: ${startStep + result.steps} iterations at ${result.stepsPerSecond.toFixed(1)} iterations/s; teacher saved to ${path.join(options.out, 'model')}`,
       );
       model.dispose();
-      void tf;
+      await folder.release();
       if (abort.signal.aborted) process.exitCode = 130;
     });
 }

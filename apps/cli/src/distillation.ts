@@ -1,4 +1,5 @@
-import { appendFile, writeFile } from 'node:fs/promises';
+import { appendFileSync, existsSync } from 'node:fs';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type Condition,
@@ -219,6 +220,11 @@ async function distilInto(
       losses.push(m.loss);
       firstIteration ??= m.step;
       pending += `${JSON.stringify(m)}\n`;
+      // the lines up to a checkpoint reach the disk before it is written: a kill after it loses none of them
+      if (!m.skipped && m.step % o.checkpointEvery === 0) {
+        appendFileSync(logFile, pending);
+        pending = '';
+      }
       progress?.update(m.step, { loss: m.loss, ...(m.skipped ? { skipped: 'non-finite' } : {}) });
     },
     metadata: { teacher: resolved.label, family: family.name, nfe: o.nfe },
@@ -226,6 +232,17 @@ async function distilInto(
   if (o.resume) {
     const step = await trainer.resume();
     if (step !== undefined && !o.quiet) console.log(`resumed at step ${step}`);
+    // steps after the checkpoint are run again: their old lines go, so each step is logged once
+    const kept = existsSync(logFile)
+      ? (await readFile(logFile, 'utf8')).split('\n').filter((line) => {
+          try {
+            return line && (JSON.parse(line) as StepMetrics).step <= (step ?? 0);
+          } catch {
+            return false; // a line cut short by a kill
+          }
+        })
+      : [];
+    await writeFile(logFile, kept.map((line) => `${line}\n`).join(''));
   }
   const abort = new AbortController();
   const onSigint = () => {

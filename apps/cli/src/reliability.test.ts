@@ -1,12 +1,17 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createRandom } from '@piflow/core';
-import { loadModelDirectory } from '@piflow/models';
+import { createPolicyRegistry, createRandom } from '@piflow/core';
+import { decodeSafetensors, loadModelDirectory } from '@piflow/models';
+import { gm } from '@piflow/policy-gm';
 import '@tensorflow/tfjs-backend-cpu';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { finished, piflow, startPiflow } from './__fixtures__/piflow-process';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const mixture = path.join(here, '__fixtures__', 'two-modes.json');
 
 async function checkpointSteps(dir: string): Promise<number[]> {
   try {
@@ -21,7 +26,7 @@ async function checkpointSteps(dir: string): Promise<number[]> {
 
 /** Weights of a model folder, in variable order. */
 async function weightsOf(dir: string): Promise<Float32Array[]> {
-  const { model } = await loadModelDirectory(dir);
+  const { model } = await loadModelDirectory(dir, { families: createPolicyRegistry({ gm }) });
   const values = model.variables.map((v) => Float32Array.from(v.dataSync()));
   model.dispose();
   return values;
@@ -119,6 +124,42 @@ describe('piflow: runs that are killed, resumed, refused', () => {
     expect(log).toEqual(Array.from({ length: 120 }, (_, i) => i + 1));
   }, 300_000);
 
+  it('distill killed with SIGKILL at random moments and resumed exports the uninterrupted student; its log has every step once', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-kill-distill-'));
+    const args = [
+      'distill',
+      '--teacher',
+      `analytic-gm:${mixture}`,
+      '--iterations',
+      '60',
+      '--batch-size',
+      '32',
+      '--width',
+      '16',
+      '--depth',
+      '1',
+      '--components',
+      '2',
+      '--checkpoint-every',
+      '8',
+    ];
+    const straight = await piflow([...args, '--out', path.join(dir, 'straight')]);
+    expect(straight.code).toBe(0);
+    const landed = await runWithKills(args, path.join(dir, 'killed'), 2, 3);
+    expect(landed).toBeGreaterThanOrEqual(1);
+    expect(
+      maxRelativeDifference(
+        await weightsOf(path.join(dir, 'straight', 'model')),
+        await weightsOf(path.join(dir, 'killed', 'model')),
+      ),
+    ).toBeLessThanOrEqual(1e-6);
+    const steps = (await readFile(path.join(dir, 'killed', 'distill-log.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).step);
+    expect(steps).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+  }, 300_000);
+
   it('a corrupted newest teacher checkpoint is skipped with a warning; stale temp files are removed', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'piflow-corrupt-teacher-'));
     const out = path.join(dir, 't');
@@ -168,4 +209,66 @@ describe('piflow: runs that are killed, resumed, refused', () => {
     expect((await readFile(path.join(out, 'model', 'model.safetensors'))).equals(before[1]!)).toBe(false);
     expect(existsSync(path.join(out, '.piflow-run.lock'))).toBe(false);
   }, 120_000);
+
+  it('refuses sizes that cannot fit, EMA decay 1, labels outside the classes, misplaced guidance and NaN weights before any work', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-refusals-'));
+    // a student whose weights hold a NaN (as a diverged run would write)
+    const poisoned = path.join(dir, 'poisoned');
+    await cp(path.join(here, '..', '..', '..', 'models', 'checkerboard', 'gm-4'), poisoned, {
+      recursive: true,
+    });
+    const weightsFile = path.join(poisoned, 'model.safetensors');
+    const bytes = new Uint8Array(await readFile(weightsFile));
+    new DataView(bytes.buffer).setFloat32(decodeSafetensors(bytes).dataOffset + 4, Number.NaN, true);
+    await writeFile(weightsFile, bytes);
+    const cases: [string[], RegExp][] = [
+      [
+        ['train-teacher', '--ema', '1'],
+        /--ema must be a decay in \[0, 1\) \(1 would export the untrained weights\), got "1"/,
+      ],
+      [
+        ['train-teacher', '--batch-size', '100000000', '--out', path.join(dir, 't')],
+        /--batch-size 100000000 needs about [\d.]+ GB for one training step.*\n {2}fix: use a smaller --batch-size/,
+      ],
+      [
+        ['distill', '--batch-size', '100000000', '--iterations', '1', '--out', path.join(dir, 'd')],
+        /--batch-size 100000000 needs about [\d.]+ GB for one π-ID iteration/,
+      ],
+      [
+        ['sample', '--model', 'checkerboard/gm-4', '-n', '300000000'],
+        /--count 300000000 needs about [\d.]+ GB/,
+      ],
+      [
+        ['sample', '--model', 'mnist/gm-4', '--labels', '3,99', '-n', '4'],
+        /--labels 99 is not a class of this model: it has 10 classes, 0 to 9\./,
+      ],
+      [
+        [
+          'distill',
+          '--teacher',
+          `analytic-gm:${mixture}`,
+          '--guidance-interval',
+          '0,0.5',
+          '--iterations',
+          '1',
+        ],
+        /--guidance-scale and --guidance-interval apply to class-conditional model teachers/,
+      ],
+      [['distill', '--guidance-interval', '0.7,0.2'], /--guidance-interval must be two σ values low,high/],
+      [
+        ['distill', '--resume', '--overwrite', '--iterations', '1', '--out', path.join(dir, 'r')],
+        /--resume and --overwrite exclude each other/,
+      ],
+      [
+        ['sample', '--model', poisoned, '-n', '4'],
+        new RegExp(`${weightsFile.replace(/[/.]/g, '\\$&')}: The weights hold a non-finite value \\(NaN\\)`),
+      ],
+    ];
+    for (const [args, message] of cases) {
+      const run = await piflow(args);
+      expect(run.code, args.join(' ')).toBe(1);
+      expect(run.stderr, args.join(' ')).toMatch(message);
+      expect(run.stderr, args.join(' ')).not.toMatch(/\n\s+at /);
+    }
+  }, 180_000);
 });

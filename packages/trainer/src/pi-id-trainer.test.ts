@@ -32,7 +32,14 @@ describe('π-ID trainer', () => {
     // With a window or teacher intervals (trajectory mixing) the prediction is the student's mean velocity
     // over an interval while the target is the teacher's velocity at its start (its one-step Euler secant),
     // so there the loss is small but not zero at the exact policy — as in the reference.
-    for (const extra of [{}, { numIntermediateStates: 4 }, { data: undefined, sampleShape: [2] }]) {
+    for (const extra of [
+      {},
+      { numIntermediateStates: 4 },
+      { data: undefined, sampleShape: [2] },
+      // trained from any σ, and weighted on x0: the exact posterior is still a zero of the loss
+      { segmentSampling: 'continuous' as const },
+      { lossWeighting: 'x0' as const, gradientAccumulation: 2 },
+    ]) {
       const student = offsetPosteriorStudent(flow, [0, 0]);
       const trainer = createPiIDTrainer({
         student,
@@ -53,6 +60,70 @@ describe('π-ID trainer', () => {
       trainer.dispose();
       student.dispose!();
     }
+  });
+
+  it('weights the same states by 1, σ or σ²; accumulates micro-batches into one update', async () => {
+    const losses: Record<string, number> = {};
+    for (const lossWeighting of ['velocity', 'sigma', 'x0'] as const) {
+      const student = offsetPosteriorStudent(flow, [0.4, -0.3]);
+      const trainer = createPiIDTrainer({
+        student,
+        family: gm,
+        teacher,
+        data,
+        batchSize: 32,
+        numInferenceSteps: 2,
+        substeps: 32,
+        lossWeighting,
+        optimizer: { learningRate: 1e-9 },
+        seed: 4,
+      });
+      expect(trainer.lossWeighting).toBe(lossWeighting);
+      losses[lossWeighting] = (await trainer.trainStep()).loss;
+      trainer.dispose();
+      student.dispose!();
+    }
+    // σ ≤ 1 at every state, and < 1 at almost all: strictly decreasing
+    expect(losses.sigma!).toBeLessThan(losses.velocity!);
+    expect(losses.x0!).toBeLessThan(losses.sigma!);
+    expect(losses.x0!).toBeGreaterThan(0);
+    // the family's weighting applies unless overridden
+    const student = offsetPosteriorStudent(flow, [0, 0]);
+    const withFamily = (lossWeighting?: 'velocity') =>
+      createPiIDTrainer({
+        student,
+        family: { ...gm, training: { ...gm.training!, lossWeighting: 'x0' } },
+        teacher,
+        data,
+        batchSize: 4,
+        numInferenceSteps: 1,
+        ...(lossWeighting ? { lossWeighting } : {}),
+      });
+    expect(withFamily().lossWeighting).toBe('x0');
+    expect(withFamily('velocity').lossWeighting).toBe('velocity');
+    expect(() => withFamily('u' as never)).toThrow(/lossWeighting/);
+    // gradient accumulation: one update per `gradientAccumulation` data batches
+    let batches = 0;
+    const counted = createPiIDTrainer({
+      student,
+      family: gm,
+      teacher,
+      data: (n, random) => {
+        batches++;
+        return data(n, random);
+      },
+      batchSize: 8,
+      numInferenceSteps: 2,
+      gradientAccumulation: 3,
+      optimizer: { learningRate: 1e-9 },
+    });
+    await counted.trainStep();
+    await counted.trainStep();
+    expect(batches).toBe(6);
+    expect(counted.step).toBe(2);
+    expect(counted.iteration).toBe(2);
+    counted.dispose();
+    student.dispose!();
   });
 
   it('pulls a perturbed exact student back to the exact posterior', async () => {

@@ -16,8 +16,8 @@ export interface RunFolderOptions {
    * `overwrite` exactly these are removed, never anything else.
    */
   runFiles: readonly string[];
-  /** How the flags are named to the user (default `--resume` / `--overwrite`). */
-  flags?: { resume: string; overwrite: string };
+  /** How the flags are named to the user (default `--resume` / `--overwrite`; `resume: null` when a run cannot resume). */
+  flags?: { resume: string | null; overwrite: string };
 }
 
 /** A held output folder: `release()` removes the lock (also done when the process exits). */
@@ -92,7 +92,7 @@ export async function acquireRunFolder(dir: string, options: RunFolderOptions): 
     const present = (await fs.readdir(dir)).filter((name) => options.runFiles.includes(name)).sort();
     if (present.length > 0 && !options.resume && !options.overwrite) {
       throw new RunFolderError(
-        `${dir} already holds a run (${present.join(', ')}). Give ${flags.resume} to continue it, ${flags.overwrite} to replace it, or choose another output folder; nothing was changed.`,
+        `${dir} already holds a run (${present.join(', ')}). Give ${flags.resume ? `${flags.resume} to continue it, ` : ''}${flags.overwrite} to replace it, or choose another output folder; nothing was changed.`,
       );
     }
     if (options.overwrite) {

@@ -12,6 +12,7 @@ import {
   familyRegistry,
   parseOptionPairs,
 } from '../families';
+import { checkMemory, sampleSize } from '../memory';
 import { applyConfigFile, integer, number, renamedOption, sigmaInterval } from '../options';
 
 export function distillCommand(): Command {
@@ -215,6 +216,14 @@ export function distillCommand(): Command {
       if (!images && family.studentHead?.options.numComponents && head.numComponents === undefined) {
         head.numComponents = 16;
       }
+      const batchSize = o.batchSize ?? (images ? 32 : 256);
+      checkMemory(
+        '--batch-size',
+        batchSize,
+        // policy parameters, intermediate states and the taped second pass per sample; U-Net activations
+        batchSize * sampleSize(resolved.sampleShape) * 4 * (images ? 2000 : 400),
+        'one π-ID iteration',
+      );
       const result = await distil(resolved, {
         ...o,
         family,
@@ -222,7 +231,7 @@ export function distillCommand(): Command {
         familyOptions,
         samplingOptions,
         iterations: o.iterations ?? (images ? 500 : 3000),
-        batchSize: o.batchSize ?? (images ? 32 : 256),
+        batchSize,
         out: o.out,
       } as never);
       console.log(

@@ -8,6 +8,7 @@ import { loadAnyModel, selectBackend } from '../context';
 import { UsageError } from '../errors';
 import { collectPairs, parseOptionPairs } from '../families';
 import { writeDensityPanels, writeImageGrid } from '../images';
+import { checkMemory, sampleSize } from '../memory';
 import { writeNpy } from '../npy';
 import { applyConfigFile, integer, labelList, number, outputFile } from '../options';
 import { readFloats } from '../reads';
@@ -118,6 +119,13 @@ export function sampleCommand(): Command {
           `give labels between 0 and ${numClasses! - 1}.`,
         );
       }
+      // policy parameters and rollout temporaries per sample (a teacher's Euler step needs less)
+      checkMemory(
+        '--count',
+        o.count,
+        o.count * sampleSize(manifest.sampleShape) * 4 * (isFlowModel(model) ? 16 : 48),
+        'its samples and their policies',
+      );
       const shape = [o.count, ...manifest.sampleShape];
       const noise = createRandom(o.seed).normalTensor(shape);
       const { x, nfe, seconds } = await sampleModel(model, manifest, noise, {

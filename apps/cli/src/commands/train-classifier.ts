@@ -1,11 +1,13 @@
-import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { appendFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createRandom } from '@piflow/core';
 import { loadMnist } from '@piflow/datasets';
 import { createDigitClassifier, digitAccuracyAsync, trainDigitClassifier } from '@piflow/eval';
+import { acquireRunFolder, type RunFolder, RunFolderError } from '@piflow/trainer';
 import { Command } from 'commander';
 import { saveClassifier } from '../classifier-files';
 import { prepareTraining, selectBackend } from '../context';
+import { UsageError } from '../errors';
 import { writeLossPlot } from '../images';
 import { applyConfigFile, commandLine, integer, number, renamedOption } from '../options';
 import { createProgress } from '../progress';
@@ -27,6 +29,7 @@ export function trainClassifierCommand(): Command {
     .option('--batch-size <n>', 'batch size', integer('--batch-size', 1), 64)
     .option('--lr <x>', 'Adam learning rate (cosine-decayed)', number('--lr', 0, 1, true), 2e-3)
     .option('--seed <n>', 'random seed', integer('--seed', 0), 0)
+    .option('--overwrite', 'replace a previous classifier in <out>', false)
     .option(
       '--out <dir>',
       'output folder (classifier.json, weights.bin, train-log.jsonl, loss.png)',
@@ -42,8 +45,20 @@ export function trainClassifierCommand(): Command {
       await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
       await prepareTraining();
       const mnist = loadMnist();
+      let folder: RunFolder;
+      try {
+        folder = await acquireRunFolder(o.out, {
+          runFiles: ['classifier.json', 'weights.bin', 'train-log.jsonl', 'loss.png'],
+          overwrite: o.overwrite,
+          flags: { resume: null, overwrite: '--overwrite' },
+        });
+      } catch (error) {
+        if (error instanceof RunFolderError) {
+          throw new UsageError(error.message);
+        }
+        throw error;
+      }
       const classifier = createDigitClassifier({ seed: o.seed });
-      await mkdir(o.out, { recursive: true });
       const logFile = path.join(o.out, 'train-log.jsonl');
       await writeFile(logFile, '');
       const abort = new AbortController();
@@ -83,6 +98,7 @@ export function trainClassifierCommand(): Command {
         `${abort.signal.aborted ? 'stopped early (Ctrl-C)' : 'done'}: ${result.steps} iterations at ${result.stepsPerSecond.toFixed(1)} iterations/s; accuracy ${(100 * trainAccuracy).toFixed(2)} % train, ${(100 * heldOutAccuracy).toFixed(2)} % held out; saved to ${o.out}`,
       );
       classifier.dispose();
+      await folder.release();
       if (abort.signal.aborted) process.exitCode = 130;
     });
 }

@@ -21,6 +21,7 @@ import { Command, Option } from 'commander';
 import { datasets2D, loadAnyModel, prepareTraining, selectBackend } from '../context';
 import { UsageError } from '../errors';
 import { writeLossPlot } from '../images';
+import { checkMemory, sampleSize } from '../memory';
 import {
   applyConfigFile,
   commandLine,
@@ -128,6 +129,12 @@ export function trainTeacherCommand(): Command {
         sampleShape = [2];
       }
       const batchSize = options.batchSize ?? (images ? 64 : 512);
+      checkMemory(
+        '--batch-size',
+        batchSize,
+        batchSize * sampleSize(sampleShape) * 4 * (images ? 2000 : 200),
+        'one training step (activations and their gradients)',
+      );
       let initialSteps = 0;
       if (options.init) {
         const { model: start, manifest } = await loadAnyModel(options.init);

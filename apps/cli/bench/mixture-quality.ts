@@ -5,7 +5,7 @@
  * gap to the exact data on 20 000 samples, at the trained step count and elastically at 2× the steps.
  *
  *   pnpm --filter @piflow/cli bench:mixtures [-- --mixture-seed 11 --dimension 6 --components 10 --std 0.3 \
- *     --runs gm:4,gm:2,gm:1,dx:4 --samples 20000 --out /tmp/piflow-mixtures]
+ *     --runs gm:4,gm:2,gm:1,dx:4,x0:4 --samples 20000 --out /tmp/piflow-mixtures]
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -27,7 +27,7 @@ const numComponents = Number(option('components', '10'));
 const std = Number(option('std', '0.3'));
 const spread = Number(option('spread', '3'));
 const count = Number(option('samples', '20000'));
-const runs = option('runs', 'gm:4,gm:2,gm:1,dx:4').split(',');
+const runs = option('runs', 'gm:4,gm:2,gm:1,dx:4,x0:4').split(',');
 const extra = option('distill-args', '').split(' ').filter(Boolean);
 const out = path.resolve(option('out', '/tmp/piflow-mixtures'));
 mkdirSync(out, { recursive: true });
@@ -59,9 +59,12 @@ const rows: string[] = [
   '|---|---|---|---|---|---|---|',
 ];
 for (const run of runs) {
-  const [family, nfeText] = run.split(':') as [string, string];
+  // 'x0' is the single-x0 shortcut: the DX family with one point
+  const [name, nfeText] = run.split(':') as [string, string];
+  const family = name === 'x0' ? 'dx' : name;
+  const familyArgs = name === 'x0' ? ['--points', '1'] : [];
   const nfe = Number(nfeText);
-  const dir = path.join(out, `${family}-${nfe}-m${mixtureSeed}`);
+  const dir = path.join(out, `${name}-${nfe}-m${mixtureSeed}`);
   const started = performance.now();
   piflow(
     '--backend',
@@ -76,6 +79,7 @@ for (const run of runs) {
     '--out',
     dir,
     '--overwrite',
+    ...familyArgs,
     ...extra,
   );
   const trainSeconds = (performance.now() - started) / 1000;
@@ -101,7 +105,7 @@ for (const run of runs) {
     const { values } = JSON.parse(readFileSync(json, 'utf8')) as { values: number[] };
     const m = gaussianMixtureMeasures(flow, values);
     rows.push(
-      `| ${family}-${nfe} | ${nfe} | ${sampled} | ${m.coverageTV.toFixed(4)} | ${m.spread.toFixed(3)} | ${(m.logDensity - dataMeasures.logDensity).toFixed(3)} | ${sampled === nfe ? trainSeconds.toFixed(0) : ''} |`,
+      `| ${name}-${nfe} | ${nfe} | ${sampled} | ${m.coverageTV.toFixed(4)} | ${m.spread.toFixed(3)} | ${(m.logDensity - dataMeasures.logDensity).toFixed(3)} | ${sampled === nfe ? trainSeconds.toFixed(0) : ''} |`,
     );
     console.log(rows[rows.length - 1]);
   }

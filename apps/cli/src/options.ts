@@ -46,6 +46,16 @@ export function emaDecay(value: string): number {
   return n;
 }
 
+/** The FlowMap sampler's stochasticity h: a number ≥ 0 or 'inf'. */
+export function stochasticity(value: string): number | 'inf' {
+  if (value === 'inf') return 'inf';
+  const n = strictNumber(value);
+  if (!(n >= 0 && Number.isFinite(n))) {
+    throw new CommanderError(`--h must be a number ≥ 0 or 'inf', got ${JSON.stringify(value)}.`);
+  }
+  return n;
+}
+
 /** A σ interval `low,high` with 0 ≤ low ≤ high ≤ 1. */
 export function sigmaInterval(name: string) {
   return (value: string): [number, number] => {

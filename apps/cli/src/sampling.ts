@@ -28,6 +28,12 @@ export async function sampleModel(
     guidanceScale?: number;
     /** Class labels, cycled over the samples (class-conditional models). */
     labels?: readonly number[];
+    /** A student's sampler stochasticity h (0 = the ODE, default; 'inf' = re-noise fully each step). */
+    h?: number | 'inf';
+    /** Euler substeps per unit raw time in a student's policy rollouts (default 128). */
+    substeps?: number;
+    /** Seed of the re-noising when h > 0. */
+    seed?: number;
   },
 ): Promise<{ x: tf.Tensor; nfe: number; seconds: number; labels?: Int32Array }> {
   const started = performance.now();
@@ -82,6 +88,8 @@ export async function sampleModel(
       finalStepSizeScale: manifest.sampling?.finalStepSizeScale ?? 1,
       familyOptions: { ...manifest.sampling?.familyOptions, ...options.familyOptions },
       policyOptions: { ...model.policyOptions },
+      ...(options.h !== undefined ? { h: options.h, seed: options.seed ?? 0 } : {}),
+      ...(options.substeps !== undefined ? { substeps: options.substeps } : {}),
       ...(condition ? { condition } : {}),
     });
     return { x, nfe, seconds: (performance.now() - started) / 1000, ...(labels ? { labels } : {}) };

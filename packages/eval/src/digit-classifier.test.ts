@@ -4,6 +4,7 @@ import { loadMnist } from '@piflow/datasets';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import {
+  classifierScore,
   classifyDigits,
   classifyDigitsAsync,
   createDigitClassifier,
@@ -15,6 +16,8 @@ import {
   digitMetrics,
   digitMetricsAsync,
   frechetDistance,
+  kernelInceptionDistance,
+  precisionRecall,
   serializeDigitClassifier,
   trainDigitClassifier,
 } from './index';
@@ -105,6 +108,16 @@ for (const backend of testBackends()) {
         (metrics.perClassDiversity[0]! + metrics.perClassDiversity[1]!) / 2,
         10,
       );
+      // precision/recall (reference = real manifold), KID and the classifier score on the same features
+      const sampleSet = { values: features, dimension: d };
+      const referenceSet = { values: referenceFeatures, dimension: d };
+      const pr = precisionRecall(referenceSet, sampleSet);
+      expect([metrics.precision, metrics.recall]).toEqual([pr.precision, pr.recall]);
+      expect(metrics.kid).toBeCloseTo(kernelInceptionDistance(referenceSet, sampleSet).kid, 10);
+      const logits = tf.tidy(() =>
+        classifier.logitsFromFeatures(tf.tensor2d(features, [samples.count, d])).dataSync(),
+      );
+      expect(metrics.classScore).toBeCloseTo(classifierScore(logits, 2), 6);
       classifier.dispose();
     });
   });

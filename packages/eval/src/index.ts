@@ -5,19 +5,17 @@ export {
   type DigitClassifier,
   type DigitClassifierConfig,
   type DigitClassifierManifest,
-  type DigitMetrics,
   deserializeDigitClassifier,
   digitAccuracy,
   digitAccuracyAsync,
   digitFeatures,
   digitFeaturesAsync,
-  digitMetrics,
-  digitMetricsAsync,
   type LabelledImages,
   serializeDigitClassifier,
   type TrainDigitClassifierOptions,
   trainDigitClassifier,
 } from './digit-classifier';
+export { type DigitMetrics, digitMetrics, digitMetricsAsync } from './digit-metrics';
 export {
   classifierScore,
   type KernelInceptionDistance,

@@ -10,7 +10,7 @@ import { collectPairs, parseOptionPairs } from '../families';
 import { writeDensityPanels, writeImageGrid } from '../images';
 import { checkMemory, sampleSize } from '../memory';
 import { writeNpy } from '../npy';
-import { applyConfigFile, integer, labelList, number, outputFile } from '../options';
+import { applyConfigFile, integer, labelList, number, outputFile, stochasticity } from '../options';
 import { readFloats } from '../reads';
 import { sampleModel } from '../sampling';
 
@@ -81,6 +81,16 @@ export function sampleCommand(): Command {
       collectPairs,
     )
     .option('--temperature <x>', "shorthand for --sample-option temperature=<x> (a number or 'auto')")
+    .option(
+      '--h <x>',
+      "a student's sampler stochasticity: 0 = the ODE (default), 'inf' = re-noise fully every step",
+      stochasticity,
+    )
+    .option(
+      '--substeps <n>',
+      "Euler substeps per unit raw time in a student's policy rollouts (default 128)",
+      integer('--substeps', 1, 4096),
+    )
     .option('--labels <list>', 'class labels cycled over the samples (class-conditional models)', labelList)
     .option(
       '--guidance-scale <x>',
@@ -105,6 +115,13 @@ export function sampleCommand(): Command {
       await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
       const { model, manifest, families } = await loadAnyModel(o.model, o.plugin ?? []);
       checkStepOptions(model, o.model, o);
+      if (isFlowModel(model) && (o.h !== undefined || o.substeps !== undefined)) {
+        model.dispose();
+        throw new UsageError(
+          `--h and --substeps set a π-Flow student's sampler, but ${o.model} is a teacher (flow model).`,
+          'drop them (a teacher samples with --steps Euler steps).',
+        );
+      }
       const familyOptions = isFlowModel(model) ? {} : samplingOptions(families.get(model.family), o);
       const numClasses = manifest.backbone.config.numClasses as number | undefined;
       if (o.labels && numClasses === undefined) {
@@ -135,6 +152,8 @@ export function sampleCommand(): Command {
         families,
         ...(o.guidanceScale !== undefined ? { guidanceScale: o.guidanceScale } : {}),
         ...(o.labels ? { labels: o.labels } : {}),
+        ...(o.h !== undefined ? { h: o.h, seed: o.seed } : {}),
+        ...(o.substeps !== undefined ? { substeps: o.substeps } : {}),
       });
       // Read asynchronously: tfjs's WebGPU backend cannot read GPU memory synchronously in Node.
       const values = await readFloats(x);

@@ -254,8 +254,14 @@ describe('piflow: runs that are killed, resumed, refused', () => {
         ],
         /--guidance-scale and --guidance-interval apply to class-conditional model teachers/,
       ],
-      [['sample', '--model', 'checkerboard', '--h', '1'], /--h and --substeps set a π-Flow student's sampler/],
-      [['sample', '--model', 'checkerboard/gm-4', '--h', '-1'], /--h must be a number ≥ 0 or 'inf', got "-1"/],
+      [
+        ['sample', '--model', 'checkerboard', '--h', '1'],
+        /--h and --substeps set a π-Flow student's sampler/,
+      ],
+      [
+        ['sample', '--model', 'checkerboard/gm-4', '--h', '-1'],
+        /--h must be a number ≥ 0 or 'inf', got "-1"/,
+      ],
       [['distill', '--guidance-interval', '0.7,0.2'], /--guidance-interval must be two σ values low,high/],
       [
         ['distill', '--resume', '--overwrite', '--iterations', '1', '--out', path.join(dir, 'r')],

@@ -174,6 +174,8 @@ export interface PolicyFamily<TParams = unknown, TOptions = unknown> {
      * their parameters does not vanish as σ → 0.
      */
     readonly lossWeighting?: 'velocity' | 'sigma' | 'x0';
+    /** The AdamW learning rate the family's students train well with (tools use it when none is given). */
+    readonly learningRate?: number;
   };
   /** Sampling options (e.g. GM's temperature, 'auto' included), turned into `create` options per step. */
   readonly sampling?: {

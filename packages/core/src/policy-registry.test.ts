@@ -37,6 +37,18 @@ describe('policy registry', () => {
       createPolicyRegistry({ old: { ...family('old'), specificationVersion: 'v1' as never } }),
     ).toThrow(/families.old.specificationVersion.*'v2'.*studentHead/);
     expect(() => createPolicyRegistry({ bad: {} as never })).toThrow(/families.bad/);
+    const training = { options: {}, policyOptions: () => ({}) };
+    expect(() =>
+      createPolicyRegistry({ w: { ...family('w'), training: { ...training, lossWeighting: 'u' as never } } }),
+    ).toThrow(/families.w.training.lossWeighting/);
+    expect(() =>
+      createPolicyRegistry({ r: { ...family('r'), training: { ...training, learningRate: -1 } } }),
+    ).toThrow(/families.r.training.learningRate/);
+    expect(
+      createPolicyRegistry({
+        ok: { ...family('ok'), training: { ...training, lossWeighting: 'x0', learningRate: 1e-3 } },
+      }).names(),
+    ).toEqual(['ok']);
   });
 });
 

@@ -34,6 +34,22 @@ function assertFamily(key: string, family: unknown): asserts family is PolicyFam
       describeValue(f.specificationVersion),
     );
   }
+  const weighting = f.training?.lossWeighting;
+  if (weighting !== undefined && !['velocity', 'sigma', 'x0'].includes(weighting)) {
+    throw new InvalidArgumentError(
+      `families.${key}.training.lossWeighting`,
+      "'velocity', 'sigma' or 'x0'",
+      describeValue(weighting),
+    );
+  }
+  const rate = f.training?.learningRate;
+  if (rate !== undefined && !(typeof rate === 'number' && rate > 0 && Number.isFinite(rate))) {
+    throw new InvalidArgumentError(
+      `families.${key}.training.learningRate`,
+      'a number > 0',
+      describeValue(rate),
+    );
+  }
 }
 
 /** Whether a value looks like a policy family of any specification version (a name and a create function). */

@@ -226,13 +226,16 @@ const dxStudentHead: NonNullable<PolicyFamily['studentHead']> = {
 /**
  * π-ID trains DX students on the implied x0 (each state's velocity error times σ²): a DX policy's velocity
  * (x − x̂0(σ))/σ keeps a 1/σ sensitivity to its grid as σ → 0 (a GM policy's vanishes there), so the plain
- * velocity loss is dominated by the last states before σ = 0 and its gradients are heavy-tailed. Measured on a
- * 6-D, 10-component mixture (docs/BENCHMARKS.md): 4-step spread 4.66 → 1.19, log-density gap −11.0 → −0.57.
+ * velocity loss is dominated by the last states before σ = 0 and its gradients are heavy-tailed. Its N free
+ * x0 values per step also learn more slowly than a GM's: learning rate 1e-3. Measured on a 6-D, 10-component
+ * mixture (docs/BENCHMARKS.md, 4 steps): spread 4.66 → 1.19 (x0 weighting) → 1.10 (and lr 1e-3); log-density
+ * gap −11.0 → −0.57 → −0.31 nats.
  */
 const dxTraining: NonNullable<PolicyFamily['training']> = {
   options: {},
   policyOptions: () => ({}),
   lossWeighting: 'x0',
+  learningRate: 1e-3,
 };
 
 export type DXFamily = Omit<PolicyFamily<DXParams, DXPolicyOptions>, 'create' | 'paramShapes'> & {

@@ -646,7 +646,7 @@ export class PiIDTrainer<P = unknown> {
     const variables = this.student.variables;
     const { substeps, shift, lossScale } = this.o;
     const policyOptions = { ...this.student.policyOptions };
-    const power = { velocity: 0, sigma: 1, x0: 2 }[this.lossWeighting];
+    const weightOf = lossWeight(this.lossWeighting);
     const { value, grads } = tf.variableGrads(() => {
       const params = this.student.predict(xSrc, sigmaSrc, condition);
       const policy = this.family.create(params, xSrc, sigmaSrc, policyOptions);
@@ -655,7 +655,7 @@ export class PiIDTrainer<P = unknown> {
         const diff = tf.sub(prediction, s.target);
         const axes = Array.from({ length: diff.rank - 1 }, (_, i) => i + 1);
         const row = tf.mul(tf.mean(tf.square(diff), axes), 0.5);
-        return power === 0 ? row : tf.mul(row, tf.tensor1d(s.sigma.map((v) => v ** power)));
+        return this.lossWeighting === 'velocity' ? row : tf.mul(row, tf.tensor1d(s.sigma.map(weightOf)));
       });
       return tf.mul(tf.mean(tf.concat(perRow)), lossScale * weight) as tf.Scalar;
     }, variables as tf.Variable[]);
@@ -663,6 +663,18 @@ export class PiIDTrainer<P = unknown> {
     const loss = (await value.data())[0]! / weight;
     value.dispose();
     return { loss, grads: variables.map((v) => grads[v.name] ?? tf.zerosLike(v)) };
+  }
+}
+
+/** The loss weight of a state at σ. */
+function lossWeight(weighting: LossWeighting): (sigma: number) => number {
+  switch (weighting) {
+    case 'sigma':
+      return (s) => s;
+    case 'x0':
+      return (s) => s * s;
+    default:
+      return () => 1;
   }
 }
 

@@ -75,7 +75,11 @@ export function distillCommand(): Command {
     .option('--points <n>', 'shorthand for --head numPoints=<n>', integer('--points', 1))
     .option('--width <n>', 'student MLP width (default: the teacher architecture)', integer('--width', 1))
     .option('--depth <n>', 'student MLP blocks (default: the teacher architecture)', integer('--depth', 1))
-    .option('--lr <x>', 'AdamW learning rate', number('--lr', 0, 1, true), D.lr)
+    .option(
+      '--lr <x>',
+      `AdamW learning rate (default: the family's, else ${D.lr})`,
+      number('--lr', 0, 1, true),
+    )
     .option(
       '--loss-scale <x>',
       'π-ID loss multiplier (reference: 3 on ImageNet, 30 on FLUX and Qwen-Image)',
@@ -230,6 +234,7 @@ export function distillCommand(): Command {
         head,
         familyOptions,
         samplingOptions,
+        lr: o.lr ?? family.training?.learningRate ?? D.lr,
         iterations: o.iterations ?? (images ? 500 : 3000),
         batchSize,
         out: o.out,

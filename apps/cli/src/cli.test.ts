@@ -351,7 +351,16 @@ describe('piflow CLI', () => {
       ['π-Flow GM K=2 (2 steps)', 2, 2],
     ]);
     expect(results.rows[2].alignment).toBe(0); // the reference itself
-    for (const row of results.rows) expect(Number.isFinite(row.frechetDistance)).toBe(true);
+    for (const row of results.rows) {
+      expect(Number.isFinite(row.frechetDistance)).toBe(true);
+      expect(Number.isFinite(row.kid)).toBe(true);
+      expect(row.precision).toBeGreaterThanOrEqual(0);
+      expect(row.precision).toBeLessThanOrEqual(1);
+      expect(row.recall).toBeGreaterThanOrEqual(0);
+      expect(row.recall).toBeLessThanOrEqual(1);
+      expect(row.classScore).toBeGreaterThanOrEqual(1);
+      expect(row.classScore).toBeLessThanOrEqual(10);
+    }
     const grids = PNG.sync.read(await readFile(path.join(dir, 'eval', 'grids.png')));
     expect(grids.width).toBe(2 * (10 * 30 + 2) + 8); // teacher-2 and the student side by side
     expect(await readFile(path.join(dir, 'eval', 'results.md'), 'utf8')).toContain(

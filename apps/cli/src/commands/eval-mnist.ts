@@ -29,7 +29,7 @@ export interface MnistRow {
   /** k-NN precision and recall of the classifier features against held-out real digits'. */
   precision: number;
   recall: number;
-  /** Kernel Inception Distance of the classifier features (×10³ in the table). */
+  /** Kernel Inception Distance of the classifier features. */
   kid: number;
   /** Inception-Score form of the classifier's predictions (10 = confident and balanced). */
   classScore: number;
@@ -46,13 +46,13 @@ function sampleMetrics(m: DigitMetrics) {
 
 export function formatMnistTable(rows: MnistRow[], referenceSteps = 64): string {
   const lines = [
-    `| sampler | steps | network evals / image | Fréchet distance ↓ | KID ×10³ ↓ | precision | recall | class accuracy | class score | diversity | alignment to teacher-${referenceSteps} ↓ | ms / 100 images |`,
+    `| sampler | steps | network evals / image | Fréchet distance ↓ | KID ↓ | precision | recall | class accuracy | class score | diversity | alignment to teacher-${referenceSteps} ↓ | ms / 100 images |`,
     '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   const fmt = (x: number, digits: number) => (Number.isNaN(x) ? '—' : x.toFixed(digits));
   for (const r of rows) {
     lines.push(
-      `| ${r.sampler} | ${r.steps || '—'} | ${r.nfe || '—'} | ${fmt(r.frechetDistance, 3)} | ${fmt(1000 * r.kid, 2)} | ${fmt(r.precision, 3)} | ${fmt(r.recall, 3)} | ${fmt(100 * r.accuracy, 1)} % | ${fmt(r.classScore, 2)} | ${fmt(r.diversity, 3)} | ${fmt(r.alignment, 2)} | ${r.msPer100 ? r.msPer100.toFixed(0) : '—'} |`,
+      `| ${r.sampler} | ${r.steps || '—'} | ${r.nfe || '—'} | ${fmt(r.frechetDistance, 3)} | ${fmt(r.kid, 3)} | ${fmt(r.precision, 3)} | ${fmt(r.recall, 3)} | ${fmt(100 * r.accuracy, 1)} % | ${fmt(r.classScore, 2)} | ${fmt(r.diversity, 3)} | ${fmt(r.alignment, 2)} | ${r.msPer100 ? r.msPer100.toFixed(0) : '—'} |`,
     );
   }
   return lines.join('\n');

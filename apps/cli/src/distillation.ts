@@ -61,7 +61,7 @@ export interface DistillOptions {
   windowSubsteps: number;
   decayIters: number;
   finalStepSizeScale: number;
-  segmentSampling: 'grid' | 'continuous';
+  segmentSampling: 'grid' | 'continuous' | 'mixed';
   checkpointEvery: number;
   seed: number;
   resume: boolean;

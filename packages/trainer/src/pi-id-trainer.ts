@@ -229,10 +229,13 @@ export class PiIDTrainer<P = unknown> {
     );
     assertNumber('lossScale', o.lossScale, { min: 0, minExclusive: true });
     assertNumber('gradientAccumulation', o.gradientAccumulation, { min: 1, integer: true });
-    if (options.segmentSampling !== undefined && !['grid', 'continuous'].includes(options.segmentSampling)) {
+    if (
+      options.segmentSampling !== undefined &&
+      !['grid', 'continuous', 'mixed'].includes(options.segmentSampling)
+    ) {
       throw new InvalidArgumentError(
         'segmentSampling',
-        "'grid' or 'continuous'",
+        "'grid', 'continuous' or 'mixed'",
         JSON.stringify(options.segmentSampling),
       );
     }

@@ -48,6 +48,23 @@ describe('π-ID segments', () => {
     expect(onGrid).toBeLessThan(5);
   });
 
+  it('mixed: half the starts on the grid (as grid), half anywhere (as continuous)', () => {
+    const n = 20000;
+    const N = 2;
+    const delta = 1 / N;
+    const seg = sampleSegments(n, N, 1, 1, createRandom(5), 'mixed');
+    const grid = flowMapSchedule({ numInferenceSteps: N }).rawTimes;
+    let onGrid = 0;
+    for (let b = 0; b < n; b++) {
+      const r = seg.rawSrc[b]!;
+      if (grid.some((g) => Math.abs(g - r) < 1e-9)) {
+        onGrid++;
+        expect(seg.rawLength[b]).toBeCloseTo(delta, 12);
+      } else expect(seg.rawLength[b]).toBeCloseTo(Math.min(delta, r), 12);
+    }
+    expect(Math.abs(onGrid / n - 0.5)).toBeLessThan(4 * Math.sqrt(0.25 / n));
+  });
+
   it('intermediate offsets: student increments within (1 − ratio)·L, teacher increments partition ratio·L', () => {
     const random = createRandom(2);
     for (const ratio of [0, 0.3, 1]) {

@@ -16,8 +16,9 @@ const EPS = 1e-4;
  * Where π-ID trains the student: `'grid'` at the start of each of the N steps (the reference), `'continuous'`
  * at any raw time r ~ U(0, 1], each sample's segment reaching min(Δ, r) further: the student is then a policy
  * valid for a step of size Δ from any σ, which is what sampling at other step counts (elastic inference) asks.
+ * `'mixed'` draws each sample's start from one or the other with probability ½.
  */
-export type SegmentSampling = 'grid' | 'continuous';
+export type SegmentSampling = 'grid' | 'continuous' | 'mixed';
 
 /**
  * Samples which step of an N-step schedule each sample trains (data-dependent π-ID, reference `sample_t`):
@@ -40,7 +41,7 @@ export function sampleSegments(
   const sigmaSrc = new Float32Array(batch);
   for (let b = 0; b < batch; b++) {
     const r = Math.max(1 - random.uniform(), EPS);
-    if (mode === 'continuous') {
+    if (mode === 'continuous' || (mode === 'mixed' && random.uniform() < 0.5)) {
       rawSrc[b] = r;
       rawLength[b] = Math.min(delta, r);
       sigmaSrc[b] = warp(r, shift);

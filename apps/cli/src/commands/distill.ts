@@ -160,7 +160,7 @@ export function distillCommand(): Command {
         '--segment-sampling <mode>',
         'where the student is trained: grid (its N step starts, the reference) or continuous (any σ: it then samples well at other step counts too)',
       )
-        .choices(['grid', 'continuous'])
+        .choices(['grid', 'continuous', 'mixed'])
         .default(D.segmentSampling),
     )
     .option('--checkpoint-every <n>', 'checkpoint interval', integer('--checkpoint-every', 1), 200)

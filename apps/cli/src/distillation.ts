@@ -88,7 +88,7 @@ export const DISTILL_DEFAULTS = {
   windowSubsteps: 0,
   decayIters: 0,
   finalStepSizeScale: 1,
-  segmentSampling: 'continuous',
+  segmentSampling: 'mixed',
 } as const satisfies Partial<DistillOptions>;
 
 export interface DistillResult {

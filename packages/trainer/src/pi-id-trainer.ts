@@ -52,7 +52,8 @@ export interface PiIDTrainerOptions<P = unknown> {
   finalStepSizeScale?: number;
   /**
    * Where the student is trained (data-dependent mode): `'grid'` at its N step starts (the reference; default),
-   * `'continuous'` at any σ (each segment min(Δ, r) long), for students sampled at other step counts.
+   * `'continuous'` at any σ (each segment min(Δ, r) long), `'mixed'` either with probability ½ — for students
+   * sampled at other step counts too.
    */
   segmentSampling?: SegmentSampling;
   shift?: number;

@@ -158,7 +158,7 @@ export function distillCommand(): Command {
     .addOption(
       new Option(
         '--segment-sampling <mode>',
-        'where the student is trained: grid (its N step starts, the reference) or continuous (any σ: it then samples well at other step counts too)',
+        'where the student is trained: grid (its N step starts, the reference), continuous (any σ) or mixed (each half the time: it then samples well at other step counts too)',
       )
         .choices(['grid', 'continuous', 'mixed'])
         .default(D.segmentSampling),

@@ -1,5 +1,5 @@
-import { appendFileSync, existsSync } from 'node:fs';
-import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { appendFileSync } from 'node:fs';
+import { appendFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type Condition,
@@ -29,6 +29,7 @@ import { writeLossPlot } from './images';
 import { commandLine } from './options';
 import { createProgress } from './progress';
 import { readAhead } from './reads';
+import { truncateLog } from './run-log';
 
 export interface DistillOptions {
   /** The policy family (from the registry: built-ins and plugins). */
@@ -233,16 +234,7 @@ async function distilInto(
     const step = await trainer.resume();
     if (step !== undefined && !o.quiet) console.log(`resumed at step ${step}`);
     // steps after the checkpoint are run again: their old lines go, so each step is logged once
-    const kept = existsSync(logFile)
-      ? (await readFile(logFile, 'utf8')).split('\n').filter((line) => {
-          try {
-            return line && (JSON.parse(line) as StepMetrics).step <= (step ?? 0);
-          } catch {
-            return false; // a line cut short by a kill
-          }
-        })
-      : [];
-    await writeFile(logFile, kept.map((line) => `${line}\n`).join(''));
+    await truncateLog(logFile, step ?? 0);
   }
   const abort = new AbortController();
   const onSigint = () => {

@@ -50,11 +50,17 @@ function maxRelativeDifference(a: Float32Array[], b: Float32Array[]): number {
  * Runs `args` into `out` killing the whole process group with SIGKILL at random moments after checkpoints
  * appear, resuming each time, until a run completes; returns how many kills landed.
  */
-async function runWithKills(args: string[], out: string, seed: number, kills: number): Promise<number> {
+async function runWithKills(
+  args: string[],
+  out: string,
+  seed: number,
+  kills: number,
+  backend = 'cpu',
+): Promise<number> {
   const random = createRandom(seed);
   let landed = 0;
   for (let attempt = 0; ; attempt++) {
-    const child = startPiflow([...args, ...(attempt > 0 ? ['--resume'] : []), '--out', out]);
+    const child = startPiflow([...args, ...(attempt > 0 ? ['--resume'] : []), '--out', out], { backend });
     const done = finished(child);
     if (landed < kills) {
       const before = Math.max(0, ...(await checkpointSteps(path.join(out, 'checkpoints'))));
@@ -158,6 +164,27 @@ describe('piflow: runs that are killed, resumed, refused', () => {
       .split('\n')
       .map((l) => JSON.parse(l).step);
     expect(steps).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+  }, 300_000);
+
+  it('train-classifier killed with SIGKILL at random moments and resumed saves the uninterrupted classifier', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-kill-classifier-'));
+    const args = ['train-classifier', '--iterations', '30', '--batch-size', '16', '--checkpoint-every', '4'];
+    const straight = await piflow([...args, '--out', path.join(dir, 'straight')], { backend: 'wasm' });
+    expect(straight.code).toBe(0);
+    const landed = await runWithKills(args, path.join(dir, 'killed'), 3, 2, 'wasm');
+    expect(landed).toBeGreaterThanOrEqual(1);
+    const weights = async (run: string) => {
+      const bytes = await readFile(path.join(dir, run, 'weights.bin'));
+      return [new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)];
+    };
+    expect(maxRelativeDifference(await weights('straight'), await weights('killed'))).toBeLessThanOrEqual(
+      1e-6,
+    );
+    const steps = (await readFile(path.join(dir, 'killed', 'train-log.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).step);
+    expect(steps).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
   }, 300_000);
 
   it('a corrupted newest teacher checkpoint is skipped with a warning; stale temp files are removed', async () => {

@@ -207,13 +207,18 @@ export interface TrainDigitClassifierOptions {
   /** Largest random translation in pixels (data augmentation). Default 2. */
   maxShift?: number;
   random?: Random | number;
-  onStep?: (info: { step: number; loss: number }) => void;
+  /** Called after every step (awaited: a checkpoint can be written there). */
+  onStep?: (info: { step: number; loss: number }) => void | Promise<void>;
   signal?: AbortSignal;
+  /** Steps already done (a resumed run): training continues at `startStep + 1` on the same schedule. */
+  startStep?: number;
+  /** An Adam optimizer to continue with (its state is kept; the caller disposes it). Default: a new one. */
+  optimizer?: tf.Optimizer;
 }
 
 /**
- * Trains the classifier with cross-entropy (Adam, cosine decay, random translations). Returns the
- * per-step losses. Leaves no tensors behind.
+ * Trains the classifier with cross-entropy (Adam, cosine decay, random translations). Returns the steps done
+ * (counting `startStep`) and the losses of this call. Leaves no tensors behind (a given optimizer is kept).
  */
 export async function trainDigitClassifier(
   classifier: DigitClassifier,
@@ -237,16 +242,18 @@ export async function trainDigitClassifier(
       throw new InvalidArgumentError('data.labels', `labels in [0, ${numClasses})`, String(label));
     }
   }
+  const startStep = options.startStep ?? 0;
+  assertNumber('options.startStep', startStep, { min: 0, max: steps, integer: true });
   const random = options.random instanceof Random ? options.random : createRandom(options.random ?? 0);
   await registerGradients();
   ensureWasmTrainingKernels();
-  const optimizer = tf.train.adam(learningRate);
-  const losses = new Float32Array(steps);
+  const optimizer = options.optimizer ?? tf.train.adam(learningRate);
+  const losses = new Float32Array(steps - startStep);
   const pixels = size * size;
   const started = performance.now();
-  let done = 0;
+  let done = startStep;
   try {
-    for (let step = 0; step < steps; step++) {
+    for (let step = startStep; step < steps; step++) {
       if (options.signal?.aborted) break;
       const x = new Float32Array(batchSize * pixels).fill(-1);
       const y = new Int32Array(batchSize);
@@ -276,18 +283,19 @@ export async function trainDigitClassifier(
           classifier.variables as tf.Variable[],
         )!;
       });
-      losses[step] = (await loss.data())[0]!;
+      const value = (await loss.data())[0]!;
+      losses[step - startStep] = value;
       loss.dispose();
       done = step + 1;
-      options.onStep?.({ step: done, loss: losses[step]! });
+      await options.onStep?.({ step: done, loss: value });
     }
   } finally {
-    optimizer.dispose();
+    if (!options.optimizer) optimizer.dispose();
   }
   return {
     steps: done,
-    losses: losses.subarray(0, done),
-    stepsPerSecond: done / ((performance.now() - started) / 1000),
+    losses: losses.subarray(0, done - startStep),
+    stepsPerSecond: (done - startStep) / ((performance.now() - started) / 1000),
   };
 }
 

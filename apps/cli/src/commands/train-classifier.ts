@@ -4,6 +4,7 @@ import { createRandom } from '@piflow/core';
 import { loadMnist } from '@piflow/datasets';
 import { createDigitClassifier, digitAccuracyAsync, trainDigitClassifier } from '@piflow/eval';
 import { acquireRunFolder, type RunFolder, RunFolderError } from '@piflow/trainer';
+import * as tf from '@tensorflow/tfjs-core';
 import { Command } from 'commander';
 import { saveClassifier } from '../classifier-files';
 import { prepareTraining, selectBackend } from '../context';
@@ -12,6 +13,8 @@ import { writeLossPlot } from '../images';
 import { applyConfigFile, commandLine, integer, number, renamedOption } from '../options';
 import { createProgress } from '../progress';
 import { readAhead } from '../reads';
+import { truncateLog } from '../run-log';
+import { loadTrainingCheckpoint, saveTrainingCheckpoint } from '../training-checkpoint';
 
 export function trainClassifierCommand(): Command {
   return new Command('train-classifier')
@@ -29,6 +32,13 @@ export function trainClassifierCommand(): Command {
     .option('--batch-size <n>', 'batch size', integer('--batch-size', 1), 64)
     .option('--lr <x>', 'Adam learning rate (cosine-decayed)', number('--lr', 0, 1, true), 2e-3)
     .option('--seed <n>', 'random seed', integer('--seed', 0), 0)
+    .option(
+      '--checkpoint-every <n>',
+      'write a checkpoint every n iterations (and on Ctrl-C)',
+      integer('--checkpoint-every', 1),
+      500,
+    )
+    .option('--resume', 'continue from the newest checkpoint in <out>/checkpoints', false)
     .option('--overwrite', 'replace a previous classifier in <out>', false)
     .option(
       '--out <dir>',
@@ -48,9 +58,9 @@ export function trainClassifierCommand(): Command {
       let folder: RunFolder;
       try {
         folder = await acquireRunFolder(o.out, {
-          runFiles: ['classifier.json', 'weights.bin', 'train-log.jsonl', 'loss.png'],
+          runFiles: ['classifier.json', 'weights.bin', 'checkpoints', 'train-log.jsonl', 'loss.png'],
+          resume: o.resume,
           overwrite: o.overwrite,
-          flags: { resume: null, overwrite: '--overwrite' },
         });
       } catch (error) {
         if (error instanceof RunFolderError) {
@@ -60,26 +70,63 @@ export function trainClassifierCommand(): Command {
       }
       const classifier = createDigitClassifier({ seed: o.seed });
       const logFile = path.join(o.out, 'train-log.jsonl');
-      await writeFile(logFile, '');
+      const optimizer = tf.train.adam(o.lr);
+      let random = createRandom(o.seed);
+      let startStep = 0;
+      const losses: number[] = [];
+      if (o.resume) {
+        const restored = await loadTrainingCheckpoint(
+          'classifier',
+          o.out,
+          { variables: classifier.variables, optimizer },
+          (message) => console.warn(`warning: ${message}`),
+        );
+        if (restored) {
+          startStep = restored.step;
+          random = restored.random;
+          console.log(`resumed at step ${startStep}`);
+        }
+        for (const l of await truncateLog<{ step: number; loss: number }>(logFile, startStep)) {
+          losses.push(l.loss);
+        }
+      } else await writeFile(logFile, '');
       const abort = new AbortController();
       const onSigint = () => abort.abort();
       process.once('SIGINT', onSigint);
       const progress = createProgress('train-classifier', o.iterations);
+      const checkpoint = (step: number) =>
+        saveTrainingCheckpoint('classifier', o.out, {
+          step,
+          random,
+          variables: classifier.variables,
+          optimizer,
+        });
       let lines = '';
       const result = await trainDigitClassifier(classifier, mnist.train, {
         steps: o.iterations,
+        startStep,
+        optimizer,
         batchSize: o.batchSize,
         learningRate: o.lr,
-        random: createRandom(o.seed),
+        random,
         signal: abort.signal,
-        onStep: ({ step, loss }) => {
+        onStep: async ({ step, loss }) => {
+          losses.push(loss);
           lines += `${JSON.stringify({ step, loss })}\n`;
+          if (step % o.checkpointEvery === 0) {
+            // the log lines up to a checkpoint reach the disk before it
+            await appendFile(logFile, lines);
+            lines = '';
+            await checkpoint(step);
+          }
           progress.update(step, { loss });
         },
       });
       progress.stop();
       process.removeListener('SIGINT', onSigint);
       await appendFile(logFile, lines);
+      if (abort.signal.aborted && result.steps > startStep) await checkpoint(result.steps);
+      optimizer.dispose();
       // Every read is asynchronous: tfjs's WebGPU backend cannot read GPU memory synchronously in Node.
       const trainAccuracy = await digitAccuracyAsync(classifier, mnist.train);
       const heldOutAccuracy = await digitAccuracyAsync(classifier, mnist.heldOut);
@@ -91,7 +138,7 @@ export function trainClassifierCommand(): Command {
         heldOutAccuracy,
         command: commandLine(),
       });
-      await writeLossPlot(path.join(o.out, 'loss.png'), Array.from(result.losses), {
+      await writeLossPlot(path.join(o.out, 'loss.png'), losses, {
         title: 'cross-entropy loss: MNIST digit classifier',
       });
       console.log(

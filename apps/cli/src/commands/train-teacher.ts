@@ -1,5 +1,4 @@
-import { existsSync } from 'node:fs';
-import { appendFile, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createRandom } from '@piflow/core';
 import { loadMnist } from '@piflow/datasets';
@@ -32,7 +31,8 @@ import {
   renamedOption,
 } from '../options';
 import { createProgress } from '../progress';
-import { loadTeacherCheckpoint, saveTeacherCheckpoint } from '../teacher-checkpoint';
+import { truncateLog } from '../run-log';
+import { loadTrainingCheckpoint, saveTrainingCheckpoint } from '../training-checkpoint';
 
 export function trainTeacherCommand(): Command {
   return new Command('train-teacher')
@@ -174,7 +174,8 @@ export function trainTeacherCommand(): Command {
       let trainingRandom = random;
       const losses: number[] = [];
       if (options.resume) {
-        const restored = await loadTeacherCheckpoint(
+        const restored = await loadTrainingCheckpoint(
+          'teacher',
           options.out,
           { variables: model.variables, ema, optimizer },
           (message) => console.warn(`warning: ${message}`),
@@ -182,13 +183,9 @@ export function trainTeacherCommand(): Command {
         if (restored) {
           startStep = restored.step;
           trainingRandom = restored.random;
-          const previous = existsSync(logFile) ? (await readFile(logFile, 'utf8')).trim().split('\n') : [];
-          const kept = previous
-            .filter(Boolean)
-            .map((l) => JSON.parse(l) as { step: number; loss: number })
-            .filter((l) => l.step <= startStep);
-          for (const l of kept) losses.push(l.loss);
-          await writeFile(logFile, kept.map((l) => `${JSON.stringify(l)}\n`).join(''));
+          for (const l of await truncateLog<{ step: number; loss: number }>(logFile, startStep)) {
+            losses.push(l.loss);
+          }
           log(`resumed at step ${startStep}`);
         }
       }
@@ -198,7 +195,7 @@ export function trainTeacherCommand(): Command {
       process.once('SIGINT', onSigint);
       const progress = createProgress('train-teacher', options.iterations);
       const checkpoint = (step: number) =>
-        saveTeacherCheckpoint(options.out, {
+        saveTrainingCheckpoint('teacher', options.out, {
           step,
           random: trainingRandom,
           variables: model.variables,

@@ -5,18 +5,22 @@ import { readLatestCheckpoint, type TrainingCheckpoint, writeCheckpointFile } fr
 import * as tf from '@tensorflow/tfjs-core';
 
 /**
- * Checkpoints of `piflow train-teacher`, in the trainer's checkpoint format (`<out>/checkpoints/ckpt-<step>
+ * Checkpoints of `piflow train-teacher` and `train-classifier` (tfjs Adam runs), in the trainer's checkpoint format (`<out>/checkpoints/ckpt-<step>
  * .piflow`: written to a temp file, fsynced and renamed; a CRC-32 over the payload; non-finite weights
  * rejected): the raw weights, the EMA's exact state (shadows, initial values, their share and update count),
  * the Adam slots and the random generator after a step. Resume takes the newest intact one.
  */
-interface TeacherCheckpointMetadata {
-  kind: 'teacher';
+/** Which command wrote a checkpoint: another command's checkpoint is not resumed. */
+export type TrainingKind = 'teacher' | 'classifier';
+
+interface TrainingCheckpointMetadata {
+  kind: TrainingKind;
   adam: { name: string; shape: number[] }[];
   ema?: { remaining: number; updates: number };
 }
 
-export async function saveTeacherCheckpoint(
+export async function saveTrainingCheckpoint(
+  kind: TrainingKind,
   out: string,
   state: {
     step: number;
@@ -32,8 +36,8 @@ export async function saveTeacherCheckpoint(
     adam.map(async ({ tensor }) => Float32Array.from(await tensor.data())),
   );
   const ema = state.ema ? await state.ema.getState() : undefined;
-  const metadata: TeacherCheckpointMetadata = {
-    kind: 'teacher',
+  const metadata: TrainingCheckpointMetadata = {
+    kind,
     adam: adam.map(({ name, tensor }) => ({ name, shape: [...tensor.shape] })),
     ...(ema ? { ema: { remaining: ema.remaining, updates: ema.updates } } : {}),
   };
@@ -54,7 +58,8 @@ export async function saveTeacherCheckpoint(
  * Restores the newest intact checkpoint into the given variables, EMA and optimizer (a corrupted or truncated
  * newer one is reported through `onWarning` and skipped); undefined when there is none.
  */
-export async function loadTeacherCheckpoint(
+export async function loadTrainingCheckpoint(
+  kind: TrainingKind,
   out: string,
   state: { variables: readonly tf.Variable[]; ema?: ExponentialMovingAverage; optimizer: tf.Optimizer },
   onWarning: (message: string) => void = () => {},
@@ -64,9 +69,9 @@ export async function loadTeacherCheckpoint(
   );
   if (!found) return undefined;
   const { checkpoint } = found;
-  const metadata = checkpoint.metadata as unknown as TeacherCheckpointMetadata;
-  if (metadata?.kind !== 'teacher' || !checkpoint.extra?.adam) {
-    throw new Error(`${found.path} is not a train-teacher checkpoint.`);
+  const metadata = checkpoint.metadata as unknown as TrainingCheckpointMetadata;
+  if (metadata?.kind !== kind || !checkpoint.extra?.adam) {
+    throw new Error(`${found.path} is not a train-${kind} checkpoint.`);
   }
   const shapes = state.variables.map((v) => v.shape.join('×')).join(', ');
   if (checkpoint.shapes.map((s) => s.join('×')).join(', ') !== shapes) {

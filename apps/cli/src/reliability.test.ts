@@ -237,7 +237,7 @@ describe('piflow: runs that are killed, resumed, refused', () => {
     expect(existsSync(path.join(out, '.piflow-run.lock'))).toBe(false);
   }, 120_000);
 
-  it('refuses sizes that cannot fit, EMA decay 1, labels outside the classes, misplaced guidance and NaN weights before any work', async () => {
+  it('refuses sizes that cannot fit, EMA decay 1, labels outside the classes, misplaced guidance, NaN weights and a bad value of every command before any work', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'piflow-refusals-'));
     // a student whose weights hold a NaN (as a diverged run would write)
     const poisoned = path.join(dir, 'poisoned');
@@ -289,6 +289,13 @@ describe('piflow: runs that are killed, resumed, refused', () => {
         ['sample', '--model', 'checkerboard/gm-4', '--h', '-1'],
         /--h must be a number ≥ 0 or 'inf', got "-1"/,
       ],
+      [
+        ['serve-teacher', '--teacher', 'nope:x', '--port', '0'],
+        /expected a spec <kind>:<argument> with kind one of/,
+      ],
+      [['eval-mnist', '-n', '5'], /--count must be an integer in \[10, /],
+      [['train-classifier', '--batch-size', '0'], /--batch-size must be an integer in \[1, /],
+      [['eval', '--model', 'checkerboard/gm-4', '-n', '1'], /--count must be an integer in \[2, /],
       [['distill', '--guidance-interval', '0.7,0.2'], /--guidance-interval must be two σ values low,high/],
       [
         ['distill', '--resume', '--overwrite', '--iterations', '1', '--out', path.join(dir, 'r')],

@@ -1,5 +1,5 @@
 /**
- * Issue-10 acceptance benchmark 1: π-ID students of an exact 6-D, 10-component Gaussian mixture teacher vs the
+ * π-ID students of an exact 6-D, 10-component Gaussian mixture teacher vs the
  * teacher's own Euler sampler, judged against the exact data distribution with low-noise measures (coverage
  * TV, spread inside modes, mean log-density) and teacher alignment, on 20 000 samples from one noise batch.
  *

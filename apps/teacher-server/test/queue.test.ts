@@ -1,7 +1,8 @@
 // The compute queue without timing: a teacher that holds its computation until the test releases it fills the
 // slot and the queue in a known order, so the request after them is refused with 503 every time.
-import { useBackend } from '@piflow/core/testing';
+
 import type { Teacher } from '@piflow/core';
+import { useBackend } from '@piflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createTeacherServer } from '../src';

@@ -15,13 +15,7 @@ import {
   type PolicyStudent,
   saveModelDirectory,
 } from '@piflow/models';
-import {
-  acquireRunFolder,
-  createPiIDTrainer,
-  type RunFolder,
-  RunFolderError,
-  type StepMetrics,
-} from '@piflow/trainer';
+import { createPiIDTrainer, type RunFolder, type StepMetrics } from '@piflow/trainer';
 import * as tf from '@tensorflow/tfjs-core';
 import type { ResolvedTeacher } from './context';
 import { UsageError } from './errors';
@@ -29,6 +23,7 @@ import { writeLossPlot } from './images';
 import { commandLine } from './options';
 import { createProgress } from './progress';
 import { readAhead } from './reads';
+import { takeRunFolder } from './run-folder';
 import { truncateLog } from './run-log';
 
 export interface DistillOptions {
@@ -146,14 +141,13 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
   }
   let folder: RunFolder;
   try {
-    folder = await acquireRunFolder(o.out, {
+    folder = await takeRunFolder(o.out, {
       runFiles: DISTILL_RUN_FILES,
       resume: o.resume,
       overwrite: o.overwrite ?? false,
     });
   } catch (error) {
     student.dispose();
-    if (error instanceof RunFolderError) throw new UsageError(error.message);
     throw error;
   }
   try {

@@ -3,16 +3,15 @@ import path from 'node:path';
 import { createRandom } from '@piflow/core';
 import { loadMnist } from '@piflow/datasets';
 import { createDigitClassifier, digitAccuracyAsync, trainDigitClassifier } from '@piflow/eval';
-import { acquireRunFolder, type RunFolder, RunFolderError } from '@piflow/trainer';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command } from 'commander';
 import { saveClassifier } from '../classifier-files';
 import { prepareTraining, selectBackend } from '../context';
-import { UsageError } from '../errors';
 import { writeLossPlot } from '../images';
 import { applyConfigFile, commandLine, integer, number, renamedOption } from '../options';
 import { createProgress } from '../progress';
 import { readAhead } from '../reads';
+import { takeRunFolder } from '../run-folder';
 import { truncateLog } from '../run-log';
 import { loadTrainingCheckpoint, saveTrainingCheckpoint } from '../training-checkpoint';
 
@@ -55,19 +54,11 @@ export function trainClassifierCommand(): Command {
       await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
       await prepareTraining();
       const mnist = loadMnist();
-      let folder: RunFolder;
-      try {
-        folder = await acquireRunFolder(o.out, {
-          runFiles: ['classifier.json', 'weights.bin', 'checkpoints', 'train-log.jsonl', 'loss.png'],
-          resume: o.resume,
-          overwrite: o.overwrite,
-        });
-      } catch (error) {
-        if (error instanceof RunFolderError) {
-          throw new UsageError(error.message);
-        }
-        throw error;
-      }
+      const folder = await takeRunFolder(o.out, {
+        runFiles: ['classifier.json', 'weights.bin', 'checkpoints', 'train-log.jsonl', 'loss.png'],
+        resume: o.resume,
+        overwrite: o.overwrite,
+      });
       const classifier = createDigitClassifier({ seed: o.seed });
       const logFile = path.join(o.out, 'train-log.jsonl');
       const optimizer = tf.train.adam(o.lr);

@@ -14,7 +14,7 @@ import {
   setWeights,
   trainFlowModel,
 } from '@piflow/models';
-import { acquireRunFolder, type RunFolder, RunFolderError } from '@piflow/trainer';
+import type { RunFolder } from '@piflow/trainer';
 import * as tf from '@tensorflow/tfjs-core';
 import { Command, Option } from 'commander';
 import { datasets2D, loadAnyModel, prepareTraining, selectBackend } from '../context';
@@ -31,6 +31,7 @@ import {
   renamedOption,
 } from '../options';
 import { createProgress } from '../progress';
+import { takeRunFolder } from '../run-folder';
 import { truncateLog } from '../run-log';
 import { loadTrainingCheckpoint, saveTrainingCheckpoint } from '../training-checkpoint';
 
@@ -157,14 +158,13 @@ export function trainTeacherCommand(): Command {
       }
       let folder: RunFolder;
       try {
-        folder = await acquireRunFolder(options.out, {
+        folder = await takeRunFolder(options.out, {
           runFiles: ['model', 'checkpoints', 'train-log.jsonl', 'loss.png'],
           resume: options.resume,
           overwrite: options.overwrite,
         });
       } catch (error) {
         model.dispose();
-        if (error instanceof RunFolderError) throw new UsageError(error.message);
         throw error;
       }
       const logFile = path.join(options.out, 'train-log.jsonl');

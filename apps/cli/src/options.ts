@@ -35,6 +35,26 @@ export function number(name: string, min: number, max = Number.POSITIVE_INFINITY
   };
 }
 
+/** A training command's checkpoint interval (`--checkpoint-every`), also written on Ctrl-C. */
+export function checkpointEveryOption(every: number): Option {
+  return new Option('--checkpoint-every <n>', 'write a checkpoint every n iterations (and on Ctrl-C)')
+    .argParser(integer('--checkpoint-every', 1))
+    .default(every);
+}
+
+/** A training command's `--resume`: continue the run in its output folder. */
+export function resumeOption(): Option {
+  return new Option('--resume', 'continue from the newest checkpoint in <out>/checkpoints').default(false);
+}
+
+/** A training command's `--overwrite`: replace the run in its output folder. */
+export function overwriteOption(): Option {
+  return new Option(
+    '--overwrite',
+    'replace a previous run in <out> (its outputs, checkpoints and log)',
+  ).default(false);
+}
+
 /** An EMA decay in [0, 1): 1 would keep the initial weights forever. */
 export function emaDecay(value: string): number {
   const n = strictNumber(value);

@@ -13,7 +13,16 @@ import {
   parseOptionPairs,
 } from '../families';
 import { checkMemory, sampleSize } from '../memory';
-import { applyConfigFile, integer, number, renamedOption, sigmaInterval } from '../options';
+import {
+  applyConfigFile,
+  checkpointEveryOption,
+  integer,
+  number,
+  overwriteOption,
+  renamedOption,
+  resumeOption,
+  sigmaInterval,
+} from '../options';
 
 export function distillCommand(): Command {
   return new Command('distill')
@@ -163,10 +172,10 @@ export function distillCommand(): Command {
         .choices(['grid', 'continuous', 'mixed'])
         .default(D.segmentSampling),
     )
-    .option('--checkpoint-every <n>', 'checkpoint interval', integer('--checkpoint-every', 1), 200)
+    .addOption(checkpointEveryOption(200))
     .option('--data-free', 'start from noise and walk the student’s own steps (no data needed)', false)
-    .option('--resume', 'continue from the newest checkpoint in <out>/checkpoints', false)
-    .option('--overwrite', 'replace a previous run in <out> (its model, checkpoints and log)', false)
+    .addOption(resumeOption())
+    .addOption(overwriteOption())
     .option('--seed <n>', 'random seed', integer('--seed', 0), 0)
     .option(
       '--out <dir>',

@@ -8,7 +8,16 @@ import { Command } from 'commander';
 import { saveClassifier } from '../classifier-files';
 import { prepareTraining, selectBackend } from '../context';
 import { writeLossPlot } from '../images';
-import { applyConfigFile, commandLine, integer, number, renamedOption } from '../options';
+import {
+  applyConfigFile,
+  checkpointEveryOption,
+  commandLine,
+  integer,
+  number,
+  overwriteOption,
+  renamedOption,
+  resumeOption,
+} from '../options';
 import { createProgress } from '../progress';
 import { readAhead } from '../reads';
 import { takeRunFolder } from '../run-folder';
@@ -31,14 +40,9 @@ export function trainClassifierCommand(): Command {
     .option('--batch-size <n>', 'batch size', integer('--batch-size', 1), 64)
     .option('--lr <x>', 'Adam learning rate (cosine-decayed)', number('--lr', 0, 1, true), 2e-3)
     .option('--seed <n>', 'random seed', integer('--seed', 0), 0)
-    .option(
-      '--checkpoint-every <n>',
-      'write a checkpoint every n iterations (and on Ctrl-C)',
-      integer('--checkpoint-every', 1),
-      500,
-    )
-    .option('--resume', 'continue from the newest checkpoint in <out>/checkpoints', false)
-    .option('--overwrite', 'replace a previous classifier in <out>', false)
+    .addOption(checkpointEveryOption(500))
+    .addOption(resumeOption())
+    .addOption(overwriteOption())
     .option(
       '--out <dir>',
       'output folder (classifier.json, weights.bin, train-log.jsonl, loss.png)',

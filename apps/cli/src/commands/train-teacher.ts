@@ -23,12 +23,15 @@ import { writeLossPlot } from '../images';
 import { checkMemory, sampleSize } from '../memory';
 import {
   applyConfigFile,
+  checkpointEveryOption,
   commandLine,
   emaDecay,
   integer,
   integerList,
   number,
+  overwriteOption,
   renamedOption,
+  resumeOption,
 } from '../options';
 import { createProgress } from '../progress';
 import { takeRunFolder } from '../run-folder';
@@ -84,14 +87,9 @@ export function trainTeacherCommand(): Command {
       '--init <dir>',
       'start from the weights of a teacher folder of the same architecture (continue training)',
     )
-    .option(
-      '--checkpoint-every <n>',
-      'write a checkpoint every n iterations (and on Ctrl-C)',
-      integer('--checkpoint-every', 1),
-      500,
-    )
-    .option('--resume', 'continue from the newest checkpoint in <out>/checkpoints', false)
-    .option('--overwrite', 'replace a previous run in <out> (its model, checkpoints and log)', false)
+    .addOption(checkpointEveryOption(500))
+    .addOption(resumeOption())
+    .addOption(overwriteOption())
     .option('--out <dir>', 'output folder (model/, checkpoints/, train-log.jsonl, loss.png)', 'runs/teacher')
     .addHelpText(
       'after',

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileAtomic } from '@piflow/core';
 import {
   type DigitClassifier,
   type DigitClassifierManifest,
@@ -10,7 +11,7 @@ import {
 import { shippedModelsDir } from './context';
 import { UsageError } from './errors';
 
-/** Writes `classifier.json` and `weights.bin` into `dir`, each via a temp file and a rename. */
+/** Writes `classifier.json` and `weights.bin` into `dir`, each written atomically. */
 export async function saveClassifier(
   dir: string,
   classifier: DigitClassifier,
@@ -22,10 +23,7 @@ export async function saveClassifier(
     ['weights.bin', weights],
     ['classifier.json', `${JSON.stringify(manifest, null, 2)}\n`],
   ] as const) {
-    const target = path.join(dir, name);
-    const temp = `${target}.tmp-${process.pid}`;
-    await writeFile(temp, data);
-    await rename(temp, target);
+    await writeFileAtomic(path.join(dir, name), data);
   }
 }
 

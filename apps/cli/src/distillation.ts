@@ -253,7 +253,7 @@ async function distilInto(
     await appendFile(logFile, pending);
   }
   const seconds = (performance.now() - started) / 1000;
-  trainer.ema?.copyToVariables();
+  trainer.ema?.copyTo();
   await readAhead(student.variables);
   await saveModelDirectory(path.join(o.out, 'model'), student, {
     sampleShape: resolved.sampleShape,

@@ -1,67 +1,53 @@
 import path from 'node:path';
-import { Random } from '@piflow/core';
-import { type ExponentialMovingAverage, getWeights, setWeights } from '@piflow/models';
-import { readLatestCheckpoint, type TrainingCheckpoint, writeCheckpointFile } from '@piflow/trainer';
-import * as tf from '@tensorflow/tfjs-core';
+import { type AdamW, type EMA, Random } from '@piflow/core';
+import { getWeights, setWeights } from '@piflow/models';
+import { readLatestCheckpoint, writeCheckpointFile } from '@piflow/trainer';
+import type * as tf from '@tensorflow/tfjs-core';
 
 /**
- * Checkpoints of `piflow train-teacher` and `train-classifier` (tfjs Adam runs), in the trainer's checkpoint format (`<out>/checkpoints/ckpt-<step>
- * .piflow`: written to a temp file, fsynced and renamed; a CRC-32 over the payload; non-finite weights
- * rejected): the raw weights, the EMA's exact state (shadows, initial values, their share and update count),
- * the Adam slots and the random generator after a step. Resume takes the newest intact one.
+ * Checkpoints of `piflow train-teacher` and `train-classifier`, in the trainer's checkpoint format (the one
+ * `distill` writes: `<out>/checkpoints/ckpt-<step>.piflow`, written atomically with fsync, a CRC-32 over the
+ * payload, non-finite weights rejected): the raw weights, the AdamW moments and step, the EMA's exact state and
+ * the random generator after a step. Resume takes the newest intact one.
  */
 /** Which command wrote a checkpoint: another command's checkpoint is not resumed. */
 export type TrainingKind = 'teacher' | 'classifier';
 
-interface TrainingCheckpointMetadata {
-  kind: TrainingKind;
-  adam: { name: string; shape: number[] }[];
-  ema?: { remaining: number; updates: number };
+interface TrainingState {
+  variables: readonly tf.Variable[];
+  optimizer: AdamW;
+  ema?: EMA;
 }
 
 export async function saveTrainingCheckpoint(
   kind: TrainingKind,
   out: string,
-  state: {
-    step: number;
-    random: Random;
-    variables: readonly tf.Variable[];
-    ema?: ExponentialMovingAverage;
-    optimizer: tf.Optimizer;
-  },
+  state: TrainingState & { step: number; random: Random },
   keep = 2,
 ): Promise<string> {
-  const adam = await state.optimizer.getWeights();
-  const adamValues = await Promise.all(
-    adam.map(async ({ tensor }) => Float32Array.from(await tensor.data())),
+  return writeCheckpointFile(
+    path.join(out, 'checkpoints'),
+    {
+      step: state.step,
+      randomState: state.random.state(),
+      variables: getWeights(state.variables),
+      ...(state.ema ? { ema: await state.ema.getStateAsync() } : {}),
+      optimizer: await state.optimizer.getStateAsync(),
+      shapes: state.variables.map((v) => [...v.shape]),
+      metadata: { kind },
+    },
+    keep,
   );
-  const ema = state.ema ? await state.ema.getState() : undefined;
-  const metadata: TrainingCheckpointMetadata = {
-    kind,
-    adam: adam.map(({ name, tensor }) => ({ name, shape: [...tensor.shape] })),
-    ...(ema ? { ema: { remaining: ema.remaining, updates: ema.updates } } : {}),
-  };
-  const checkpoint: TrainingCheckpoint = {
-    step: state.step,
-    randomState: state.random.state(),
-    variables: getWeights(state.variables),
-    ema: ema?.shadows ?? [],
-    optimizer: { step: 0, m: [], v: [] },
-    shapes: state.variables.map((v) => [...v.shape]),
-    extra: { adam: adamValues, ...(ema?.initial ? { emaInitial: ema.initial } : {}) },
-    metadata: metadata as unknown as Record<string, unknown>,
-  };
-  return writeCheckpointFile(path.join(out, 'checkpoints'), checkpoint, keep);
 }
 
 /**
- * Restores the newest intact checkpoint into the given variables, EMA and optimizer (a corrupted or truncated
+ * Restores the newest intact checkpoint into the given variables, optimizer and EMA (a corrupted or truncated
  * newer one is reported through `onWarning` and skipped); undefined when there is none.
  */
 export async function loadTrainingCheckpoint(
   kind: TrainingKind,
   out: string,
-  state: { variables: readonly tf.Variable[]; ema?: ExponentialMovingAverage; optimizer: tf.Optimizer },
+  state: TrainingState,
   onWarning: (message: string) => void = () => {},
 ): Promise<{ step: number; random: Random } | undefined> {
   const found = await readLatestCheckpoint(path.join(out, 'checkpoints'), (file, error) =>
@@ -69,8 +55,7 @@ export async function loadTrainingCheckpoint(
   );
   if (!found) return undefined;
   const { checkpoint } = found;
-  const metadata = checkpoint.metadata as unknown as TrainingCheckpointMetadata;
-  if (metadata?.kind !== kind || !checkpoint.extra?.adam) {
+  if (checkpoint.metadata?.kind !== kind) {
     throw new Error(`${found.path} is not a train-${kind} checkpoint.`);
   }
   const shapes = state.variables.map((v) => v.shape.join('×')).join(', ');
@@ -80,19 +65,7 @@ export async function loadTrainingCheckpoint(
     );
   }
   setWeights(state.variables, checkpoint.variables);
-  if (state.ema && metadata.ema) {
-    state.ema.setState({
-      shadows: checkpoint.ema,
-      ...(checkpoint.extra.emaInitial ? { initial: checkpoint.extra.emaInitial } : {}),
-      remaining: metadata.ema.remaining,
-      updates: metadata.ema.updates,
-    });
-  }
-  const optimizer = metadata.adam.map((entry, i) => ({
-    name: entry.name,
-    tensor: tf.tensor(checkpoint.extra!.adam![i]!, entry.shape, 'float32'),
-  }));
-  await state.optimizer.setWeights(optimizer);
-  tf.dispose(optimizer.map((o) => o.tensor));
+  state.optimizer.setState(checkpoint.optimizer);
+  if (state.ema && checkpoint.ema) state.ema.setState(checkpoint.ema);
   return { step: checkpoint.step, random: Random.fromState(checkpoint.randomState) };
 }

@@ -3,12 +3,15 @@
  * the few-step sampler and the exact analytic Gaussian-mixture flow.
  * @module @piflow/core
  */
+
+export { AdamW, type AdamWOptions, type AdamWState } from './adamw';
 export {
   type AnalyticGMFlow,
   type AnalyticGMFlowOptions,
   createAnalyticGMFlow,
   type X0GaussianMixture,
 } from './analytic-gm-flow';
+export { isAtomicWriteTemp, writeFileAtomic } from './atomic-write';
 export {
   addNoise,
   assertSigma,
@@ -25,6 +28,7 @@ export {
   x0FromVelocity,
 } from './conventions';
 export { detachTensor } from './detach';
+export { EMA, type EMAOptions, type EMAState } from './ema';
 export { InvalidArgumentError, PiflowError } from './errors';
 export {
   describeFamilyOption,

@@ -1,12 +1,4 @@
-import {
-  assertNumber,
-  assertTensor,
-  createRandom,
-  describeValue,
-  InvalidArgumentError,
-  Random,
-  registerGradients,
-} from '@piflow/core';
+import { assertNumber, assertTensor, createRandom, describeValue, InvalidArgumentError } from '@piflow/core';
 import {
   type ConvLayer,
   conv3x3,
@@ -14,8 +6,6 @@ import {
   createDense,
   type DenseLayer,
   dense,
-  encodeWeights,
-  ensureWasmTrainingKernels,
   type NamedVariable,
   silu,
 } from '@piflow/models';
@@ -197,108 +187,6 @@ export function checkLabelled(name: string, data: LabelledImages, size: number):
   }
 }
 
-export interface TrainDigitClassifierOptions {
-  /** Optimiser steps. Default 1500. */
-  steps?: number;
-  /** Default 64. */
-  batchSize?: number;
-  /** Adam learning rate (cosine-decayed to 5 % of it). Default 2e-3. */
-  learningRate?: number;
-  /** Largest random translation in pixels (data augmentation). Default 2. */
-  maxShift?: number;
-  random?: Random | number;
-  /** Called after every step (awaited: a checkpoint can be written there). */
-  onStep?: (info: { step: number; loss: number }) => void | Promise<void>;
-  signal?: AbortSignal;
-  /** Steps already done (a resumed run): training continues at `startStep + 1` on the same schedule. */
-  startStep?: number;
-  /** An Adam optimizer to continue with (its state is kept; the caller disposes it). Default: a new one. */
-  optimizer?: tf.Optimizer;
-}
-
-/**
- * Trains the classifier with cross-entropy (Adam, cosine decay, random translations). Returns the steps done
- * (counting `startStep`) and the losses of this call. Leaves no tensors behind (a given optimizer is kept).
- */
-export async function trainDigitClassifier(
-  classifier: DigitClassifier,
-  data: LabelledImages,
-  options: TrainDigitClassifierOptions = {},
-): Promise<{ steps: number; losses: Float32Array; stepsPerSecond: number }> {
-  checkClassifier(classifier);
-  const size = classifier.config.imageSize;
-  checkLabelled('data', data, size);
-  const steps = options.steps ?? 1500;
-  const batchSize = options.batchSize ?? 64;
-  const learningRate = options.learningRate ?? 2e-3;
-  const maxShift = options.maxShift ?? 2;
-  assertNumber('options.steps', steps, { min: 0, integer: true });
-  assertNumber('options.batchSize', batchSize, { min: 1, integer: true });
-  assertNumber('options.learningRate', learningRate, { min: 0, minExclusive: true });
-  assertNumber('options.maxShift', maxShift, { min: 0, max: size - 1, integer: true });
-  const { numClasses } = classifier.config;
-  for (const label of data.labels) {
-    if (label < 0 || label >= numClasses) {
-      throw new InvalidArgumentError('data.labels', `labels in [0, ${numClasses})`, String(label));
-    }
-  }
-  const startStep = options.startStep ?? 0;
-  assertNumber('options.startStep', startStep, { min: 0, max: steps, integer: true });
-  const random = options.random instanceof Random ? options.random : createRandom(options.random ?? 0);
-  await registerGradients();
-  ensureWasmTrainingKernels();
-  const optimizer = options.optimizer ?? tf.train.adam(learningRate);
-  const losses = new Float32Array(steps - startStep);
-  const pixels = size * size;
-  const started = performance.now();
-  let done = startStep;
-  try {
-    for (let step = startStep; step < steps; step++) {
-      if (options.signal?.aborted) break;
-      const x = new Float32Array(batchSize * pixels).fill(-1);
-      const y = new Int32Array(batchSize);
-      for (let b = 0; b < batchSize; b++) {
-        const i = random.integer(data.count);
-        y[b] = data.labels[i]!;
-        const dx = maxShift ? random.integer(2 * maxShift + 1) - maxShift : 0;
-        const dy = maxShift ? random.integer(2 * maxShift + 1) - maxShift : 0;
-        for (let r = 0; r < size; r++) {
-          const sr = r - dy;
-          if (sr < 0 || sr >= size) continue;
-          for (let c = 0; c < size; c++) {
-            const sc = c - dx;
-            if (sc < 0 || sc >= size) continue;
-            x[b * pixels + r * size + c] = data.images[i * pixels + sr * size + sc]!;
-          }
-        }
-      }
-      (optimizer as unknown as { learningRate: number }).learningRate =
-        learningRate * (0.05 + 0.95 * 0.5 * (1 + Math.cos((Math.PI * step) / Math.max(1, steps))));
-      const loss = tf.tidy(() => {
-        const images = tf.tensor4d(x, [batchSize, size, size, 1]);
-        const targets = tf.oneHot(tf.tensor1d(y, 'int32'), numClasses);
-        return optimizer.minimize(
-          () => tf.losses.softmaxCrossEntropy(targets, classifier.logits(images)) as tf.Scalar,
-          true,
-          classifier.variables as tf.Variable[],
-        )!;
-      });
-      const value = (await loss.data())[0]!;
-      losses[step - startStep] = value;
-      loss.dispose();
-      done = step + 1;
-      await options.onStep?.({ step: done, loss: value });
-    }
-  } finally {
-    if (!options.optimizer) optimizer.dispose();
-  }
-  return {
-    steps: done,
-    losses: losses.subarray(0, done - startStep),
-    stepsPerSecond: (done - startStep) / ((performance.now() - started) / 1000),
-  };
-}
-
 /** Runs `fn` over images in batches; returns the concatenated rows as a Float32Array. */
 function mapBatches(
   images: Float32Array,
@@ -450,80 +338,4 @@ export async function digitAccuracyAsync(classifier: DigitClassifier, data: Labe
   checkClassifier(classifier);
   checkLabelled('data', data, classifier.config.imageSize);
   return accuracyOf(await classifyDigitsAsync(classifier, data.images), data);
-}
-
-/** What a stored classifier's JSON holds (its weights are one little-endian float32 buffer, in order). */
-export interface DigitClassifierManifest {
-  format: 'piflow-digit-classifier';
-  version: 1;
-  config: DigitClassifierConfig;
-  variables: { name: string; shape: number[] }[];
-  metadata?: Record<string, unknown>;
-}
-
-/** The classifier as a manifest and a weight buffer (write them with your own I/O, e.g. files). */
-export function serializeDigitClassifier(
-  classifier: DigitClassifier,
-  metadata?: Record<string, unknown>,
-): { manifest: DigitClassifierManifest; weights: Uint8Array } {
-  checkClassifier(classifier);
-  return {
-    manifest: {
-      format: 'piflow-digit-classifier',
-      version: 1,
-      config: { ...classifier.config, channels: [...classifier.config.channels] },
-      variables: classifier.variables.map((v, i) => ({
-        name: classifier.variableNames[i]!,
-        shape: [...v.shape],
-      })),
-      ...(metadata ? { metadata } : {}),
-    },
-    weights: encodeWeights(classifier.variables),
-  };
-}
-
-/** Rebuilds a classifier from {@link serializeDigitClassifier}'s output, checking names, shapes and sizes. */
-export function deserializeDigitClassifier(
-  manifest: DigitClassifierManifest,
-  weights: Uint8Array | ArrayBuffer,
-): DigitClassifier {
-  if (typeof manifest !== 'object' || manifest === null || manifest.format !== 'piflow-digit-classifier') {
-    throw new InvalidArgumentError(
-      'manifest',
-      "a digit-classifier manifest (format 'piflow-digit-classifier')",
-      describeValue(manifest),
-    );
-  }
-  if (manifest.version !== 1) {
-    throw new InvalidArgumentError('manifest.version', '1', describeValue(manifest.version));
-  }
-  const bytes = weights instanceof Uint8Array ? weights : new Uint8Array(weights);
-  const classifier = createDigitClassifier(manifest.config);
-  const expected = classifier.variables.reduce((a, v) => a + v.size, 0);
-  const mismatch = classifier.variables.findIndex(
-    (v, i) =>
-      manifest.variables[i]?.name !== classifier.variableNames[i] ||
-      manifest.variables[i]?.shape.join(',') !== v.shape.join(','),
-  );
-  if (
-    mismatch >= 0 ||
-    manifest.variables.length !== classifier.variables.length ||
-    bytes.byteLength !== expected * 4
-  ) {
-    classifier.dispose();
-    throw new InvalidArgumentError(
-      'weights',
-      `${expected} float32 values for ${classifier.variables.length} variables matching the manifest`,
-      `${bytes.byteLength} bytes${mismatch >= 0 ? `, variable ${mismatch} (${manifest.variables[mismatch]?.name}) differs` : ''}`,
-    );
-  }
-  const flat = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-  let offset = 0;
-  tf.tidy(() => {
-    for (const v of classifier.variables) {
-      v.assign(tf.tensor(flat.subarray(offset, offset + v.size), v.shape, 'float32'));
-      offset += v.size;
-    }
-  });
-  return classifier;
 }

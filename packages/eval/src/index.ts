@@ -4,17 +4,17 @@ export {
   createDigitClassifier,
   type DigitClassifier,
   type DigitClassifierConfig,
-  type DigitClassifierManifest,
-  deserializeDigitClassifier,
   digitAccuracy,
   digitAccuracyAsync,
   digitFeatures,
   digitFeaturesAsync,
   type LabelledImages,
-  serializeDigitClassifier,
-  type TrainDigitClassifierOptions,
-  trainDigitClassifier,
 } from './digit-classifier';
+export {
+  type DigitClassifierManifest,
+  deserializeDigitClassifier,
+  serializeDigitClassifier,
+} from './digit-classifier-io';
 export { type DigitMetrics, digitMetrics, digitMetricsAsync } from './digit-metrics';
 export {
   classifierScore,
@@ -33,3 +33,8 @@ export {
   slicedWasserstein,
   teacherAlignment,
 } from './sample-metrics';
+export {
+  digitClassifierOptimizer,
+  type TrainDigitClassifierOptions,
+  trainDigitClassifier,
+} from './train-digit-classifier';

@@ -7,7 +7,7 @@
 // with all kernels ≈ 2 steps/s. A [64, 49, 3, 4, 32] transpose: ≈ 63 ms stock, a few ms as a JS copy.
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { createRandom, registerGradients } from '@piflow/core';
+import { AdamW, createRandom, registerGradients } from '@piflow/core';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -33,7 +33,7 @@ const random = createRandom(0);
 
 /** One flow-matching training step (same ops as trainFlowModel, without its automatic kernel install). */
 function makeStep(model: FlowModel, sampleShape: number[]) {
-  const optimizer = tf.train.adam(1e-3, 0.9, 0.999);
+  const optimizer = new AdamW(model.variables, { learningRate: 1e-3, beta1: 0.9, beta2: 0.999 });
   const size = BATCH * sampleShape.reduce((a, b) => a * b, 1);
   return () => {
     const x0 = random.fillNormal(new Float32Array(size));
@@ -56,7 +56,7 @@ function makeStep(model: FlowModel, sampleShape: number[]) {
           ) as tf.Scalar,
         model.variables as tf.Variable[],
       );
-      optimizer.applyGradients(grads);
+      optimizer.apply(model.variables.map((v) => grads[v.name]!));
       value.dataSync();
     });
   };

@@ -63,7 +63,6 @@ export {
   type SafetensorsFile,
 } from './safetensors';
 export {
-  clipByGlobalNorm,
   type FlowBatch,
   type FlowStepInfo,
   type SigmaSampling,
@@ -82,9 +81,6 @@ export {
   wasmTrainingKernelsRegistered,
 } from './wasm-training-kernels';
 export {
-  createExponentialMovingAverage,
-  type ExponentialMovingAverage,
-  type ExponentialMovingAverageState,
   getWeights,
   setWeights,
 } from './weights';

@@ -6,6 +6,7 @@ import {
   type PolicyFamily,
   type PolicyRegistry,
   UnknownPolicyFamilyError,
+  writeFileAtomic,
 } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
 import {
@@ -486,7 +487,7 @@ export function loadModel(
 
 /**
  * Writes `model.json` (architecture, family, sampling settings) and `model.safetensors` (the weights, named by
- * variable) into `dir`, each via a temp file and rename. Node only.
+ * variable) into `dir`, each written atomically (`writeFileAtomic`). Node only.
  */
 export async function saveModelDirectory(
   dir: string,
@@ -497,12 +498,7 @@ export async function saveModelDirectory(
   const path = await import('node:path');
   await fs.mkdir(dir, { recursive: true });
   const manifest = describeModel(model, extras);
-  const write = async (name: string, data: string | Uint8Array) => {
-    const target = path.join(dir, name);
-    const temp = `${target}.tmp-${process.pid}`;
-    await fs.writeFile(temp, data);
-    await fs.rename(temp, target);
-  };
+  const write = (name: string, data: string | Uint8Array) => writeFileAtomic(path.join(dir, name), data);
   const weights = encodeModelWeights(model);
   await write(SAFETENSORS_FILE, weights);
   await write('model.json', `${JSON.stringify(modelFileJSON(manifest, weights), null, 2)}\n`);

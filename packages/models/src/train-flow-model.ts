@@ -1,9 +1,11 @@
 import {
+  AdamW,
   assertNumber,
   assertOneOf,
   assertTensor,
   createRandom,
   describeValue,
+  EMA,
   InvalidArgumentError,
   Random,
   registerGradients,
@@ -13,7 +15,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { FlowModel } from './flow-model';
 import { isFlowModel } from './flow-model';
 import { ensureWasmTrainingKernels } from './wasm-training-kernels';
-import { createExponentialMovingAverage, type ExponentialMovingAverage } from './weights';
 
 export type SigmaSampling = 'uniform' | 'logit-normal';
 
@@ -77,25 +78,28 @@ export interface FlowStepInfo {
 export interface TrainFlowModelOptions extends Omit<SigmaSamplingOptions, 'sampling'> {
   steps: number;
   batchSize: number;
-  /** Learning rate (peak, after warm-up). Default 1e-3; a given `optimizer` keeps its own unless set. */
+  /** Learning rate (peak, after warm-up). Default 1e-3. Ignored when an `optimizer` is given (it has its own). */
   learningRate?: number;
-  /** Linear warm-up from 0 over this many steps. Default 0. */
+  /** Linear warm-up from lr/warmupSteps to lr over this many steps. Default 0. Ignored with an `optimizer`. */
   warmupSteps?: number;
-  /** Adam β1, β2. Default [0.9, 0.999]. */
+  /** Adam β1, β2. Default [0.9, 0.999]. Ignored with an `optimizer`. */
   betas?: readonly [number, number];
-  /** Decoupled (AdamW) weight decay per step: v ← v·(1 − lr·weightDecay). Default 0. */
+  /** Decoupled (AdamW) weight decay per step: v ← v·(1 − lr·weightDecay). Default 0. Ignored with an `optimizer`. */
   weightDecay?: number;
-  /** Clip gradients to this global L2 norm. Default: no clipping. */
+  /** Clip gradients to this global L2 norm. Default: no clipping. Ignored with an `optimizer`. */
   gradientClip?: number;
   sigmaSampling?: SigmaSampling;
-  /** EMA decay (e.g. 0.999), or an EMA to continue. Default: no EMA. */
-  ema?: number | ExponentialMovingAverage;
+  /**
+   * EMA decay (e.g. 0.999: a bias-corrected constant-decay average), or an EMA of the model's variables to
+   * continue. Default: no EMA.
+   */
+  ema?: number | EMA;
   /** Probability of replacing a label by the null label (for classifier-free guidance). Default 0. */
   labelDropout?: number;
   /** Seeded generator (or a seed) for σ, noise and label dropout. Default seed 0. */
   random?: Random | number;
-  /** An optimizer to continue with (its state is kept); by default a new Adam. */
-  optimizer?: tf.Optimizer;
+  /** An AdamW over the model's variables to continue with (its state and settings are kept); by default a new one. */
+  optimizer?: AdamW;
   /** Called after every step (awaited). Return `false` to stop early. */
   onStep?: (info: FlowStepInfo) => undefined | boolean | Promise<undefined | boolean>;
   /** Stops after the current step when aborted. */
@@ -109,14 +113,17 @@ export interface TrainFlowModelResult {
   /** Loss per step. */
   losses: Float32Array;
   stepsPerSecond: number;
-  optimizer: tf.Optimizer;
-  ema: ExponentialMovingAverage | undefined;
+  /** Updates skipped because the gradient norm was not finite. */
+  skipped: number;
+  optimizer: AdamW;
+  ema: EMA | undefined;
 }
 
 /**
  * Flow-matching (rectified-flow) training of a velocity model: for clean x0, noise ε and σ from the chosen
- * law, x_σ = (1 − σ)·x0 + σ·ε and the loss is mean((u_θ(x_σ, σ, c) − (ε − x0))²). Adam (β from options,
- * decoupled weight decay), optional warm-up, gradient clipping, EMA and label dropout. `data(batchSize,
+ * law, x_σ = (1 − σ)·x0 + σ·ε and the loss is mean((u_θ(x_σ, σ, c) − (ε − x0))²). The core's AdamW (β from
+ * options, decoupled weight decay, warm-up, gradient clipping, non-finite updates skipped), its EMA, and label
+ * dropout. `data(batchSize,
  * random)` returns a fresh batch (this function disposes it). On the wasm backend the wasm training kernels
  * are installed first.
  */
@@ -180,17 +187,33 @@ export async function trainFlowModel(
   ensureWasmTrainingKernels();
 
   const variables = model.variables as tf.Variable[];
-  const optimizer = options.optimizer ?? tf.train.adam(learningRate, beta1, beta2);
-  // A caller's own optimizer keeps its learning rate unless a rate or a warm-up is asked for.
-  const manageLearningRate =
-    options.optimizer === undefined || options.learningRate !== undefined || warmupSteps > 0;
-  let ema: ExponentialMovingAverage | undefined;
-  if (typeof options.ema === 'number') ema = createExponentialMovingAverage(variables, options.ema);
-  else if (options.ema !== undefined) {
-    if (typeof options.ema !== 'object' || typeof options.ema.update !== 'function') {
+  if (options.optimizer !== undefined && !(options.optimizer instanceof AdamW)) {
+    throw new InvalidArgumentError(
+      'options.optimizer',
+      "an AdamW of @piflow/core over the model's variables",
+      describeValue(options.optimizer),
+    );
+  }
+  const optimizer =
+    options.optimizer ??
+    new AdamW(variables, {
+      learningRate,
+      beta1,
+      beta2,
+      weightDecay,
+      warmupSteps,
+      ...(warmupSteps > 0 ? { warmupFactor: 1 / warmupSteps } : {}),
+      ...(options.gradientClip !== undefined ? { gradientClip: options.gradientClip } : {}),
+    });
+  let ema: EMA | undefined;
+  if (typeof options.ema === 'number') {
+    assertNumber('options.ema', options.ema, { min: 0, max: 1, maxExclusive: true });
+    ema = new EMA(variables, { decay: options.ema, biasCorrection: true });
+  } else if (options.ema !== undefined) {
+    if (!(options.ema instanceof EMA)) {
       throw new InvalidArgumentError(
         'options.ema',
-        'a decay in [0, 1] or an EMA',
+        'a decay in [0, 1) or an EMA of @piflow/core',
         describeValue(options.ema),
       );
     }
@@ -200,12 +223,11 @@ export async function trainFlowModel(
   const losses = new Float32Array(steps);
   const started = performance.now();
   let done = 0;
+  let skipped = 0;
   for (let i = 0; i < steps; i++) {
     if (options.signal?.aborted) break;
     const step = startStep + i + 1;
-    const lr = warmupSteps > 0 ? learningRate * Math.min(1, step / warmupSteps) : learningRate;
-    if (manageLearningRate) setLearningRate(optimizer, lr);
-
+    const lr = optimizer.currentLearningRate();
     const batch = data(batchSize, random);
     const x0 = batch instanceof tf.Tensor ? batch : batch?.x;
     const labels = batch instanceof tf.Tensor ? undefined : batch?.labels;
@@ -219,32 +241,31 @@ export async function trainFlowModel(
       const noise = random.fillNormal(new Float32Array(x0.size));
       let dropped: Int32Array | undefined;
       if (labels !== undefined && numClasses !== undefined && labelDropout > 0) {
-        dropped = Int32Array.from(labels.dataSync());
+        dropped = Int32Array.from(await labels.data());
         for (let b = 0; b < B; b++) if (random.uniform() < labelDropout) dropped[b] = numClasses;
       }
-      const loss = tf.tidy(() => {
+      const inputs = tf.tidy(() => {
         const s = tf.tensor1d(sigma);
         const eps = tf.tensor(noise, x0.shape);
         const column = tf.reshape(s, [B, ...new Array<number>(x0.rank - 1).fill(1)]);
-        const xt = tf.add(tf.mul(tf.sub(1, column), x0), tf.mul(column, eps));
-        const target = tf.sub(eps, x0);
-        const condLabels = dropped ? tf.tensor1d(dropped, 'int32') : labels;
-        const condition = condLabels ? { labels: condLabels } : undefined;
-        const { value, grads } = tf.variableGrads(
-          () =>
-            tf.mean(tf.square(tf.sub(model.velocity(xt, s as tf.Tensor1D, condition), target))) as tf.Scalar,
-          variables,
-        );
-        let g = grads;
-        if (options.gradientClip !== undefined) g = clipByGlobalNorm(grads, options.gradientClip);
-        optimizer.applyGradients(g);
-        if (weightDecay > 0) {
-          for (const v of variables) v.assign(tf.mul(v, 1 - lr * weightDecay));
-        }
-        return value;
+        return {
+          s: s as tf.Tensor1D,
+          xt: tf.add(tf.mul(tf.sub(1, column), x0), tf.mul(column, eps)),
+          target: tf.sub(eps, x0),
+          labels: dropped ? tf.tensor1d(dropped, 'int32') : undefined,
+        };
       });
-      losses[i] = loss.dataSync()[0]!;
-      loss.dispose();
+      try {
+        const condLabels = inputs.labels ?? labels;
+        const condition = condLabels ? { labels: condLabels } : undefined;
+        const { loss, gradientNorm } = await optimizer.minimize(() =>
+          tf.mean(tf.square(tf.sub(model.velocity(inputs.xt, inputs.s, condition), inputs.target))),
+        );
+        losses[i] = loss;
+        if (!Number.isFinite(gradientNorm)) skipped++;
+      } finally {
+        tf.dispose([inputs.s, inputs.xt, inputs.target, ...(inputs.labels ? [inputs.labels] : [])]);
+      }
     } finally {
       tf.dispose([x0 as tf.Tensor, labels as tf.Tensor].filter((t) => t instanceof tf.Tensor));
     }
@@ -255,9 +276,7 @@ export async function trainFlowModel(
       const verdict = await options.onStep({
         step,
         loss: losses[i]!,
-        learningRate: manageLearningRate
-          ? lr
-          : (optimizer as unknown as { learningRate: number }).learningRate,
+        learningRate: lr,
         stepsPerSecond: done / Math.max(elapsed, 1e-9),
       });
       if (verdict === false) break;
@@ -268,30 +287,8 @@ export async function trainFlowModel(
     steps: done,
     losses: losses.slice(0, done),
     stepsPerSecond: done / Math.max(elapsed, 1e-9),
+    skipped,
     optimizer,
     ema,
   };
-}
-
-function setLearningRate(optimizer: tf.Optimizer, lr: number): void {
-  const o = optimizer as unknown as { learningRate: number; setLearningRate?: (lr: number) => void };
-  if (o.learningRate === lr) return;
-  // SGD/momentum cache the rate in a tensor: use their setter; Adam & co. read the field on every step.
-  if (typeof o.setLearningRate === 'function') o.setLearningRate(lr);
-  else o.learningRate = lr;
-}
-
-/** Scales all gradients by min(1, maxNorm / ‖g‖₂) (global norm over every tensor). */
-export function clipByGlobalNorm(grads: tf.NamedTensorMap, maxNorm: number): tf.NamedTensorMap {
-  return tf.tidy(() => {
-    const names = Object.keys(grads);
-    // summed pairwise, not with tf.addN: tfjs's WebGPU AddN binds every input to one shader and a device
-    // allows 8 storage buffers per stage, so AddN over more than 7 gradients returns garbage there
-    const squared = names.map((n) => tf.sum(tf.square(grads[n]!)));
-    const norm = tf.sqrt(squared.reduce((total, s) => tf.add(total, s), tf.scalar(0)));
-    const scale = tf.minimum(1, tf.div(maxNorm, tf.maximum(norm, 1e-12)));
-    const out: tf.NamedTensorMap = {};
-    for (const n of names) out[n] = tf.mul(grads[n]!, scale);
-    return out;
-  });
 }

@@ -1,6 +1,6 @@
-import { PiflowError } from '@piflow/core';
+import { type EMAState, isAtomicWriteTemp, PiflowError, writeFileAtomic } from '@piflow/core';
 
-/** Everything a π-ID run needs to continue exactly where it stopped. */
+/** Everything a training run (π-ID, teacher, classifier) needs to continue exactly where it stopped. */
 export interface TrainingCheckpoint {
   /** Optimiser steps completed. */
   step: number;
@@ -10,8 +10,8 @@ export interface TrainingCheckpoint {
   randomState: readonly [number, number, number, number];
   /** Student variables, in `student.variables` order. */
   variables: Float32Array[];
-  /** EMA shadow weights, same order. */
-  ema: Float32Array[];
+  /** The EMA's exact state (shadows in variable order, update count, remaining share), if the run keeps one. */
+  ema?: EMAState;
   /** AdamW moments and step count. */
   optimizer: { step: number; m: Float32Array[]; v: Float32Array[] };
   /** Shapes of the variables (checked on load). */
@@ -52,7 +52,7 @@ function crc32(bytes: Uint8Array): number {
 export function encodeCheckpoint(checkpoint: TrainingCheckpoint): Uint8Array {
   const groups: Record<string, Float32Array[]> = {
     variables: checkpoint.variables,
-    ema: checkpoint.ema,
+    ema: checkpoint.ema?.shadows ?? [],
     m: checkpoint.optimizer.m,
     v: checkpoint.optimizer.v,
   };
@@ -81,6 +81,9 @@ export function encodeCheckpoint(checkpoint: TrainingCheckpoint): Uint8Array {
       iteration: checkpoint.iteration ?? checkpoint.step,
       randomState: checkpoint.randomState,
       optimizerStep: checkpoint.optimizer.step,
+      ...(checkpoint.ema
+        ? { emaUpdates: checkpoint.ema.updates, emaRemaining: checkpoint.ema.remaining }
+        : {}),
       shapes: checkpoint.shapes,
       lengths,
       payloadBytes: payloadBytes.length,
@@ -115,6 +118,8 @@ export function decodeCheckpoint(bytes: Uint8Array, source = 'checkpoint'): Trai
     iteration?: number;
     randomState: [number, number, number, number];
     optimizerStep: number;
+    emaUpdates?: number;
+    emaRemaining?: number;
     shapes: number[][];
     lengths: Record<string, number[]>;
     payloadBytes: number;
@@ -163,7 +168,9 @@ export function decodeCheckpoint(bytes: Uint8Array, source = 'checkpoint'): Trai
     iteration: header.iteration ?? header.step,
     randomState: header.randomState,
     variables,
-    ema,
+    ...(ema.length
+      ? { ema: { shadows: ema, updates: header.emaUpdates ?? 0, remaining: header.emaRemaining ?? 0 } }
+      : {}),
     optimizer: { step: header.optimizerStep, m, v },
     shapes: header.shapes,
     metadata: header.metadata,
@@ -176,7 +183,10 @@ export function checkpointFileName(step: number): string {
   return `ckpt-${String(step).padStart(8, '0')}.piflow`;
 }
 
-/** Writes a checkpoint atomically: a temp file beside the target, fsync, rename, then fsync of the folder. */
+/**
+ * Writes a checkpoint atomically (`writeFileAtomic`: temp file, fsync, rename, folder fsync), keeps the newest
+ * `keep`, and removes temp files of writes cut short by a kill (one writer per run folder: the run lock).
+ */
 export async function writeCheckpointFile(
   dir: string,
   checkpoint: TrainingCheckpoint,
@@ -185,28 +195,14 @@ export async function writeCheckpointFile(
   const fs = await import('node:fs/promises');
   const path = await import('node:path');
   await fs.mkdir(dir, { recursive: true });
-  const target = path.join(dir, checkpointFileName(checkpoint.step));
-  const temp = `${target}.tmp-${process.pid}-${Date.now()}`;
-  const handle = await fs.open(temp, 'w');
-  try {
-    await handle.writeFile(encodeCheckpoint(checkpoint));
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await fs.rename(temp, target);
-  try {
-    const dirHandle = await fs.open(dir, 'r');
-    await dirHandle.sync().catch(() => {});
-    await dirHandle.close();
-  } catch {
-    // some file systems do not allow opening a directory; the rename is still atomic
-  }
+  const target = await writeFileAtomic(
+    path.join(dir, checkpointFileName(checkpoint.step)),
+    encodeCheckpoint(checkpoint),
+  );
   const all = await listCheckpoints(dir);
   for (const old of all.slice(keep)) await fs.rm(old.path, { force: true });
-  // Temp files of writes cut short by a kill (one writer per run folder: the run lock): never read, removed.
   for (const name of await fs.readdir(dir)) {
-    if (/\.piflow\.tmp-/.test(name) && path.join(dir, name) !== temp) {
+    if (name.startsWith('ckpt-') && isAtomicWriteTemp(name)) {
       await fs.rm(path.join(dir, name), { force: true });
     }
   }

@@ -1,4 +1,12 @@
-export { AdamW, type AdamWOptions, type AdamWState } from './adamw';
+// The one optimizer and EMA of every piflow trainer live in @piflow/core; re-exported here for π-ID users.
+export {
+  AdamW,
+  type AdamWOptions,
+  type AdamWState,
+  EMA,
+  type EMAOptions,
+  type EMAState,
+} from '@piflow/core';
 export {
   CheckpointError,
   checkpointFileName,
@@ -10,17 +18,14 @@ export {
   type TrainingCheckpoint,
   writeCheckpointFile,
 } from './checkpoint';
-export { EMA, type EMAOptions } from './ema';
-export {
-  createPiIDTrainer,
-  type DataBatch,
-  type LossWeighting,
-  NonFiniteLossError,
-  PiIDTrainer,
-  type PiIDTrainerOptions,
-  type StepMetrics,
-  type TrainOptions,
-} from './pi-id-trainer';
+export type {
+  DataBatch,
+  LossWeighting,
+  PiIDTrainerOptions,
+  StepMetrics,
+  TrainOptions,
+} from './pi-id-options';
+export { createPiIDTrainer, NonFiniteLossError, PiIDTrainer } from './pi-id-trainer';
 export { acquireRunFolder, type RunFolder, RunFolderError, type RunFolderOptions } from './run-folder';
 export {
   intermediateOffsets,

@@ -5,14 +5,13 @@
 // component mean, whose π-ID loss vanishes at offset 0.
 
 import { setupWebGPU } from '@piflow/backend-webgpu';
-import { createAnalyticGMFlow } from '@piflow/core';
+import { AdamW, createAnalyticGMFlow } from '@piflow/core';
 import { registerTestBackend, useBackend } from '@piflow/core/testing';
 import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { flowData, flowTeacher } from './__fixtures__/analytic-teacher';
 import { offsetPosteriorStudent } from './__fixtures__/students';
-import { AdamW } from './adamw';
 import { createPiIDTrainer } from './pi-id-trainer';
 
 registerTestBackend('webgpu', async () => {

@@ -2,8 +2,12 @@ import { appendFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createRandom } from '@piflow/core';
 import { loadMnist } from '@piflow/datasets';
-import { createDigitClassifier, digitAccuracyAsync, trainDigitClassifier } from '@piflow/eval';
-import * as tf from '@tensorflow/tfjs-core';
+import {
+  createDigitClassifier,
+  digitAccuracyAsync,
+  digitClassifierOptimizer,
+  trainDigitClassifier,
+} from '@piflow/eval';
 import { Command } from 'commander';
 import { saveClassifier } from '../classifier-files';
 import { prepareTraining, selectBackend } from '../context';
@@ -65,7 +69,7 @@ export function trainClassifierCommand(): Command {
       });
       const classifier = createDigitClassifier({ seed: o.seed });
       const logFile = path.join(o.out, 'train-log.jsonl');
-      const optimizer = tf.train.adam(o.lr);
+      const optimizer = digitClassifierOptimizer(classifier, { steps: o.iterations, learningRate: o.lr });
       let random = createRandom(o.seed);
       let startStep = 0;
       const losses: number[] = [];

@@ -1,9 +1,8 @@
 import { appendFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createRandom } from '@piflow/core';
+import { AdamW, createRandom, EMA } from '@piflow/core';
 import { loadMnist } from '@piflow/datasets';
 import {
-  createExponentialMovingAverage,
   createFlowModel,
   createMLPBackbone,
   createUNetBackbone,
@@ -15,7 +14,6 @@ import {
   trainFlowModel,
 } from '@piflow/models';
 import type { RunFolder } from '@piflow/trainer';
-import * as tf from '@tensorflow/tfjs-core';
 import { Command, Option } from 'commander';
 import { datasets2D, loadAnyModel, prepareTraining, selectBackend } from '../context';
 import { UsageError } from '../errors';
@@ -166,8 +164,15 @@ export function trainTeacherCommand(): Command {
         throw error;
       }
       const logFile = path.join(options.out, 'train-log.jsonl');
-      const optimizer = tf.train.adam(options.lr, 0.9, 0.999);
-      const ema = createExponentialMovingAverage(model.variables, options.ema);
+      const warmupSteps = Math.min(200, Math.floor(options.iterations / 10));
+      const optimizer = new AdamW(model.variables, {
+        learningRate: options.lr,
+        beta1: 0.9,
+        beta2: 0.999,
+        warmupSteps,
+        ...(warmupSteps > 0 ? { warmupFactor: 1 / warmupSteps } : {}),
+      });
+      const ema = new EMA(model.variables, { decay: options.ema, biasCorrection: true });
       let startStep = 0;
       let trainingRandom = random;
       const losses: number[] = [];
@@ -207,9 +212,7 @@ export function trainTeacherCommand(): Command {
         startStep,
         batchSize,
         ...(images ? { labelDropout: options.labelDropout } : {}),
-        learningRate: options.lr,
         optimizer,
-        warmupSteps: Math.min(200, Math.floor(options.iterations / 10)),
         sigmaSampling: options.sigmaSampling,
         ema,
         random: trainingRandom,

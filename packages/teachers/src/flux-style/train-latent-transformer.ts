@@ -1,4 +1,5 @@
 import {
+  AdamW,
   assertNumber,
   type Condition,
   InvalidArgumentError,
@@ -33,7 +34,7 @@ export interface TrainLatentTransformerOptions {
 
 /**
  * Rectified-flow (flow matching) training of a FLUX-shaped transformer: σ ~ U(0, 1), x_σ = (1 − σ)·x0 + σ·ε,
- * loss = mean ‖model(pack(x_σ), σ, …) − pack(ε − x0)‖² with Adam. Resolves to the loss of every step.
+ * loss = mean ‖model(pack(x_σ), σ, …) − pack(ε − x0)‖² with the core's AdamW (β = 0.9, 0.99; no decay). Resolves to the loss of every step.
  * Registers tfjs's gradient functions first (`registerGradients` from @piflow/core: needs `@tensorflow/tfjs`).
  */
 export async function trainLatentTransformer(options: TrainLatentTransformerOptions): Promise<number[]> {
@@ -52,7 +53,7 @@ export async function trainLatentTransformer(options: TrainLatentTransformerOpti
     throw new InvalidArgumentError('nextBatch', 'a function (step, random) => batch', typeof nextBatch);
   }
   await registerGradients();
-  const optimizer = tf.train.adam(learningRate, 0.9, 0.99);
+  const optimizer = new AdamW(model.variables, { learningRate, beta1: 0.9, beta2: 0.99 });
   const losses: number[] = [];
   try {
     for (let step = 0; step < steps; step++) {
@@ -64,37 +65,39 @@ export async function trainLatentTransformer(options: TrainLatentTransformerOpti
         { length: B },
         () => guidanceRange[0] + (guidanceRange[1] - guidanceRange[0]) * random.uniform(),
       );
-      const lossTensor = tf.tidy(() => {
+      const text = condition.textEmbeddings as tf.Tensor3D;
+      const inputs = tf.tidy(() => {
         const s = tf.tensor4d(sigmas, [B, 1, 1, 1]);
         const eps = tf.tensor(noise, latents.shape);
         const xt = tf.add(tf.mul(tf.sub(1, s), latents), tf.mul(s, eps));
-        const tokens = packLatents(xt, preset.patchSize);
-        const target = packLatents(tf.sub(eps, latents), preset.patchSize);
-        const text = condition.textEmbeddings as tf.Tensor3D;
-        const imageIds = imagePositionIds(H, W, { patchSize: preset.patchSize, style: preset.positionIds });
-        const textIds = textPositionIds(text.shape[1]);
-        return optimizer.minimize(
-          () => {
-            const prediction = model.predict({
-              hiddenStates: tokens,
-              timestep: tf.tensor1d(sigmas),
-              encoderHiddenStates: text,
-              imageIds,
-              textIds,
-              ...(model.acceptsGuidance ? { guidance: tf.tensor1d(guidance) } : {}),
-              ...(model.pooledEmbeddingDim
-                ? { pooledProjections: condition.pooledEmbeddings as tf.Tensor2D }
-                : {}),
-            });
-            return tf.mean(tf.square(tf.sub(prediction, target))) as tf.Scalar;
-          },
-          true,
-          model.variables,
-        )!;
+        return {
+          tokens: packLatents(xt, preset.patchSize),
+          target: packLatents(tf.sub(eps, latents), preset.patchSize),
+          imageIds: imagePositionIds(H, W, { patchSize: preset.patchSize, style: preset.positionIds }),
+          textIds: textPositionIds(text.shape[1]),
+          timestep: tf.tensor1d(sigmas),
+          ...(model.acceptsGuidance ? { guidance: tf.tensor1d(guidance) } : {}),
+        };
       });
-      const loss = lossTensor.dataSync()[0]!;
-      lossTensor.dispose();
-      tf.dispose([latents, ...Object.values(condition)]);
+      let loss: number;
+      try {
+        ({ loss } = await optimizer.minimize(() => {
+          const prediction = model.predict({
+            hiddenStates: inputs.tokens,
+            timestep: inputs.timestep,
+            encoderHiddenStates: text,
+            imageIds: inputs.imageIds,
+            textIds: inputs.textIds,
+            ...(inputs.guidance ? { guidance: inputs.guidance } : {}),
+            ...(model.pooledEmbeddingDim
+              ? { pooledProjections: condition.pooledEmbeddings as tf.Tensor2D }
+              : {}),
+          });
+          return tf.mean(tf.square(tf.sub(prediction, inputs.target))) as tf.Scalar;
+        }));
+      } finally {
+        tf.dispose([latents, ...Object.values(condition), ...Object.values(inputs)]);
+      }
       losses.push(loss);
       options.onStep?.(step, loss);
     }

@@ -1,5 +1,6 @@
-import { assertNumber } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
+import { InvalidArgumentError } from './errors';
+import { assertNumber, describeValue } from './validation';
 
 export interface AdamWOptions {
   learningRate?: number;
@@ -18,6 +19,11 @@ export interface AdamWOptions {
    * `diffusion_grad_clip_begin_iter`: 100 for FLUX, 400 for ImageNet). Default 0.
    */
   gradientClipBegin?: number;
+  /**
+   * Learning-rate factor for update t (0-based), applied after warm-up, e.g. a cosine decay
+   * `(t) => 0.05 + 0.95 · ½(1 + cos(π t / T))`. Default: constant 1.
+   */
+  schedule?: (step: number) => number;
 }
 
 export interface AdamWState {
@@ -38,8 +44,10 @@ function squaredNorm(gradients: readonly tf.Tensor[]): tf.Tensor {
 }
 
 /**
- * AdamW with linear warm-up and global-norm gradient clipping over a fixed list of variables. Its state is
- * plain arrays so checkpoints can hold it. Defaults follow the reference (β = (0.9, 0.95)).
+ * AdamW with linear warm-up, an optional learning-rate schedule and global-norm gradient clipping (from a
+ * begin update) over a fixed list of variables; an update whose gradient norm is not finite is skipped. The
+ * one optimizer of every piflow trainer (teachers, classifiers, π-ID). Its state is plain arrays so checkpoints
+ * can hold it. Defaults follow the π-Flow reference (β = (0.9, 0.95)).
  */
 export class AdamW {
   readonly learningRate: number;
@@ -51,6 +59,7 @@ export class AdamW {
   readonly warmupFactor: number;
   readonly gradientClip: number;
   readonly gradientClipBegin: number;
+  private readonly schedule: ((step: number) => number) | undefined;
   private m: tf.Tensor[];
   private v: tf.Tensor[];
   private t = 0;
@@ -68,6 +77,14 @@ export class AdamW {
     this.warmupFactor = options.warmupFactor ?? 0.001;
     this.gradientClip = options.gradientClip ?? Number.POSITIVE_INFINITY;
     this.gradientClipBegin = options.gradientClipBegin ?? 0;
+    if (options.schedule !== undefined && typeof options.schedule !== 'function') {
+      throw new InvalidArgumentError(
+        'schedule',
+        'a function (step) => factor',
+        describeValue(options.schedule),
+      );
+    }
+    this.schedule = options.schedule;
     assertNumber('gradientClipBegin', this.gradientClipBegin, { min: 0, integer: true });
     assertNumber('learningRate', this.learningRate, { min: 0, minExclusive: true });
     assertNumber('beta1', this.beta1, { min: 0, max: 1, maxExclusive: true });
@@ -81,11 +98,33 @@ export class AdamW {
     this.v = variables.map((x) => tf.zerosLike(x));
   }
 
-  /** Learning rate at the next update (after warm-up scaling). */
+  /** Updates applied so far. */
+  get step(): number {
+    return this.t;
+  }
+
+  /** Learning rate at the next update (after warm-up scaling and the schedule). */
   currentLearningRate(): number {
-    if (this.warmupSteps === 0 || this.t >= this.warmupSteps) return this.learningRate;
+    const factor = this.schedule ? this.schedule(this.t) : 1;
+    if (this.warmupSteps === 0 || this.t >= this.warmupSteps) return this.learningRate * factor;
     const f = this.warmupFactor + (1 - this.warmupFactor) * (this.t / this.warmupSteps);
-    return this.learningRate * f;
+    return this.learningRate * f * factor;
+  }
+
+  /**
+   * One training step: the gradients of `loss()` with respect to the variables, then `applyAsync`. Returns
+   * the loss and the pre-clip gradient norm (a non-finite norm: the update was skipped). Leaves no tensors.
+   */
+  async minimize(loss: () => tf.Scalar): Promise<{ loss: number; gradientNorm: number }> {
+    const { value, grads } = tf.variableGrads(loss, this.variables as tf.Variable[]);
+    // a variable the loss does not reach gets a zero gradient
+    const gradients = this.variables.map((v) => grads[v.name] ?? tf.zerosLike(v));
+    try {
+      const gradientNorm = await this.applyAsync(gradients);
+      return { loss: (await value.data())[0]!, gradientNorm };
+    } finally {
+      tf.dispose([value, ...gradients]);
+    }
   }
 
   /**

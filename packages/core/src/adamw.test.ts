@@ -1,10 +1,9 @@
-import { useBackend } from '@piflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AdamW } from './adamw';
-import { EMA } from './ema';
+import { useBackend } from './testing';
 
-describe('AdamW and EMA', () => {
+describe('AdamW', () => {
   beforeAll(() => useBackend('cpu'));
 
   it.each([0, 1])(
@@ -57,19 +56,45 @@ describe('AdamW and EMA', () => {
     },
   );
 
-  it('Karras EMA uses β_t = (1 − 1/t)^(γ+1) and swaps weights in and out', async () => {
+  it('applies a learning-rate schedule after warm-up (a cosine decay) exactly', () => {
     const w = tf.variable(tf.tensor1d([0]));
-    const ema = new EMA([w], { gamma: 1 });
-    expect(ema.decayAt(0)).toBe(0);
-    expect(ema.decayAt(1)).toBeCloseTo(0.25, 12);
-    w.assign(tf.tensor1d([1]));
-    ema.update(0); // β = 0 → shadow = 1
-    w.assign(tf.tensor1d([3]));
-    ema.update(1); // β = 0.25 → 0.25·1 + 0.75·3 = 2.5
-    const inside = await ema.swap(() => w.dataSync()[0]);
-    expect(inside).toBeCloseTo(2.5, 6);
-    expect(w.dataSync()[0]).toBe(3);
-    ema.dispose();
+    const schedule = (t: number) => 0.05 + 0.95 * 0.5 * (1 + Math.cos((Math.PI * t) / 4));
+    const opt = new AdamW([w], { learningRate: 0.2, warmupSteps: 2, warmupFactor: 0.5, schedule });
+    const expected = [0.2 * 0.5, 0.2 * 0.75, 0.2, 0.2].map((lr, t) => lr * schedule(t));
+    for (const lr of expected) {
+      expect(opt.currentLearningRate()).toBeCloseTo(lr, 12);
+      const g = tf.tensor1d([1]);
+      // with a constant gradient Adam's bias-corrected step is exactly 1/(1 + ε/|g|) ≈ 1: w moves by −lr
+      const before = w.dataSync()[0]!;
+      opt.apply([g]);
+      expect(w.dataSync()[0]! - before).toBeCloseTo(-lr, 6);
+      g.dispose();
+    }
+    expect(opt.step).toBe(4);
+    expect(() => new AdamW([w], { schedule: 3 as never })).toThrow(/`schedule`/);
+    opt.dispose();
     w.dispose();
+  });
+
+  it('minimize takes the gradient of the loss, skips a non-finite update and leaks nothing', async () => {
+    const w = tf.variable(tf.tensor1d([3, -1]));
+    const unused = tf.variable(tf.tensor1d([5]));
+    const opt = new AdamW([w, unused], { learningRate: 0.1, beta2: 0.999 });
+    const before = tf.memory().numTensors;
+    // loss = Σ w², gradient 2w: norm 2·√10
+    const { loss, gradientNorm } = await opt.minimize(() => tf.sum(tf.square(w)));
+    expect(loss).toBeCloseTo(10, 5);
+    expect(gradientNorm).toBeCloseTo(2 * Math.sqrt(10), 5);
+    // first Adam step: −lr·sign(g)
+    expect(Array.from(w.dataSync())).toEqual([expect.closeTo(2.9, 5), expect.closeTo(-0.9, 5)]);
+    expect(unused.dataSync()[0]).toBe(5);
+    const stuck = Array.from(w.dataSync());
+    const skipped = await opt.minimize(() => tf.mul(tf.sum(w), Number.NaN));
+    expect(Number.isNaN(skipped.gradientNorm)).toBe(true);
+    expect(Array.from(w.dataSync())).toEqual(stuck);
+    expect(opt.step).toBe(1);
+    expect(tf.memory().numTensors).toBe(before);
+    opt.dispose();
+    tf.dispose([w, unused]);
   });
 });

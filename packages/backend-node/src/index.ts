@@ -1,3 +1,9 @@
+// The one wasm BatchMatMul override lives in @piflow/core (the training kernels of @piflow/models use it too).
+export {
+  installWasmBatchMatMulFix,
+  isWasmBatchMatMulFixInstalled,
+  uninstallWasmBatchMatMulFix,
+} from '@piflow/core';
 export {
   type BackendCandidate,
   type BackendInitContext,
@@ -25,8 +31,3 @@ export {
   type WasmSetup,
   wasmBinaryNames,
 } from './setup-wasm';
-export {
-  installWasmBatchMatMulFix,
-  isWasmBatchMatMulFixInstalled,
-  uninstallWasmBatchMatMulFix,
-} from './wasm-batch-mat-mul';

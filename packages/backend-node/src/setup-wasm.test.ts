@@ -1,10 +1,9 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { InvalidArgumentError } from '@piflow/core';
+import { InvalidArgumentError, isWasmBatchMatMulFixInstalled } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { locateWasmFiles, setupWasm, wasmBinaryNames } from './setup-wasm';
-import { isWasmBatchMatMulFixInstalled } from './wasm-batch-mat-mul';
 
 describe('setupWasm', () => {
   it('locates the .wasm binaries in the installed package dist/ folder', () => {

@@ -1,9 +1,14 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { describeValue, InvalidArgumentError, PiflowError } from '@piflow/core';
+import {
+  describeValue,
+  InvalidArgumentError,
+  installWasmBatchMatMulFix,
+  isWasmBatchMatMulFixInstalled,
+  PiflowError,
+} from '@piflow/core';
 import { describeLoadError, importModule, type ModuleLoader } from './module-loader';
-import { installWasmBatchMatMulFix, isWasmBatchMatMulFixInstalled } from './wasm-batch-mat-mul';
 
 /** The binaries the wasm backend may fetch (threads are never used in Node, but the file ships). */
 export const wasmBinaryNames = [

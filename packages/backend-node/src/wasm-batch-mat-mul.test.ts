@@ -1,14 +1,14 @@
 import { createRandom, registerGradients } from '@piflow/core';
 import { countLeaks, maxAbsDifference } from '@piflow/core/testing';
 import '@tensorflow/tfjs-backend-cpu';
-import * as tf from '@tensorflow/tfjs-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setupWasm } from './setup-wasm';
 import {
   installWasmBatchMatMulFix,
   isWasmBatchMatMulFixInstalled,
   uninstallWasmBatchMatMulFix,
-} from './wasm-batch-mat-mul';
+} from '@piflow/core';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setupWasm } from './setup-wasm';
 
 // float32 matMul over inner size ≤ 64 of values in [-1, 1]: both kernels sum the same products, so they agree
 // to a few ulps; against a float64 reference the float32 rounding is ≤ 64·2⁻²⁴·|sum| ≈ 1e-5.

@@ -115,3 +115,8 @@ export {
   type TensorExpectation,
   type TensorValueExpectation,
 } from './validation';
+export {
+  installWasmBatchMatMulFix,
+  isWasmBatchMatMulFixInstalled,
+  uninstallWasmBatchMatMulFix,
+} from './wasm-batch-mat-mul';

@@ -1,4 +1,11 @@
-import { describeValue, InvalidArgumentError, PiflowError } from '@piflow/core';
+import {
+  describeValue,
+  InvalidArgumentError,
+  installWasmBatchMatMulFix,
+  isWasmBatchMatMulFixInstalled,
+  PiflowError,
+  uninstallWasmBatchMatMulFix,
+} from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { backend_util, type KernelConfig, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
 
@@ -9,8 +16,8 @@ import { backend_util, type KernelConfig, type KernelFunc, type TensorInfo } fro
  * gradient, which calls matMul with transpose flags directly):
  *
  * - BatchMatMul with transposeA/transposeB: the stock kernel is ~10× slower with the flags than an
- *   explicit transpose + plain matMul. Materialise the cheaper transpose: aᵀ·b as transpose(a)·b or
- *   (transpose(b)·a)ᵀ, a·bᵀ as a·transpose(b) or (b·transpose(a))ᵀ, aᵀ·bᵀ as (b·a)ᵀ.
+ *   explicit transpose + plain matMul: @piflow/core's `installWasmBatchMatMulFix` (the project's one
+ *   BatchMatMul override) is installed with the others.
  * - Conv2DBackpropFilter: missing on wasm (conv training throws). dW = conv2d of x transposed to [C, H, W, N]
  *   with dy transposed to [Ho, Wo, N, Co] as the filter (dilation = the forward stride), transposed back;
  *   a 1×1 stride-1 unpadded conv is a matMul xᵀ·dy.
@@ -73,68 +80,6 @@ function size(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;
-}
-
-function swapLast(rank: number): number[] {
-  const perm = Array.from({ length: rank }, (_, i) => i);
-  perm[rank - 2] = rank - 1;
-  perm[rank - 1] = rank - 2;
-  return perm;
-}
-
-// --------------------------------------------------------------------------------------------------------
-// BatchMatMul
-
-function batchMatMul(args: KernelArgs): TensorInfo {
-  const { inputs, backend, attrs } = args;
-  const transposeA = Boolean(attrs.transposeA);
-  const transposeB = Boolean(attrs.transposeB);
-  const matMul = stock('BatchMatMul');
-  const plain = (a: TensorInfo, b: TensorInfo) =>
-    matMul({
-      inputs: { a, b },
-      backend: backend as never,
-      attrs: { transposeA: false, transposeB: false },
-    }) as TensorInfo;
-  const a = inputs.a!;
-  const b = inputs.b!;
-  if (!transposeA && !transposeB) return matMul(args as never) as TensorInfo;
-  const t = (x: TensorInfo) => run('Transpose', backend, { x }, { perm: swapLast(x.shape.length) });
-  if (transposeA && transposeB) {
-    const ba = plain(b, a);
-    const out = t(ba);
-    release(backend, ba);
-    return out;
-  }
-  const aRows = a.shape[a.shape.length - (transposeA ? 1 : 2)]!;
-  const bCols = b.shape[b.shape.length - (transposeB ? 2 : 1)]!;
-  const outSize = size(a.shape.slice(0, -2)) * aRows * bCols;
-  if (transposeA) {
-    // aᵀ·b: transpose a, or (bᵀ·a)ᵀ.
-    if (size(a.shape) <= size(b.shape) + outSize) {
-      const at = t(a);
-      const out = plain(at, b);
-      release(backend, at);
-      return out;
-    }
-    const bt = t(b);
-    const bta = plain(bt, a);
-    const out = t(bta);
-    release(backend, bt, bta);
-    return out;
-  }
-  // a·bᵀ: transpose b, or (b·aᵀ)ᵀ.
-  if (size(b.shape) <= size(a.shape) + outSize) {
-    const bt = t(b);
-    const out = plain(a, bt);
-    release(backend, bt);
-    return out;
-  }
-  const at = t(a);
-  const bat = plain(b, at);
-  const out = t(bat);
-  release(backend, at, bat);
-  return out;
 }
 
 // --------------------------------------------------------------------------------------------------------
@@ -408,7 +353,6 @@ function unsortedSegmentSum(args: KernelArgs): TensorInfo {
 // Registration
 
 const implementations: Record<string, (args: KernelArgs) => TensorInfo> = {
-  BatchMatMul: batchMatMul,
   Conv2DBackpropFilter: conv2DBackpropFilter,
   Conv2DBackpropInput: conv2DBackpropInput,
   Transpose: transpose,
@@ -421,7 +365,9 @@ function isOurs(config: KernelConfig | undefined): boolean {
 
 /** Whether the piflow wasm training kernels are installed now (all of them). */
 export function wasmTrainingKernelsRegistered(): boolean {
-  return KERNELS.every((name) => isOurs(tf.getKernel(name, 'wasm')));
+  return KERNELS.every((name) =>
+    name === 'BatchMatMul' ? isWasmBatchMatMulFixInstalled() : isOurs(tf.getKernel(name, 'wasm')),
+  );
 }
 
 /**
@@ -447,6 +393,10 @@ export function registerWasmTrainingKernels(
   }
   const installed: WasmTrainingKernelName[] = [];
   for (const name of kernels) {
+    if (name === 'BatchMatMul') {
+      if (installWasmBatchMatMulFix()) installed.push(name);
+      continue;
+    }
     const current = tf.getKernel(name, 'wasm');
     if (isOurs(current)) continue;
     originals.set(name, current);
@@ -467,6 +417,7 @@ export function registerWasmTrainingKernels(
 
 /** Restores the stock wasm kernels (for before/after benchmarks); a no-op when ours are not installed. */
 export function unregisterWasmTrainingKernels(): void {
+  uninstallWasmBatchMatMulFix();
   for (const name of KERNELS) {
     if (!isOurs(tf.getKernel(name, 'wasm')) || !originals.has(name)) continue;
     tf.unregisterKernel(name, 'wasm');

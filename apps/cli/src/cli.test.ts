@@ -330,6 +330,8 @@ describe('piflow CLI', () => {
         '1,2',
         '--reference-steps',
         '2',
+        '--guidance-scale',
+        '4',
         '-n',
         '20',
         '--grid',
@@ -346,9 +348,10 @@ describe('piflow CLI', () => {
       results.rows.map((r: { sampler: string; steps: number; nfe: number }) => [r.sampler, r.steps, r.nfe]),
     ).toEqual([
       ['real training digits (20)', 0, 0],
-      ['teacher Euler, CFG 2.5', 1, 2],
-      ['teacher Euler, CFG 2.5', 2, 4],
-      ['π-Flow GM K=2 (2 steps)', 2, 2],
+      // teacher rows at the asked guidance; the student keeps the guidance distilled into it (named)
+      ['teacher Euler, CFG 4', 1, 2],
+      ['teacher Euler, CFG 4', 2, 4],
+      ['π-Flow GM K=2 (2 steps, CFG 2.5)', 2, 2],
     ]);
     expect(results.rows[2].alignment).toBe(0); // the reference itself
     for (const row of results.rows) {
@@ -363,8 +366,9 @@ describe('piflow CLI', () => {
     }
     const grids = PNG.sync.read(await readFile(path.join(dir, 'eval', 'grids.png')));
     expect(grids.width).toBe(2 * (10 * 30 + 2) + 8); // teacher-2 and the student side by side
+    expect(grids.height).toBe(14 + 10 + (30 + 2)); // panel titles, digit labels over the columns, one row
     expect(await readFile(path.join(dir, 'eval', 'results.md'), 'utf8')).toContain(
-      '| π-Flow GM K=2 (2 steps) | 2 | 2 |',
+      '| π-Flow GM K=2 (2 steps, CFG 2.5) | 2 | 2 |',
     );
   }, 300_000);
 

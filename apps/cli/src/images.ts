@@ -265,15 +265,19 @@ export async function writeImageGrid(
 
 /**
  * Image grids side by side (e.g. the same noise through several samplers), each `columns` wide, separated by
- * an 8-pixel white gutter; panels with a `title` get it written above them.
+ * an 8-pixel white gutter; panels with a `title` get it written above them, and `columnLabels` (e.g. the class
+ * of each column) are written above every panel's columns.
  */
 export async function writeImagePanels(
   file: string,
   panels: { images: ArrayLike<number>; shape: number[]; title?: string }[],
   columns?: number,
+  options: { columnLabels?: readonly string[] } = {},
 ): Promise<void> {
   const gutter = 8;
-  const header = panels.some((p) => p.title) ? 14 : 0;
+  const titles = panels.some((p) => p.title) ? 14 : 0;
+  const labels = options.columnLabels?.length ? 10 : 0;
+  const header = titles + labels;
   const sizes = panels.map((p) => {
     const cols = columns ?? Math.ceil(Math.sqrt(p.shape[0]!));
     return { cols, ...gridSize(p.shape, cols) };
@@ -285,6 +289,13 @@ export async function writeImagePanels(
   panels.forEach((panel, i) => {
     const { cols, width: w, height: h } = sizes[i]!;
     if (panel.title) canvas.text(left + w / 2, 3, truncateLeft(panel.title, w), BLACK, { align: 'center' });
+    if (labels) {
+      const cell = panel.shape[2]! + 2;
+      for (let c = 0; c < cols; c++) {
+        const label = options.columnLabels![c % options.columnLabels!.length]!;
+        canvas.text(left + 2 + c * cell + cell / 2 - 1, titles + 1, label, TEXT, { align: 'center' });
+      }
+    }
     canvas.fill(left, header, w, h, [40, 40, 40]);
     drawImageGrid(canvas, left, header, panel.images, panel.shape, cols);
     left += w + gutter;

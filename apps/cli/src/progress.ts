@@ -7,7 +7,8 @@ export interface Progress {
 
 /**
  * A progress bar with rate and ETA in a terminal; plain lines (about every 5 %) when stdout is not a TTY or
- * CI is set, so logs stay readable.
+ * CI is set, so logs stay readable. The rate counts the steps this process made: a resumed run's first
+ * update (e.g. 5001 of 20000) is its starting point, not 5001 steps done in a moment.
  */
 export function createProgress(
   label: string,
@@ -26,10 +27,12 @@ export function createProgress(
       cliProgress.Presets.shades_classic,
     );
     const started = Date.now();
+    let base: number | undefined;
     bar.start(total, 0, { rate: '0.0', info: '' });
     return {
       update(value, fields = {}) {
-        const rate = value / Math.max((Date.now() - started) / 1000, 1e-3);
+        base ??= value - 1;
+        const rate = (value - base) / Math.max((Date.now() - started) / 1000, 1e-3);
         bar.update(value, { rate: rate.toFixed(1), info: formatFields(fields) });
       },
       stop: () => bar.stop(),
@@ -38,12 +41,14 @@ export function createProgress(
   const every = Math.max(1, Math.round(total / 20));
   const started = Date.now();
   let last = -1;
+  let base: number | undefined;
   return {
     update(value, fields = {}) {
+      base ??= value - 1;
       if (value !== total && value - last < every) return;
       last = value;
       const seconds = (Date.now() - started) / 1000;
-      const rate = value / Math.max(seconds, 1e-3);
+      const rate = (value - base) / Math.max(seconds, 1e-3);
       const eta = rate > 0 ? (total - value) / rate : 0;
       stream.write(
         `${label} ${value}/${total} (${rate.toFixed(1)}/s, ETA ${eta.toFixed(0)} s) ${formatFields(fields)}\n`,

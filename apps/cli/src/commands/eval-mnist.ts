@@ -12,7 +12,7 @@ import { loadAnyModel, selectBackend, shippedModelsDir } from '../context';
 import { UsageError } from '../errors';
 import { collectPairs } from '../families';
 import { writeImagePanels } from '../images';
-import { applyConfigFile, commandLine, integer, integerList } from '../options';
+import { applyConfigFile, commandLine, integer, integerList, number } from '../options';
 import { sampleModel } from '../sampling';
 
 /** The shipped MNIST students, in the order of the results table. */
@@ -64,7 +64,7 @@ async function generate(
   manifest: ModelManifest,
   noise: Float32Array,
   labels: Int32Array,
-  options: { teacherSteps?: number; families?: PolicyRegistry },
+  options: { teacherSteps?: number; guidanceScale?: number; families?: PolicyRegistry },
 ): Promise<{ images: Float32Array; seconds: number; nfe: number }> {
   const pixels = 784;
   const count = labels.length;
@@ -76,6 +76,7 @@ async function generate(
     const chunk = tf.tensor4d(noise.subarray(start * pixels, (start + n) * pixels), [n, 28, 28, 1]);
     const result = await sampleModel(model, manifest, chunk, {
       ...(options.teacherSteps ? { teacherSteps: options.teacherSteps } : {}),
+      ...(options.guidanceScale !== undefined ? { guidanceScale: options.guidanceScale } : {}),
       ...(options.families ? { families: options.families } : {}),
       labels: Array.from(labels.subarray(start, start + n)),
     });
@@ -105,6 +106,11 @@ export function evalMnistCommand(): Command {
       [1, 2, 4, 8, 16, 32, 64],
     )
     .option('--reference-steps <n>', 'teacher steps for alignment', integer('--reference-steps', 1), 64)
+    .option(
+      '--guidance-scale <x>',
+      "classifier-free guidance of the teacher rows (default: the teacher's recorded scale); students run with the guidance distilled into them",
+      number('--guidance-scale', 1),
+    )
     .option('--classifier <spec>', 'mnist (shipped) or a folder from train-classifier', 'mnist')
     .option('-n, --count <n>', 'images per row (labels 0–9 cycled)', integer('--count', 10), 500)
     .option('--seed <n>', 'noise seed', integer('--seed', 0), 0)
@@ -163,10 +169,11 @@ export function evalMnistCommand(): Command {
       });
       console.log(formatMnistTable(rows, o.referenceSteps));
 
+      const guidance = o.guidanceScale ?? teacher.manifest.sampling?.guidanceScale ?? 1;
       const referenceRun = await generate(teacher.model, teacher.manifest, noise, labels, {
         teacherSteps: o.referenceSteps,
+        guidanceScale: guidance,
       });
-      const guidance = teacher.manifest.sampling?.guidanceScale ?? 1;
       const add = async (
         sampler: string,
         steps: number,
@@ -192,7 +199,10 @@ export function evalMnistCommand(): Command {
         const run =
           steps === o.referenceSteps
             ? referenceRun
-            : await generate(teacher.model, teacher.manifest, noise, labels, { teacherSteps: steps });
+            : await generate(teacher.model, teacher.manifest, noise, labels, {
+                teacherSteps: steps,
+                guidanceScale: guidance,
+              });
         await add(`teacher Euler, CFG ${guidance}`, steps, run);
         if (steps === o.referenceSteps) panels.push({ title: `teacher-${steps}`, images: run.images });
       }
@@ -205,7 +215,7 @@ export function evalMnistCommand(): Command {
         const run = await generate(student.model, student.manifest, noise, labels, {
           families: student.families,
         });
-        const name = studentName(student.manifest, student.families);
+        const name = studentName(student.manifest, student.families, guidance);
         await add(name, run.nfe, run);
         panels.push({ title: name, images: run.images });
         student.model.dispose();
@@ -221,6 +231,8 @@ export function evalMnistCommand(): Command {
           shape: [grid, 28, 28, 1],
         })),
         10,
+        // labels 0–9 cycled over the images: the columns are the classes
+        { columnLabels: Array.from({ length: 10 }, (_, d) => String(d)) },
       );
       const table = formatMnistTable(rows, o.referenceSteps);
       const seconds = (performance.now() - started) / 1000;
@@ -242,13 +254,16 @@ export function evalMnistCommand(): Command {
 }
 
 /** A student's row name: its family's label for its head options (else the family name), and its step count. */
-function studentName(manifest: ModelManifest, families: PolicyRegistry): string {
+/** The student's row name; its distilled guidance scale is named when it differs from the teacher rows'. */
+function studentName(manifest: ModelManifest, families: PolicyRegistry, teacherGuidance: number): string {
   const steps = manifest.sampling?.numInferenceSteps ?? 4;
   const name = manifest.family?.name ?? 'student';
   const family = families.has(name) ? families.get(name) : undefined;
   const head = family?.studentHead;
   const label = head?.label?.(resolveFamilyOptions('manifest.head', head.options, manifest.head)) ?? name;
-  return `π-Flow ${label} (${steps} step${steps === 1 ? '' : 's'})`;
+  const guidance = manifest.sampling?.guidanceScale;
+  const cfg = guidance !== undefined && guidance !== teacherGuidance ? `, CFG ${guidance}` : '';
+  return `π-Flow ${label} (${steps} step${steps === 1 ? '' : 's'}${cfg})`;
 }
 
 function realDigits(

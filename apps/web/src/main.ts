@@ -240,13 +240,20 @@ async function start(): Promise<void> {
   drawBackground(trajectoriesContext, VIEW);
   const { order, requested } = backendOrderFromQuery(window.location.search);
   setState('loading', 'setting up the backend…');
-  const choice = await initBackend(order);
+  // Unless a backend was asked for, WebGPU is measured against wasm before it is trusted (software adapters).
+  const choice = await initBackend(order, { probe: !requested });
   report.backend = choice;
   backend = choice.backend;
   element('backend').textContent = backend;
   const webgpuSkip = choice.skipped.find((s) => s.backend === 'webgpu');
+  const probe = choice.probe?.map((p) => `${p.backend} ${p.milliseconds.toFixed(0)} ms`).join(', ');
   if (requested && requested !== 'webgpu' && choice.backend === requested) {
     showNote(`Running on ${requested} because the page was opened with ?backend=${requested}.`);
+  } else if (choice.probe && choice.backend === 'wasm') {
+    showNote(
+      `WebGPU works here but is slower than WebAssembly on this machine (a small probe: ${probe}; likely a ` +
+        'software adapter), so the demo runs on WebAssembly. Open the page with ?backend=webgpu to use WebGPU anyway.',
+    );
   } else if (choice.backend !== 'webgpu') {
     showNote(
       `WebGPU is not available here (${webgpuSkip?.reason ?? 'not tried'}), so the demo runs on ` +

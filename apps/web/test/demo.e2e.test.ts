@@ -1,20 +1,13 @@
 // End to end in real headless Chromium: builds the app with Vite, serves dist/ from a local HTTP server on
-// 127.0.0.1, and drives the page with Playwright (Debian's /usr/bin/chromium; WebGPU on Mesa llvmpipe through
-// ANGLE/OpenGL ES, the fast configuration of the repository's ENVIRONMENT notes).
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+// 127.0.0.1, and drives the page with Playwright (test/demo-harness.ts).
+import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
-import { build } from 'vite';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DemoRun } from '../src/main';
 import type { MnistRun } from '../src/mnist-view';
+import { appDir, baseArgs, type DemoHarness, startDemo, webgpuArgs } from './demo-harness';
 
-const appDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const chromiumPath = process.env.PIFLOW_CHROMIUM ?? '/usr/bin/chromium';
 // Each run saves test-results/demo.png and mnist.png (git-ignored); PIFLOW_UPDATE_SCREENSHOT=1 refreshes the
 // README's committed screenshots/ instead.
 const screenshotPath = (name: string) =>
@@ -23,81 +16,17 @@ const screenshotPath = (name: string) =>
     : path.join(appDir, 'test-results', name);
 const COUNT = 1024;
 
-const baseArgs = [
-  '--no-sandbox',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-angle=gl-egl',
-  '--ignore-gpu-blocklist',
-];
-const webgpuArgs = ['--enable-unsafe-webgpu', '--use-webgpu-adapter=opengles'];
-
-const CONTENT_TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript',
-  '.css': 'text/css',
-  '.json': 'application/json',
-  '.wasm': 'application/wasm',
-  '.bin': 'application/octet-stream',
-};
-
-let outDir = '';
-let server: Server | undefined;
-let origin = '';
-const cleanups: (() => Promise<void> | void)[] = [];
+let demo: DemoHarness | undefined;
 
 beforeAll(async () => {
-  if (!existsSync(chromiumPath)) {
-    throw new Error(
-      `Chromium is not installed at ${chromiumPath}: run scripts/ensure-system-deps.sh from the repository root ` +
-        "(it installs Debian's chromium and Mesa drivers), or set PIFLOW_CHROMIUM to a Chromium binary.",
-    );
-  }
-  outDir = mkdtempSync(path.join(tmpdir(), 'piflow-web-dist-'));
-  await build({ root: appDir, logLevel: 'error', build: { outDir, emptyOutDir: true } });
-  server = createServer((request, response) => {
-    const urlPath = decodeURIComponent((request.url ?? '/').split('?')[0]!);
-    const file = path.join(outDir, urlPath === '/' ? 'index.html' : urlPath);
-    if (!file.startsWith(outDir) || !existsSync(file) || !statSync(file).isFile()) {
-      response.writeHead(404).end('not found');
-      return;
-    }
-    response.writeHead(200, {
-      'content-type': CONTENT_TYPES[path.extname(file)] ?? 'application/octet-stream',
-    });
-    response.end(readFileSync(file));
-  });
-  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
-  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  demo = await startDemo();
 }, 120_000);
 
 afterAll(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
-  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-  if (outDir) rmSync(outDir, { recursive: true, force: true });
+  await demo?.close();
 });
 
-async function openDemo(args: string[], query = ''): Promise<{ page: Page; errors: string[] }> {
-  const userDataDir = mkdtempSync(path.join(tmpdir(), 'piflow-web-chromium-'));
-  const context: BrowserContext = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath,
-    headless: true,
-    args,
-    viewport: { width: 1100, height: 900 },
-  });
-  cleanups.push(async () => {
-    await context.close();
-    rmSync(userDataDir, { recursive: true, force: true });
-  });
-  const page = context.pages()[0] ?? (await context.newPage());
-  const errors: string[] = [];
-  page.on('pageerror', (error) => errors.push(error.message));
-  await page.goto(`${origin}/${query}`);
-  return { page, errors };
-}
+const openDemo = (args: string[], query = '') => demo!.open(args, query);
 
 /** Waits for the page to finish run number `runs` (or fail), and returns that run's report. */
 async function waitForRun(page: Page, runs: number): Promise<DemoRun> {
@@ -194,7 +123,7 @@ const SAMPLE_RGB: [number, number, number] = [0x1d, 0x4e, 0xd8];
 
 describe('browser demo (headless Chromium)', () => {
   it('generates on WebGPU at 1 and 4 steps, draws every sample and the trajectories, and saves a screenshot', async () => {
-    const { page, errors } = await openDemo([...baseArgs, ...webgpuArgs]);
+    const { page, errors } = await openDemo([...baseArgs, ...webgpuArgs], '?backend=webgpu');
     // The page generates once on load (4 steps, 1024 samples); then the test clicks at 1 and at 4 steps.
     await waitForRun(page, 1);
     for (const [steps, run] of [
@@ -231,7 +160,10 @@ describe('browser demo (headless Chromium)', () => {
   }, 150_000);
 
   it('generates MNIST digits on WebGPU for all and for chosen classes, one non-blank cell per digit', async () => {
-    const { page, errors } = await openDemo([...baseArgs, ...webgpuArgs], '?view=mnist&count=20');
+    const { page, errors } = await openDemo(
+      [...baseArgs, ...webgpuArgs],
+      '?view=mnist&count=20&backend=webgpu',
+    );
     // The view opened from the URL generates once on load: all ten digits in turn, 4 steps, 20 images.
     const first = await waitForMnistRun(page, 1);
     expect(first).toMatchObject({ backend: 'webgpu', steps: 4, count: 20, digits: [], digitsDrawn: 20 });
@@ -267,6 +199,28 @@ describe('browser demo (headless Chromium)', () => {
     expect(await page.isHidden('#view-mnist')).toBe(true);
     const twoD = await waitForRun(page, 1);
     expect(twoD).toMatchObject({ backend: 'webgpu', samplesDrawn: COUNT });
+    expect(errors).toEqual([]);
+  }, 150_000);
+
+  it('measures WebGPU against wasm when no backend is asked for, takes the faster one and says which', async () => {
+    const { page, errors } = await openDemo([...baseArgs, ...webgpuArgs], '?view=mnist&count=10');
+    const first = await waitForMnistRun(page, 1);
+    const choice = await page.evaluate(() => window.piflowDemo!.backend!);
+    // Both measured, fastest first; the page runs on the fastest and shows it.
+    expect(choice.probe?.map((p) => p.backend).sort()).toEqual(['wasm', 'webgpu']);
+    for (const p of choice.probe!) expect(p.milliseconds).toBeGreaterThan(0);
+    expect(choice.backend).toBe(choice.probe![0]!.backend);
+    expect(first).toMatchObject({ backend: choice.backend, count: 10, digitsDrawn: 10 });
+    expect(await page.textContent('#mnist-backend')).toBe(choice.backend);
+    if (choice.backend === 'wasm') {
+      // WebGPU on this machine is Mesa's llvmpipe, a software rasteriser: the probe puts wasm first.
+      expect(await page.textContent('#note')).toMatch(
+        /WebGPU works here but is slower than WebAssembly on this machine \(a small probe: wasm \d+ ms, webgpu \d+ ms/,
+      );
+    } else {
+      expect(await page.isHidden('#note')).toBe(true);
+    }
+    await expectDigitCells(page, first);
     expect(errors).toEqual([]);
   }, 150_000);
 

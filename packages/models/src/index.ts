@@ -6,6 +6,7 @@ export {
   type MLPBackboneOptions,
   type UNetBackboneOptions,
 } from './backbone';
+export { countFlops, type FlopCount, kernelFlops } from './flops';
 export {
   createFlowModel,
   type FlowModel,

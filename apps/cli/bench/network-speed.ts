@@ -1,0 +1,120 @@
+/**
+ * Where the time of MNIST sampling and training goes on wasm, measured in one process: the FLOPs of the
+ * networks' matrix products and convolutions (counted from the kernels' shapes, `countFlops` of
+ * @piflow/models), their effective GFLOP/s, and a one-thread 1024² matMul probe run in the same process.
+ *
+ *   pnpm --filter @piflow/cli bench:network [-- --count 100 --repeats 3 --batch 48]
+ */
+import { AdamW, createRandom } from '@piflow/core';
+import { countFlops, isFlowModel } from '@piflow/models';
+import * as tf from '@tensorflow/tfjs-core';
+import { loadAnyModel, prepareTraining, selectBackend } from '../src/context';
+import { sampleModel } from '../src/sampling';
+
+const args = process.argv.slice(2);
+const option = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1]! : fallback;
+};
+const count = Number(option('count', '100'));
+const repeats = Number(option('repeats', '3'));
+const batch = Number(option('batch', '48'));
+
+const backend = await selectBackend('wasm', () => {});
+await prepareTraining();
+
+/** Best of `repeats` warm runs (one untimed run first), in seconds. */
+async function best(fn: () => Promise<void>): Promise<number> {
+  await fn();
+  let fastest = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < repeats; i++) {
+    const started = performance.now();
+    await fn();
+    fastest = Math.min(fastest, (performance.now() - started) / 1000);
+  }
+  return fastest;
+}
+
+const gflops = (flops: number, seconds: number) => flops / seconds / 1e9;
+const rows: string[] = [];
+
+// The probe: a 1024² · 1024² matMul on the same backend, read back.
+const a = tf.randomNormal([1024, 1024]);
+const probeSeconds = await best(async () => {
+  const y = tf.matMul(a, a);
+  await y.data();
+  y.dispose();
+});
+a.dispose();
+const probe = gflops(2 * 1024 ** 3, probeSeconds);
+rows.push(
+  `| matMul 1024² · 1024² (probe) | 2.15 | ${(probeSeconds * 1000).toFixed(0)} | ${probe.toFixed(1)} | 100 % |`,
+);
+
+// 4-step sampling of `count` digits by the shipped students (network + policy rollout).
+const labels = Array.from({ length: count }, (_, i) => i % 10);
+const noise = createRandom(0).normalTensor([count, 28, 28, 1]);
+const sampleSeconds: Record<string, number> = {};
+for (const name of ['x0-4', 'gm-4']) {
+  const { model, manifest } = await loadAnyModel(`mnist/${name}`);
+  const run = async () => {
+    const { x } = await sampleModel(model, manifest, noise, { labels });
+    await x.data();
+    x.dispose();
+  };
+  const { flops } = await countFlops(async () => (await sampleModel(model, manifest, noise, { labels })).x);
+  const seconds = await best(run);
+  sampleSeconds[name] = seconds;
+  const g = gflops(flops, seconds);
+  rows.push(
+    `| ${name}: ${count} digits, 4 steps (network + policy) | ${(flops / 1e9).toFixed(2)} | ${(seconds * 1000).toFixed(0)} | ${g.toFixed(1)} | ${((100 * g) / probe).toFixed(0)} % |`,
+  );
+  model.dispose();
+}
+noise.dispose();
+
+// One flow-matching training step of the shipped teacher's U-Net at batch `batch` (forward + backward + AdamW).
+{
+  const { model } = await loadAnyModel('mnist');
+  if (!isFlowModel(model)) throw new Error('the shipped MNIST teacher is not a flow model');
+  const optimizer = new AdamW(model.variables as tf.Variable[], { learningRate: 1e-4, beta2: 0.999 });
+  const random = createRandom(1);
+  const x0 = random.normalTensor([batch, 28, 28, 1]);
+  const eps = random.normalTensor([batch, 28, 28, 1]);
+  const sigma = tf.tensor1d(Array.from({ length: batch }, () => random.uniform()));
+  const y = tf.tensor1d(
+    Array.from({ length: batch }, (_, i) => i % 11),
+    'int32',
+  );
+  const loss = () =>
+    tf.tidy(() => {
+      const column = tf.reshape(sigma, [batch, 1, 1, 1]);
+      const xt = tf.add(tf.mul(tf.sub(1, column), x0), tf.mul(column, eps));
+      const u = model.velocity(xt, sigma as tf.Tensor1D, { labels: y as tf.Tensor1D });
+      return tf.mean(tf.square(tf.sub(u, tf.sub(eps, x0)))) as tf.Scalar;
+    });
+  const { flops } = await countFlops(() => {
+    const { value, grads } = tf.variableGrads(loss, model.variables as tf.Variable[]);
+    return [value, ...Object.values(grads)];
+  });
+  const seconds = await best(async () => {
+    await optimizer.minimize(loss);
+  });
+  const g = gflops(flops, seconds);
+  rows.push(
+    `| teacher U-Net training step, batch ${batch} (fwd + bwd + AdamW) | ${(flops / 1e9).toFixed(2)} | ${(seconds * 1000).toFixed(0)} | ${g.toFixed(1)} | ${((100 * g) / probe).toFixed(0)} % |`,
+  );
+  tf.dispose([x0, eps, sigma, y]);
+  optimizer.dispose();
+  model.dispose();
+}
+
+console.log(
+  `backend ${backend}, Node ${process.version}, tfjs ${tf.version_core}; best of ${repeats} warm runs\n`,
+);
+console.log('| work | GFLOP (matMul + conv) | ms | effective GFLOP/s | of the probe |');
+console.log('|---|---|---|---|---|');
+for (const r of rows) console.log(r);
+console.log(
+  `\nGM-4 / single-x0 sampling time: ${(sampleSeconds['gm-4']! / sampleSeconds['x0-4']!).toFixed(2)}× (same network evaluations)`,
+);

@@ -110,8 +110,9 @@ describe.skipIf(skip)('the piflow binary installed from its tarball outside the 
     expect(files).toContain('models/mnist/teacher/model.json');
     expect(files).toContain('models/mnist/classifier/classifier.json');
     expect(files).toContain('dist/main.js');
-    // Measured 9.1 MB with every shipped model (MNIST 6.7 MB of it): see apps/cli/README.md.
-    expect(statSync(cli.tarball).size).toBeLessThan(12e6);
+    // Measured 13.8 MB with every shipped model (the 256 × 4 checkerboard set ≈ 7 MB, MNIST 6.7 MB): see
+    // apps/cli/README.md. The cap catches an accidental extra (a run folder, a checkpoint) in the package.
+    expect(statSync(cli.tarball).size).toBeLessThan(16e6);
     for (const { pkg } of packed) {
       const installed = path.join(project, 'node_modules', pkg.name);
       expect(lstatSync(installed).isSymbolicLink(), `${pkg.name} is a symlink`).toBe(false);

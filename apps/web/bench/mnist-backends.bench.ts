@@ -1,31 +1,18 @@
 // The browser demo's MNIST view in headless Chromium on this machine: 30 digits at 4 steps on each backend,
 // and the backend the page picks by itself, measured in one run. `pnpm --filter @piflow/web bench`.
-import type { Page } from 'playwright-core';
-import type { MnistRun } from '../src/mnist-view';
-import { baseArgs, startDemo, webgpuArgs } from '../test/demo-harness';
+import { baseArgs, startDemo, waitForMnistRun, webgpuArgs } from '../test/demo-harness';
 
 const COUNT = 30;
 const REPEATS = 3;
 
-async function mnistRun(page: Page, runs: number): Promise<MnistRun> {
-  await page.waitForFunction(
-    (n) => Number(document.body.dataset.mnistRuns) >= n || document.body.dataset.state === 'error',
-    runs,
-    { timeout: 300_000 },
-  );
-  const error = await page.evaluate(() => window.piflowDemo?.error);
-  if (error) throw new Error(`the page reported an error: ${error}`);
-  return page.evaluate((n) => window.piflowDemo!.mnistRuns[n - 1]!, runs);
-}
-
 /** Opens the MNIST view, lets it generate once on load, then times `REPEATS` more runs (median). */
 async function measure(query: string) {
   const { page } = await demo.open([...baseArgs, ...webgpuArgs], `?view=mnist&count=${COUNT}${query}`);
-  const first = await mnistRun(page, 1);
+  const first = await waitForMnistRun(page, 1, 300_000);
   const times: number[] = [];
   for (let i = 0; i < REPEATS; i++) {
     await page.click('#mnist-generate');
-    times.push((await mnistRun(page, i + 2)).milliseconds);
+    times.push((await waitForMnistRun(page, i + 2, 300_000)).milliseconds);
   }
   times.sort((a, b) => a - b);
   const note = (await page.textContent('#note'))?.trim() ?? '';

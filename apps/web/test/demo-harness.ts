@@ -9,6 +9,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { build } from 'vite';
+import type { DemoRun } from '../src/main';
+import type { MnistRun } from '../src/mnist-view';
 
 export const appDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const chromiumPath = process.env.PIFLOW_CHROMIUM ?? '/usr/bin/chromium';
@@ -91,3 +93,24 @@ export async function startDemo(): Promise<DemoHarness> {
     },
   };
 }
+
+/**
+ * Waits for the page to finish run number `n` of the 2-D view (`runs`) or the MNIST view (`mnistRuns`) and
+ * returns that run's report; throws with the page's message when the page reported an error instead.
+ */
+async function waitForReport(page: Page, list: 'runs' | 'mnistRuns', n: number, timeout: number) {
+  await page.waitForFunction(
+    ({ list, n }) => Number(document.body.dataset[list]) >= n || document.body.dataset.state === 'error',
+    { list, n },
+    { timeout },
+  );
+  const error = await page.evaluate(() => window.piflowDemo?.error);
+  if (error !== undefined) throw new Error(`the page reported an error: ${error}`);
+  return page.evaluate(({ list, n }) => window.piflowDemo![list][n - 1]!, { list, n });
+}
+
+export const waitForRun = (page: Page, n: number, timeout = 90_000) =>
+  waitForReport(page, 'runs', n, timeout) as Promise<DemoRun>;
+
+export const waitForMnistRun = (page: Page, n: number, timeout = 90_000) =>
+  waitForReport(page, 'mnistRuns', n, timeout) as Promise<MnistRun>;

@@ -6,7 +6,15 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DemoRun } from '../src/main';
 import type { MnistRun } from '../src/mnist-view';
-import { appDir, baseArgs, type DemoHarness, startDemo, webgpuArgs } from './demo-harness';
+import {
+  appDir,
+  baseArgs,
+  type DemoHarness,
+  startDemo,
+  waitForMnistRun,
+  waitForRun,
+  webgpuArgs,
+} from './demo-harness';
 
 // Each run saves test-results/demo.png and mnist.png (git-ignored); PIFLOW_UPDATE_SCREENSHOT=1 refreshes the
 // README's committed screenshots/ instead.
@@ -27,30 +35,6 @@ afterAll(async () => {
 });
 
 const openDemo = (args: string[], query = '') => demo!.open(args, query);
-
-/** Waits for the page to finish run number `runs` (or fail), and returns that run's report. */
-async function waitForRun(page: Page, runs: number): Promise<DemoRun> {
-  await page.waitForFunction(
-    (n) => Number(document.body.dataset.runs) >= n || document.body.dataset.state === 'error',
-    runs,
-    { timeout: 90_000 },
-  );
-  const error = await page.evaluate(() => window.piflowDemo?.error);
-  expect(error, 'the page reported an error').toBeUndefined();
-  return page.evaluate((n) => window.piflowDemo!.runs[n - 1]!, runs);
-}
-
-/** Waits for the MNIST view to finish run number `runs` (or the page to fail), and returns that run. */
-async function waitForMnistRun(page: Page, runs: number): Promise<MnistRun> {
-  await page.waitForFunction(
-    (n) => Number(document.body.dataset.mnistRuns) >= n || document.body.dataset.state === 'error',
-    runs,
-    { timeout: 90_000 },
-  );
-  const error = await page.evaluate(() => window.piflowDemo?.error);
-  expect(error, 'the page reported an error').toBeUndefined();
-  return page.evaluate((n) => window.piflowDemo!.mnistRuns[n - 1]!, runs);
-}
 
 /**
  * Reads the digit canvas cell by cell (where the run's layout puts them): every one of the `count` cells holds

@@ -66,6 +66,7 @@ export {
 export {
   type FlowBatch,
   type FlowStepInfo,
+  flowModelOptimizer,
   type SigmaSampling,
   type SigmaSamplingOptions,
   sampleTrainingSigmas,

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createMLPBackbone, createUNetBackbone } from './backbone';
 import { createFlowModel } from './flow-model';
-import { sampleTrainingSigmas, trainFlowModel } from './train-flow-model';
+import { flowModelOptimizer, sampleTrainingSigmas, trainFlowModel } from './train-flow-model';
 import { wasmTrainingKernelsRegistered } from './wasm-training-kernels';
 
 /** 2-D checkerboard: 4×4 board on [−2, 2]², points uniform in the black squares; label = square parity row. */
@@ -204,6 +204,7 @@ describe('trainFlowModel', () => {
     const model = createFlowModel(createMLPBackbone({ inputDim: 2, width: 8, depth: 1 }));
     const data = (n: number, r: Random) => checkerboard(n, r).x;
     await expect(trainFlowModel({} as never, data, { steps: 1, batchSize: 2 })).rejects.toThrow(/`model`/);
+    expect(() => flowModelOptimizer({} as never)).toThrow(/`model`/);
     await expect(trainFlowModel(model, 3 as never, { steps: 1, batchSize: 2 })).rejects.toThrow(/`data`/);
     await expect(trainFlowModel(model, data, { steps: 1, batchSize: 0 })).rejects.toThrow(
       /options.batchSize/,

@@ -120,6 +120,34 @@ export interface TrainFlowModelResult {
 }
 
 /**
+ * The optimizer `trainFlowModel` makes by default (make it yourself to checkpoint or continue it): the core's
+ * AdamW over the model's variables, β = (0.9, 0.999) unless given, and a linear warm-up from lr/warmupSteps
+ * to lr over the first `warmupSteps` updates.
+ */
+export function flowModelOptimizer(
+  model: FlowModel,
+  options: Pick<
+    TrainFlowModelOptions,
+    'learningRate' | 'warmupSteps' | 'betas' | 'weightDecay' | 'gradientClip'
+  > = {},
+): AdamW {
+  if (!isFlowModel(model)) {
+    throw new InvalidArgumentError('model', 'a flow model (createFlowModel)', describeValue(model));
+  }
+  const warmupSteps = options.warmupSteps ?? 0;
+  const [beta1, beta2] = options.betas ?? [0.9, 0.999];
+  return new AdamW(model.variables as tf.Variable[], {
+    learningRate: options.learningRate ?? 1e-3,
+    beta1,
+    beta2,
+    weightDecay: options.weightDecay ?? 0,
+    warmupSteps,
+    ...(warmupSteps > 0 ? { warmupFactor: 1 / warmupSteps } : {}),
+    ...(options.gradientClip !== undefined ? { gradientClip: options.gradientClip } : {}),
+  });
+}
+
+/**
  * Flow-matching (rectified-flow) training of a velocity model: for clean x0, noise ε and σ from the chosen
  * law, x_σ = (1 − σ)·x0 + σ·ε and the loss is mean((u_θ(x_σ, σ, c) − (ε − x0))²). The core's AdamW (β from
  * options, decoupled weight decay, warm-up, gradient clipping, non-finite updates skipped), its EMA, and label
@@ -196,13 +224,11 @@ export async function trainFlowModel(
   }
   const optimizer =
     options.optimizer ??
-    new AdamW(variables, {
+    flowModelOptimizer(model, {
       learningRate,
-      beta1,
-      beta2,
+      betas: [beta1, beta2],
       weightDecay,
       warmupSteps,
-      ...(warmupSteps > 0 ? { warmupFactor: 1 / warmupSteps } : {}),
       ...(options.gradientClip !== undefined ? { gradientClip: options.gradientClip } : {}),
     });
   let ema: EMA | undefined;

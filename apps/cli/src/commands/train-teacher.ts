@@ -1,12 +1,13 @@
 import { appendFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { AdamW, createRandom, EMA } from '@piflow/core';
+import { createRandom, EMA } from '@piflow/core';
 import { loadMnist } from '@piflow/datasets';
 import {
   createFlowModel,
   createMLPBackbone,
   createUNetBackbone,
   type FlowBatch,
+  flowModelOptimizer,
   getWeights,
   isFlowModel,
   saveModelDirectory,
@@ -164,13 +165,9 @@ export function trainTeacherCommand(): Command {
         throw error;
       }
       const logFile = path.join(options.out, 'train-log.jsonl');
-      const warmupSteps = Math.min(200, Math.floor(options.iterations / 10));
-      const optimizer = new AdamW(model.variables, {
+      const optimizer = flowModelOptimizer(model, {
         learningRate: options.lr,
-        beta1: 0.9,
-        beta2: 0.999,
-        warmupSteps,
-        ...(warmupSteps > 0 ? { warmupFactor: 1 / warmupSteps } : {}),
+        warmupSteps: Math.min(200, Math.floor(options.iterations / 10)),
       });
       const ema = new EMA(model.variables, { decay: options.ema, biasCorrection: true });
       let startStep = 0;

@@ -27,13 +27,14 @@ export async function saveClassifier(
   }
 }
 
-/** Loads a classifier folder; `mnist` (or nothing) names the shipped one. */
+/** Loads a classifier folder; `mnist` (or nothing) and `fashion-mnist` name the shipped ones. */
 export async function loadClassifier(spec = 'mnist'): Promise<{ classifier: DigitClassifier; dir: string }> {
-  const dir = spec === 'mnist' ? path.join(shippedModelsDir(), 'mnist', 'classifier') : spec;
+  const dir =
+    spec === 'mnist' || spec === 'fashion-mnist' ? path.join(shippedModelsDir(), spec, 'classifier') : spec;
   if (!existsSync(path.join(dir, 'classifier.json'))) {
     throw new UsageError(
       `No classifier.json in ${dir}.`,
-      'train one with `piflow train-classifier --out <dir>` or use the shipped one (mnist).',
+      'train one with `piflow train-classifier --out <dir>` or use a shipped one (mnist, fashion-mnist).',
     );
   }
   const manifest = JSON.parse(

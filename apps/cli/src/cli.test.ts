@@ -372,6 +372,103 @@ describe('piflow CLI', () => {
     );
   }, 300_000);
 
+  it('Fashion-MNIST in miniature: --data fashion-mnist through train-teacher, train-classifier, distill and eval-mnist', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'piflow-fashion-'));
+    const wasm = { backend: 'wasm' };
+    const teacher = await piflow(
+      [
+        'train-teacher',
+        '--data',
+        'fashion-mnist',
+        '--iterations',
+        '2',
+        '--batch-size',
+        '4',
+        '--channels',
+        '4,8',
+        '--out',
+        path.join(dir, 'teacher'),
+      ],
+      wasm,
+    );
+    expect(teacher.stderr).toBe('');
+    expect(teacher.code).toBe(0);
+    expect(await readManifest(path.join(dir, 'teacher', 'model'))).toMatchObject({
+      sampleShape: [28, 28, 1],
+      backbone: { kind: 'unet', config: { channels: [4, 8], numClasses: 10, norm: 'group' } },
+      metadata: { dataset: 'fashion-mnist' },
+    });
+    const classifier = await piflow(
+      [
+        'train-classifier',
+        '--data',
+        'fashion-mnist',
+        '--iterations',
+        '2',
+        '--batch-size',
+        '8',
+        '--out',
+        path.join(dir, 'classifier'),
+      ],
+      wasm,
+    );
+    expect(classifier.code).toBe(0);
+    const classifierFile = JSON.parse(
+      await readFile(path.join(dir, 'classifier', 'classifier.json'), 'utf8'),
+    );
+    expect(classifierFile.metadata.dataset).toBe('fashion-mnist');
+    const student = await piflow(
+      [
+        'distill',
+        '--teacher',
+        path.join(dir, 'teacher', 'model'),
+        '--nfe',
+        '2',
+        '--iterations',
+        '1',
+        '--batch-size',
+        '4',
+        '--out',
+        path.join(dir, 'gm-2'),
+      ],
+      wasm,
+    );
+    expect(student.stderr).toBe('');
+    expect(student.code).toBe(0);
+    expect((await readManifest(path.join(dir, 'gm-2', 'model'))).metadata).toMatchObject({
+      dataset: 'fashion-mnist',
+    });
+    const report = await piflow(
+      [
+        'eval-mnist',
+        '--teacher',
+        path.join(dir, 'teacher', 'model'),
+        '--students',
+        path.join(dir, 'gm-2', 'model'),
+        '--classifier',
+        path.join(dir, 'classifier'),
+        '--teacher-steps',
+        '1',
+        '--reference-steps',
+        '1',
+        '-n',
+        '10',
+        '--grid',
+        '10',
+        '--out',
+        path.join(dir, 'eval'),
+      ],
+      wasm,
+    );
+    expect(report.stderr).toBe('');
+    expect(report.code).toBe(0);
+    // the data set comes from the teacher's record: 2 000 of the Fashion-MNIST test images are the reference
+    expect(report.stdout).toContain('reference: 2000 held-out fashion-mnist images');
+    const results = JSON.parse(await readFile(path.join(dir, 'eval', 'results.json'), 'utf8'));
+    expect(results.rows[0].sampler).toBe('real training images (10)');
+    expect(results.rows[0].accuracy).toBeLessThan(0.5); // an untrained classifier: 2 iterations
+  }, 300_000);
+
   it('distils from a teacher server over HTTP (a teacher spec that is a URL)', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'piflow-remote-'));
     const server = spawn(

@@ -10,7 +10,7 @@ import {
   registerGradients,
   type Teacher,
 } from '@piflow/core';
-import { checkerboard, type Dataset2D, loadMnist, rings } from '@piflow/datasets';
+import { checkerboard, type Dataset2D, imageDatasetNames, loadImageDataset, rings } from '@piflow/datasets';
 import {
   type FlowModel,
   isFlowModel,
@@ -102,16 +102,19 @@ export interface ResolvedTeacher {
   dispose(): void;
 }
 
-/** Data of a built-in dataset by name (2-D sets, or MNIST with labels). */
+/** Names of the shipped teachers (models/<name>/teacher), usable as teacher and model specs. */
+export const SHIPPED_TEACHERS: readonly string[] = ['checkerboard', 'mnist', 'fashion-mnist'];
+
+/** Data of a built-in dataset by name (2-D sets, or MNIST / Fashion-MNIST with labels). */
 export function datasetByName(
   name: string | undefined,
 ): ((n: number, random: Random) => { x0: tf.Tensor; condition?: Condition }) | undefined {
-  if (name === 'mnist') {
-    // Loaded on first use: sampling or serving an MNIST model never reads the digits.
-    let mnist: ReturnType<typeof loadMnist> | undefined;
+  if (name !== undefined && imageDatasetNames.includes(name)) {
+    // Loaded on first use: sampling or serving an image model never reads the images.
+    let images: ReturnType<typeof loadImageDataset> | undefined;
     return (n, random) => {
-      mnist ??= loadMnist();
-      const { x, labels } = mnist.batch(n, random, 'train');
+      images ??= loadImageDataset(name);
+      const { x, labels } = images.batch(n, random, 'train');
       return { x0: x, condition: { labels } };
     };
   }
@@ -178,14 +181,14 @@ async function fromModelDirectory(
 }
 
 /**
- * Teacher specs: `checkerboard` / `mnist` (the shipped 2-D and class-conditional MNIST teachers), `model:<dir>` or a folder path (a flow model
+ * Teacher specs: `checkerboard` / `mnist` / `fashion-mnist` (the shipped 2-D and class-conditional image teachers), `model:<dir>` or a folder path (a flow model
  * written by train-teacher), `analytic-gm:<file.json>` ({ means, std, weights }).
  */
 export async function resolveTeacher(
   spec: string,
   options: { guidanceScale?: number; guidanceInterval?: readonly [number, number] } = {},
 ): Promise<ResolvedTeacher> {
-  if (spec === 'checkerboard' || spec === 'mnist') {
+  if (SHIPPED_TEACHERS.includes(spec)) {
     return fromModelDirectory(path.join(shippedModelsDir(), spec, 'teacher'), `${spec} teacher`, options);
   }
   if (
@@ -243,13 +246,13 @@ export async function resolveTeacher(
 }
 
 /**
- * The folder of a model spec: `checkerboard` / `mnist` (the shipped teachers), `checkerboard/gm-4`, `mnist/gm-4`,
+ * The folder of a model spec: `checkerboard` / `mnist` / `fashion-mnist` (the shipped teachers), `checkerboard/gm-4`, `mnist/gm-4`,
  * … (a shipped model, unless a folder of that relative path exists here), `model:<dir>` or a folder.
  */
 export function modelDirectory(spec: string): string {
-  if (spec === 'checkerboard' || spec === 'mnist') return path.join(shippedModelsDir(), spec, 'teacher');
+  if (SHIPPED_TEACHERS.includes(spec)) return path.join(shippedModelsDir(), spec, 'teacher');
   if (spec.startsWith('model:')) return spec.slice('model:'.length);
-  if (/^(checkerboard|mnist)\/[\w-]+$/.test(spec) && !existsSync(spec)) {
+  if (/^(checkerboard|mnist|fashion-mnist)\/[\w-]+$/.test(spec) && !existsSync(spec)) {
     const shipped = path.join(shippedModelsDir(), spec);
     if (existsSync(shipped)) return shipped;
   }

@@ -205,3 +205,13 @@ export class AdamW {
     tf.dispose([...this.m, ...this.v]);
   }
 }
+
+/**
+ * A cosine learning-rate factor for AdamW's `schedule`: 1 at update 0, `final` at update `steps` and after,
+ * final + (1 − final)·½(1 + cos(π t / steps)) in between.
+ */
+export function cosineDecay(steps: number, final: number): (step: number) => number {
+  assertNumber('steps', steps, { min: 1, integer: true });
+  assertNumber('final', final, { min: 0, max: 1 });
+  return (t) => final + (1 - final) * 0.5 * (1 + Math.cos((Math.PI * Math.min(t, steps)) / steps));
+}

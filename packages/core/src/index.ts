@@ -4,7 +4,7 @@
  * @module @piflow/core
  */
 
-export { AdamW, type AdamWOptions, type AdamWState } from './adamw';
+export { AdamW, type AdamWOptions, type AdamWState, cosineDecay } from './adamw';
 export {
   type AnalyticGMFlow,
   type AnalyticGMFlowOptions,

@@ -1,20 +1,12 @@
 import { createRequire } from 'node:module';
-import { assertNumber, assertOneOf, InvalidArgumentError, type Random } from '@piflow/core';
-import * as tf from '@tensorflow/tfjs-core';
+import { assertNumber } from '@piflow/core';
+import { type ImageClassDataset, type ImageSplit, imageClassDataset } from './image-classes';
 
-export interface MnistSplit {
-  /** [count, 28, 28, 1] channels-last pixels scaled to [−1, 1]. */
-  images: Float32Array;
-  labels: Int32Array;
-  count: number;
-}
+/** One split of the MNIST digits ([count, 28, 28, 1] pixels in [−1, 1], labels 0–9). */
+export type MnistSplit = ImageSplit;
 
-export interface Mnist {
-  train: MnistSplit;
-  heldOut: MnistSplit;
-  /** A random batch of `n` images [n, 28, 28, 1] with their labels (int32 [n]). */
-  batch(n: number, random: Random, split?: 'train' | 'heldOut'): { x: tf.Tensor4D; labels: tf.Tensor1D };
-}
+/** The MNIST digits: an image set with `batch`, class names '0' … '9'. */
+export type Mnist = ImageClassDataset;
 
 export interface MnistOptions {
   /** Fraction of each digit's images held out (the last ones of each digit, so the split is fixed). Default 0.1. */
@@ -66,25 +58,11 @@ export function loadMnist(options: MnistOptions = {}): Mnist {
     });
     return { images, labels, count: indices.length };
   };
-  const train = take('train');
-  const heldOut = take('heldOut');
-  return {
-    train,
-    heldOut,
-    batch(n, random, split = 'train') {
-      assertNumber('n', n, { min: 1, integer: true });
-      assertOneOf('split', split, ['train', 'heldOut']);
-      const source = split === 'train' ? train : heldOut;
-      if (source.count === 0)
-        throw new InvalidArgumentError('split', 'a split with images', `"${split}" (empty)`);
-      const x = new Float32Array(n * 784);
-      const labels = new Int32Array(n);
-      for (let b = 0; b < n; b++) {
-        const i = random.integer(source.count);
-        x.set(source.images.subarray(i * 784, (i + 1) * 784), b * 784);
-        labels[b] = source.labels[i]!;
-      }
-      return { x: tf.tensor4d(x, [n, 28, 28, 1]), labels: tf.tensor1d(labels, 'int32') };
-    },
-  };
+  return imageClassDataset(
+    { name: 'mnist', classNames: DIGITS, imageShape: [28, 28, 1] },
+    take('train'),
+    take('heldOut'),
+  );
 }
+
+const DIGITS = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'] as const;

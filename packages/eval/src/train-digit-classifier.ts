@@ -1,6 +1,7 @@
 import {
   AdamW,
   assertNumber,
+  cosineDecay,
   createRandom,
   InvalidArgumentError,
   Random,
@@ -52,7 +53,7 @@ export function digitClassifierOptimizer(
     learningRate: options.learningRate ?? 2e-3,
     beta1: 0.9,
     beta2: 0.999,
-    schedule: (t) => 0.05 + 0.95 * 0.5 * (1 + Math.cos((Math.PI * Math.min(t, steps)) / steps)),
+    schedule: cosineDecay(steps, 0.05),
   });
 }
 

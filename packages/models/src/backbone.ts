@@ -8,6 +8,7 @@ import {
   type Random,
 } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
+import { createGroupNorm, type GroupNormLayer, groupNorm } from './group-norm';
 import {
   type ConvLayer,
   conv3x3,
@@ -294,23 +295,34 @@ export interface UNetBackboneOptions {
   embeddingDim?: number;
   /** Class-conditional with labels in [0, numClasses); `numClasses` is the null label. */
   numClasses?: number;
+  /**
+   * 'group': a GroupNorm before each block's convolutions and before the output features (pre-activation
+   * residual blocks as in DDPM / ADM). Default 'none' (the plain blocks of the first shipped teachers).
+   */
+  norm?: 'none' | 'group';
+  /** Groups per GroupNorm (at most; the largest divisor of the channels ≤ this is used). Default 8. */
+  normGroups?: number;
   /** Seed of the initial weights. Default 0. */
   seed?: number;
 }
 
 interface ResBlock {
+  /** One GroupNorm per input part (norm 'group'): the block's input may be upsampled features + a skip. */
+  norm1: GroupNormLayer[];
   conv1: ConvLayer;
+  norm2: GroupNormLayer | undefined;
   conv2: ConvLayer;
   cond: DenseLayer;
   skip: DenseLayer | undefined;
 }
 
 /**
- * A small convolutional U-Net without normalisation, channels-last: a 3×3 input conv, one residual block per
- * level on the way down (2×2 average pool between levels), a middle block, and one residual block per level
- * on the way up (nearest 2× upsampling, concatenated skip). Each block adds the conditioning embedding
- * (projected) after its first conv. Features = SiLU(h) [B, H, W, channels[0]]. H and W must be divisible by
- * 2^(levels − 1).
+ * A small convolutional U-Net, channels-last: a 3×3 input conv, one residual block per level on the way down
+ * (2×2 average pool between levels), a middle block, and one residual block per level on the way up (nearest
+ * 2× upsampling, concatenated skip). Each block adds the conditioning embedding (projected) after its first
+ * conv. Without normalisation a block is skip(x) + conv2(SiLU(conv1(SiLU(x)) + e)) and the features are
+ * SiLU(h); with `norm: 'group'` it is skip(x) + conv2(SiLU(GN(conv1(SiLU(GN(x))) + e))) and the features
+ * SiLU(GN(h)) [B, H, W, channels[0]]. H and W must be divisible by 2^(levels − 1).
  */
 export function createUNetBackbone(options: UNetBackboneOptions): Backbone {
   checkOptionsObject(options);
@@ -322,7 +334,15 @@ export function createUNetBackbone(options: UNetBackboneOptions): Backbone {
     );
   }
   const levels = options.channels.map((c, i) => checkPositiveInteger(`options.channels[${i}]`, c));
-  const config: Required<Omit<UNetBackboneOptions, 'numClasses'>> & { numClasses?: number } = {
+  const norm = options.norm ?? 'none';
+  if (norm !== 'none' && norm !== 'group') {
+    throw new InvalidArgumentError('options.norm', "'none' or 'group'", describeValue(options.norm));
+  }
+  const config: Required<Omit<UNetBackboneOptions, 'numClasses' | 'norm' | 'normGroups'>> & {
+    numClasses?: number;
+    norm?: 'group';
+    normGroups?: number;
+  } = {
     channels: levels,
     inChannels: checkPositiveInteger('options.inChannels', options.inChannels),
     timeEmbedDim: checkTimeEmbedDim(options.timeEmbedDim ?? 64),
@@ -334,6 +354,11 @@ export function createUNetBackbone(options: UNetBackboneOptions): Backbone {
   };
   const numClasses = checkNumClasses(options.numClasses);
   if (numClasses !== undefined) config.numClasses = numClasses;
+  if (norm === 'group') {
+    config.norm = 'group';
+    config.normGroups = checkPositiveInteger('options.normGroups', options.normGroups ?? 8);
+  }
+  const groups = config.normGroups ?? 0;
 
   const random = createRandom(config.seed);
   const E = config.embeddingDim;
@@ -342,13 +367,22 @@ export function createUNetBackbone(options: UNetBackboneOptions): Backbone {
   const inputConv = createConv3x3('backbone/input', config.inChannels, levels[0]!, random);
   named.push(inputConv.filter, inputConv.bias);
 
-  const makeBlock = (name: string, cin: number, cout: number): ResBlock => {
+  const normVariables = (layer: GroupNormLayer) => [layer.scale, layer.shift];
+  /** `inputs`: the channels of each input part (their sum is the block's input channels). */
+  const makeBlock = (name: string, inputs: number[], cout: number): ResBlock => {
+    const cin = inputs.reduce((a, b) => a + b, 0);
     const block: ResBlock = {
+      norm1: groups
+        ? inputs.map((c, i) => createGroupNorm(`${name}/norm1${i ? `_${i}` : ''}`, c, groups))
+        : [],
       conv1: createConv3x3(`${name}/conv1`, cin, cout, random),
+      norm2: groups ? createGroupNorm(`${name}/norm2`, cout, groups) : undefined,
       conv2: createConv3x3(`${name}/conv2`, cout, cout, random),
       cond: createDense(`${name}/embed`, E, cout, random),
       skip: cin === cout ? undefined : createDense(`${name}/skip`, cin, cout, random),
     };
+    for (const layer of block.norm1) named.push(...normVariables(layer));
+    if (block.norm2) named.push(...normVariables(block.norm2));
     named.push(
       block.conv1.filter,
       block.conv1.bias,
@@ -363,14 +397,16 @@ export function createUNetBackbone(options: UNetBackboneOptions): Backbone {
 
   const down: ResBlock[] = [];
   for (let i = 0; i < levels.length; i++) {
-    down.push(makeBlock(`backbone/down${i}`, i === 0 ? levels[0]! : levels[i - 1]!, levels[i]!));
+    down.push(makeBlock(`backbone/down${i}`, [i === 0 ? levels[0]! : levels[i - 1]!], levels[i]!));
   }
   const last = levels[levels.length - 1]!;
-  const middle = makeBlock('backbone/middle', last, last);
+  const middle = makeBlock('backbone/middle', [last], last);
   const up: ResBlock[] = [];
   for (let i = levels.length - 2; i >= 0; i--) {
-    up.push(makeBlock(`backbone/up${i}`, levels[i + 1]! + levels[i]!, levels[i]!));
+    up.push(makeBlock(`backbone/up${i}`, [levels[i + 1]!, levels[i]!], levels[i]!));
   }
+  const outputNorm = groups ? createGroupNorm('backbone/output_norm', levels[0]!, groups) : undefined;
+  if (outputNorm) named.push(...normVariables(outputNorm));
   const { variables, variableNames } = buildFromNamed(named);
   const factor = 2 ** (levels.length - 1);
 
@@ -378,9 +414,13 @@ export function createUNetBackbone(options: UNetBackboneOptions): Backbone {
   // is never materialised.
   const runBlock = (parts: tf.Tensor4D[], block: ResBlock, eAct: tf.Tensor2D): tf.Tensor4D => {
     const [B] = parts[0]!.shape;
-    let h = conv3x3Concat(parts, block.conv1, silu);
+    let h = conv3x3Concat(
+      parts,
+      block.conv1,
+      groups ? (part, i) => silu(groupNorm(part, block.norm1[i]!)) : silu,
+    );
     h = tf.add(h, tf.reshape(dense(eAct, block.cond), [B, 1, 1, block.cond.outputDim]));
-    h = conv3x3(silu(h), block.conv2);
+    h = conv3x3(silu(block.norm2 ? groupNorm(h, block.norm2) : h), block.conv2);
     const skip = block.skip ? denseConcat(parts, block.skip) : parts[0]!;
     return tf.add(skip, h) as tf.Tensor4D;
   };
@@ -422,7 +462,7 @@ export function createUNetBackbone(options: UNetBackboneOptions): Backbone {
           const skip = skips.pop()!;
           h = runBlock([upsampleNearest2x(h), skip], block, eAct);
         }
-        return { features: silu(h), embedding: e };
+        return { features: silu(outputNorm ? groupNorm(h, outputNorm) : h), embedding: e };
       });
     },
     clone() {

@@ -151,16 +151,16 @@ export const upsampleNearest2x = tf.customGrad((...args: Array<tf.Tensor | tf.Gr
 export function conv3x3Concat(
   parts: tf.Tensor[],
   layer: ConvLayer,
-  activation?: (t: tf.Tensor) => tf.Tensor,
+  activation?: (t: tf.Tensor, part: number) => tf.Tensor,
 ): tf.Tensor {
   let offset = 0;
   let sum: tf.Tensor | undefined;
   const filter = layer.filter.variable;
   const [kh, kw, , co] = filter.shape as [number, number, number, number];
-  for (const part of parts) {
+  for (const [i, part] of parts.entries()) {
     const c = part.shape[part.rank - 1]!;
     const slice = parts.length === 1 ? filter : tf.slice(filter, [0, 0, offset, 0], [kh, kw, c, co]);
-    const input = activation ? activation(part) : part;
+    const input = activation ? activation(part, i) : part;
     const y = tf.conv2d(input as tf.Tensor4D, slice as tf.Tensor4D, 1, 'same');
     sum = sum ? tf.add(sum, y) : y;
     offset += c;

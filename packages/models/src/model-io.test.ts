@@ -61,10 +61,20 @@ describe('model files', () => {
     const mlp = (seed: number) => createMLPBackbone({ inputDim: 3, width: 16, depth: 1, seed });
     const unet = (seed: number) =>
       createUNetBackbone({ channels: [4, 8], inChannels: 3, embeddingDim: 8, seed });
+    const unetGroupNorm = (seed: number) =>
+      createUNetBackbone({
+        channels: [4, 8],
+        inChannels: 3,
+        embeddingDim: 8,
+        norm: 'group',
+        normGroups: 2,
+        seed,
+      });
     const cases: { model: StoredModel; shape: number[] }[] = [];
     for (const [backbone, shape] of [
       [mlp, [4, 3]],
       [unet, [4, 4, 4, 3]],
+      [unetGroupNorm, [4, 4, 4, 3]],
     ] as const) {
       cases.push(
         { model: createFlowModel(backbone(5)), shape: [...shape] },

@@ -232,6 +232,12 @@ describe('policy heads: arguments', () => {
     expect(() => initStudentFromTeacher(shared, teacher)).toThrow(/student.backbone/);
     expect(() => initStudentFromTeacher({} as never, teacher)).toThrow(/`student`/);
     expect(() => createUNetBackbone({ channels: [], inChannels: 1 })).toThrow(/options.channels/);
+    expect(() => createUNetBackbone({ channels: [4], inChannels: 1, norm: 'batch' as never })).toThrow(
+      /options.norm.*'none' or 'group'/,
+    );
+    expect(() => createUNetBackbone({ channels: [4], inChannels: 1, norm: 'group', normGroups: 0 })).toThrow(
+      /options.normGroups/,
+    );
     const unet = createUNetBackbone({ channels: [2, 2, 2], inChannels: 1 });
     expect(() => unet.apply(tf.zeros([1, 6, 6, 1]), tf.ones([1]) as tf.Tensor1D)).toThrow(/divisible by 4/);
     tf.dispose([x, x2, sigma]);

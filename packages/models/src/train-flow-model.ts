@@ -129,7 +129,7 @@ export function flowModelOptimizer(
   options: Pick<
     TrainFlowModelOptions,
     'learningRate' | 'warmupSteps' | 'betas' | 'weightDecay' | 'gradientClip'
-  > = {},
+  > & { schedule?: (step: number) => number } = {},
 ): AdamW {
   if (!isFlowModel(model)) {
     throw new InvalidArgumentError('model', 'a flow model (createFlowModel)', describeValue(model));
@@ -144,6 +144,7 @@ export function flowModelOptimizer(
     warmupSteps,
     ...(warmupSteps > 0 ? { warmupFactor: 1 / warmupSteps } : {}),
     ...(options.gradientClip !== undefined ? { gradientClip: options.gradientClip } : {}),
+    ...(options.schedule !== undefined ? { schedule: options.schedule } : {}),
   });
 }
 

@@ -2,11 +2,11 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createRandom, type PolicyRegistry, resolveFamilyOptions } from '@piflow/core';
-import { loadMnist } from '@piflow/datasets';
+import { imageDatasetNames, loadImageDataset } from '@piflow/datasets';
 import { type DigitMetrics, digitFeaturesAsync, digitMetricsAsync, teacherAlignment } from '@piflow/eval';
 import { isFlowModel, type ModelManifest, type StoredModel } from '@piflow/models';
 import * as tf from '@tensorflow/tfjs-core';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { loadClassifier } from '../classifier-files';
 import { loadAnyModel, selectBackend, shippedModelsDir } from '../context';
 import { UsageError } from '../errors';
@@ -93,10 +93,19 @@ export function evalMnistCommand(): Command {
     .description(
       'The MNIST results table: teacher Euler at several step counts and each student, from the same noise and labels — Fréchet distance on classifier features, class accuracy, per-class diversity, teacher alignment, time.',
     )
-    .option('--teacher <spec>', 'class-conditional teacher: mnist (shipped) or a folder', 'mnist')
+    .addOption(
+      new Option(
+        '--data <name>',
+        "labelled image set of the reference images and real rows (default: the teacher's, else mnist)",
+      ).choices([...imageDatasetNames]),
+    )
+    .option(
+      '--teacher <spec>',
+      'class-conditional teacher: mnist / fashion-mnist (shipped) or a folder (default: the shipped one of --data)',
+    )
     .option(
       '--students <list>',
-      'comma-separated student folders (default: the shipped MNIST students)',
+      'comma-separated student folders (default: the shipped students of the data set)',
       (v: string) => v.split(',').filter(Boolean),
     )
     .option(
@@ -111,7 +120,10 @@ export function evalMnistCommand(): Command {
       "classifier-free guidance of the teacher rows (default: the teacher's recorded scale); students run with the guidance distilled into them",
       number('--guidance-scale', 1),
     )
-    .option('--classifier <spec>', 'mnist (shipped) or a folder from train-classifier', 'mnist')
+    .option(
+      '--classifier <spec>',
+      'mnist / fashion-mnist (shipped) or a folder from train-classifier (default: the shipped one of the data set)',
+    )
     .option('-n, --count <n>', 'images per row (labels 0–9 cycled)', integer('--count', 10), 500)
     .option('--seed <n>', 'noise seed', integer('--seed', 0), 0)
     .option('--grid <n>', 'images per panel in the side-by-side grid', integer('--grid', 10), 30)
@@ -119,36 +131,53 @@ export function evalMnistCommand(): Command {
     .option('--plugin <package or path>', 'load a policy-family plugin package (repeatable)', collectPairs)
     .addHelpText(
       'after',
-      '\nExample:\n  piflow eval-mnist --backend wasm --out docs/mnist\n  piflow eval-mnist --students runs/gm4/model --teacher-steps 4,64 -n 200\n',
+      '\nExamples:\n  piflow eval-mnist --backend wasm --out docs/mnist\n  piflow eval-mnist --students runs/gm4/model --teacher-steps 4,64 -n 200\n' +
+        '  piflow eval-mnist --data fashion-mnist --out docs/fashion-mnist\n',
     )
     .action(async (_options, command: Command) => {
       applyConfigFile(command);
       const o = command.opts();
       const backend = await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
       const started = performance.now();
-      const students: string[] =
-        o.students ??
-        SHIPPED_STUDENTS.map((s) => path.join(shippedModelsDir(), 'mnist', s)).filter((dir) =>
-          existsSync(path.join(dir, 'model.json')),
-        );
-      const { classifier, dir: classifierDir } = await loadClassifier(o.classifier);
-      const teacher = await loadAnyModel(o.teacher);
+      const teacherSpec: string = o.teacher ?? o.data ?? 'mnist';
+      const teacher = await loadAnyModel(teacherSpec);
       if (!isFlowModel(teacher.model) || teacher.manifest.backbone.config.numClasses === undefined) {
         teacher.model.dispose();
-        classifier.dispose();
         throw new UsageError(
-          `${o.teacher} is not a class-conditional teacher.`,
-          'pass an MNIST teacher from `piflow train-teacher --data mnist`.',
+          `${teacherSpec} is not a class-conditional teacher.`,
+          'pass an image teacher from `piflow train-teacher --data mnist` (or fashion-mnist).',
         );
       }
-      const mnist = loadMnist();
+      const recorded = teacher.manifest.metadata?.dataset;
+      const dataName: string =
+        o.data ?? (typeof recorded === 'string' && imageDatasetNames.includes(recorded) ? recorded : 'mnist');
+      const students: string[] =
+        o.students ??
+        SHIPPED_STUDENTS.map((s) => path.join(shippedModelsDir(), dataName, s)).filter((dir) =>
+          existsSync(path.join(dir, 'model.json')),
+        );
+      let loadedClassifier: Awaited<ReturnType<typeof loadClassifier>>;
+      try {
+        loadedClassifier = await loadClassifier(o.classifier ?? dataName);
+      } catch (error) {
+        teacher.model.dispose();
+        throw error;
+      }
+      const { classifier, dir: classifierDir } = loadedClassifier;
+      const mnist = loadImageDataset(dataName);
       // Every read is asynchronous: tfjs's WebGPU backend cannot read GPU memory synchronously in Node.
-      const reference = await digitFeaturesAsync(classifier, mnist.heldOut.images);
+      // At most 2 000 held-out images as the reference (all of MNIST's 999; the first 2 000 of Fashion-MNIST's
+      // 10 000 test images): the k-NN metrics cost O(n²) per row.
+      const referenceCount = Math.min(mnist.heldOut.count, 2000);
+      const reference = await digitFeaturesAsync(
+        classifier,
+        mnist.heldOut.images.subarray(0, referenceCount * 784),
+      );
       const count: number = o.count;
       const labels = Int32Array.from({ length: count }, (_, i) => i % 10);
       const noise = createRandom(o.seed).fillNormal(new Float32Array(count * 784));
       console.log(
-        `${count} images per row (labels 0–9 cycled), reference: ${mnist.heldOut.count} held-out digits; classifier ${classifierDir}`,
+        `${count} images per row (labels 0–9 cycled), reference: ${referenceCount} held-out ${dataName} images; classifier ${classifierDir}`,
       );
 
       const rows: MnistRow[] = [];
@@ -160,7 +189,7 @@ export function evalMnistCommand(): Command {
       const real = realDigits(mnist.train, count, createRandom(o.seed + 1));
       const realMetrics = await digitMetricsAsync(classifier, real, reference);
       rows.push({
-        sampler: `real training digits (${count})`,
+        sampler: `real training ${dataName === 'mnist' ? 'digits' : 'images'} (${count})`,
         steps: 0,
         nfe: 0,
         ...sampleMetrics(realMetrics),
@@ -232,7 +261,7 @@ export function evalMnistCommand(): Command {
         })),
         10,
         // labels 0–9 cycled over the images: the columns are the classes
-        { columnLabels: Array.from({ length: 10 }, (_, d) => String(d)) },
+        { columnLabels: mnist.classNames.map((name) => name.slice(0, 4)) },
       );
       const table = formatMnistTable(rows, o.referenceSteps);
       const seconds = (performance.now() - started) / 1000;

@@ -1,7 +1,7 @@
 import { appendFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createRandom, EMA } from '@piflow/core';
-import { loadMnist } from '@piflow/datasets';
+import { cosineDecay, createRandom, EMA } from '@piflow/core';
+import { imageDatasetNames, loadImageDataset } from '@piflow/datasets';
 import {
   createFlowModel,
   createMLPBackbone,
@@ -42,7 +42,7 @@ export function trainTeacherCommand(): Command {
     .description('Train a flow-matching (rectified-flow) teacher on a built-in dataset.')
     .addOption(
       new Option('--data <name>', 'dataset')
-        .choices([...Object.keys(datasets2D), 'mnist'])
+        .choices([...Object.keys(datasets2D), ...imageDatasetNames])
         .default('checkerboard'),
     )
     .option('--iterations <n>', 'training iterations (optimiser steps)', integer('--iterations', 1), 4000)
@@ -55,25 +55,43 @@ export function trainTeacherCommand(): Command {
     )
     .option(
       '--batch-size <n>',
-      'batch size (default 512 for 2-D data, 64 for mnist)',
+      'batch size (default 512 for 2-D data, 64 for images)',
       integer('--batch-size', 1),
     )
     .option('--width <n>', 'MLP width (2-D data)', integer('--width', 1), 256)
     .option('--depth <n>', 'residual MLP blocks (2-D data)', integer('--depth', 1), 4)
-    .option('--channels <list>', 'U-Net channels per level (mnist)', integerList('--channels'), [16, 32, 64])
+    .option(
+      '--channels <list>',
+      'U-Net channels per level (image data)',
+      integerList('--channels'),
+      [32, 64, 128],
+    )
+    .addOption(
+      new Option('--norm <kind>', 'U-Net normalisation (image data): GroupNorm in every block, or none')
+        .choices(['group', 'none'])
+        .default('group'),
+    )
     .option(
       '--label-dropout <p>',
-      'probability of training with the null label, for classifier-free guidance (mnist)',
+      'probability of training with the null label, for classifier-free guidance (image data)',
       number('--label-dropout', 0, 1),
       0.1,
     )
     .option(
       '--guidance-scale <x>',
-      'guidance scale recorded in the model as its default for sampling and distillation (mnist)',
+      'guidance scale recorded in the model as its default for sampling and distillation (image data)',
       number('--guidance-scale', 1),
       2.5,
     )
     .option('--lr <x>', 'Adam learning rate', number('--lr', 0, 1, true), 1e-3)
+    .addOption(
+      new Option(
+        '--lr-decay <kind>',
+        'learning-rate schedule after warm-up: constant, or a cosine decay to 10 % at the last iteration',
+      )
+        .choices(['constant', 'cosine'])
+        .default('constant'),
+    )
     .option('--ema <x>', 'EMA decay of the saved weights, in [0, 1)', emaDecay, 0.999)
     .addOption(
       new Option('--sigma-sampling <law>', 'training σ law')
@@ -93,7 +111,8 @@ export function trainTeacherCommand(): Command {
     .addHelpText(
       'after',
       '\nExamples:\n  piflow train-teacher --data checkerboard --iterations 4000 --out runs/checkerboard-teacher\n' +
-        '  piflow train-teacher --data mnist --iterations 3000 --out runs/mnist-teacher   # class-conditional U-Net\n',
+        '  piflow train-teacher --data mnist --iterations 3000 --out runs/mnist-teacher   # class-conditional U-Net\n' +
+        '  piflow train-teacher --data fashion-mnist --iterations 3000 --out runs/fashion-teacher\n',
     )
     .action(async (options, command: Command) => {
       applyConfigFile(command);
@@ -101,23 +120,24 @@ export function trainTeacherCommand(): Command {
       const log = (line: string) => console.log(line);
       await selectBackend(command.optsWithGlobals().backend, log);
       await prepareTraining();
-      const images = options.data === 'mnist';
+      const images = imageDatasetNames.includes(options.data);
       const random = createRandom(options.seed);
       let data: (n: number, r: typeof random) => FlowBatch;
       let model: ReturnType<typeof createFlowModel>;
       let sampleShape: number[];
       if (images) {
-        const mnist = loadMnist();
-        data = (n, r) => mnist.batch(n, r, 'train');
+        const dataset = loadImageDataset(options.data);
+        data = (n, r) => dataset.batch(n, r, 'train');
         model = createFlowModel(
           createUNetBackbone({
             channels: options.channels,
-            inChannels: 1,
-            numClasses: 10,
+            norm: options.norm,
+            inChannels: dataset.imageShape[2],
+            numClasses: dataset.classNames.length,
             seed: options.seed,
           }),
         );
-        sampleShape = [28, 28, 1];
+        sampleShape = [...dataset.imageShape];
       } else {
         const dataset = datasets2D[options.data]!();
         data = (n, r) => ({ x: dataset.sample(n, r) });
@@ -168,6 +188,7 @@ export function trainTeacherCommand(): Command {
       const optimizer = flowModelOptimizer(model, {
         learningRate: options.lr,
         warmupSteps: Math.min(200, Math.floor(options.iterations / 10)),
+        ...(options.lrDecay === 'cosine' ? { schedule: cosineDecay(options.iterations, 0.1) } : {}),
       });
       const ema = new EMA(model.variables, { decay: options.ema, biasCorrection: true });
       let startStep = 0;

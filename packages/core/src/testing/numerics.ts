@@ -28,6 +28,12 @@ export async function readFloat64(t: tf.Tensor): Promise<Float64Array> {
 
 /** Largest |a − b|. */
 export function maxAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  // A tensor has no `length`: comparing two would silently give 0 (a test that cannot fail).
+  if (typeof a?.length !== 'number' || typeof b?.length !== 'number' || a.length !== b.length) {
+    throw new Error(
+      `maxAbsDifference: expected two arrays of the same length (typed arrays or number[]), got lengths ${a?.length} and ${b?.length}`,
+    );
+  }
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
   return m;

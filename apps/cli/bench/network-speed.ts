@@ -1,14 +1,17 @@
 /**
  * Where the time of MNIST sampling and training goes on wasm, measured in one process: the FLOPs of the
  * networks' matrix products and convolutions (counted from the kernels' shapes, `countFlops` of
- * @piflow/models), their effective GFLOP/s, and a one-thread 1024² matMul probe run in the same process.
+ * @piflow/models), their effective GFLOP/s, and a one-thread 1024² matMul probe run in the same process;
+ * the peak tensor memory of each (tf.profile's peakBytes) and whether `--growth-steps` training steps grow
+ * the tensors or their bytes.
  *
- *   pnpm --filter @piflow/cli bench:network [-- --count 100 --repeats 3 --batch 48]
+ *   pnpm --filter @piflow/cli bench:network [-- --count 100 --repeats 3 --batch 48 --pi-batch 32 --growth-steps 1000]
  */
-import { AdamW, createRandom } from '@piflow/core';
-import { countFlops, isFlowModel } from '@piflow/models';
+import { AdamW, createRandom, type PolicyFamily } from '@piflow/core';
+import { countFlops, isFlowModel, type PolicyStudent } from '@piflow/models';
+import { createPiIDTrainer, type TrainableStudent } from '@piflow/trainer';
 import * as tf from '@tensorflow/tfjs-core';
-import { loadAnyModel, prepareTraining, selectBackend } from '../src/context';
+import { loadAnyModel, prepareTraining, resolveTeacher, selectBackend } from '../src/context';
 import { sampleModel } from '../src/sampling';
 
 const args = process.argv.slice(2);
@@ -19,6 +22,8 @@ const option = (name: string, fallback: string) => {
 const count = Number(option('count', '100'));
 const repeats = Number(option('repeats', '3'));
 const batch = Number(option('batch', '48'));
+const piBatch = Number(option('pi-batch', '32'));
+const growthSteps = Number(option('growth-steps', '1000'));
 
 const backend = await selectBackend('wasm', () => {});
 await prepareTraining();
@@ -37,6 +42,14 @@ async function best(fn: () => Promise<void>): Promise<number> {
 
 const gflops = (flops: number, seconds: number) => flops / seconds / 1e9;
 const rows: string[] = [];
+const memoryRows: string[] = [];
+/** Peak bytes of tensors alive during `fn` (tf.profile), in MB. */
+async function peakMB(fn: () => Promise<unknown>): Promise<string> {
+  const info = await tf.profile(async () => {
+    await fn();
+  });
+  return (info.peakBytes / 1e6).toFixed(1);
+}
 
 // The probe: a 1024² · 1024² matMul on the same backend, read back.
 const a = tf.randomNormal([1024, 1024]);
@@ -65,6 +78,7 @@ for (const name of ['x0-4', 'gm-4']) {
   const { flops } = await countFlops(async () => (await sampleModel(model, manifest, noise, { labels })).x);
   const seconds = await best(run);
   sampleSeconds[name] = seconds;
+  memoryRows.push(`| ${name}: sampling ${count} digits, 4 steps | ${await peakMB(run)} |`);
   const g = gflops(flops, seconds);
   rows.push(
     `| ${name}: ${count} digits, 4 steps (network + policy) | ${(flops / 1e9).toFixed(2)} | ${(seconds * 1000).toFixed(0)} | ${g.toFixed(1)} | ${((100 * g) / probe).toFixed(0)} % |`,
@@ -104,9 +118,72 @@ noise.dispose();
   rows.push(
     `| teacher U-Net training step, batch ${batch} (fwd + bwd + AdamW) | ${(flops / 1e9).toFixed(2)} | ${(seconds * 1000).toFixed(0)} | ${g.toFixed(1)} | ${((100 * g) / probe).toFixed(0)} % |`,
   );
+  memoryRows.push(
+    `| teacher training step, batch ${batch} | ${await peakMB(() => optimizer.minimize(loss))} |`,
+  );
   tf.dispose([x0, eps, sigma, y]);
+  // Growth: `growthSteps` steps at batch 4 must leave the tensors and their bytes as they were.
+  const small = createRandom(2);
+  const xs = small.normalTensor([4, 28, 28, 1]);
+  const es = small.normalTensor([4, 28, 28, 1]);
+  const ss = tf.tensor1d([0.2, 0.4, 0.6, 0.8]);
+  const ys = tf.tensor1d([0, 3, 7, 10], 'int32');
+  const smallLoss = () =>
+    tf.tidy(() => {
+      const column = tf.reshape(ss, [4, 1, 1, 1]);
+      const xt = tf.add(tf.mul(tf.sub(1, column), xs), tf.mul(column, es));
+      const u = model.velocity(xt, ss as tf.Tensor1D, { labels: ys as tf.Tensor1D });
+      return tf.mean(tf.square(tf.sub(u, tf.sub(es, xs)))) as tf.Scalar;
+    });
+  await optimizer.minimize(smallLoss);
+  const before = tf.memory();
+  for (let i = 0; i < growthSteps; i++) await optimizer.minimize(smallLoss);
+  const after = tf.memory();
+  memoryRows.push(
+    `| growth over ${growthSteps} training steps (batch 4) | ${after.numTensors - before.numTensors} tensors, ${after.numBytes - before.numBytes} bytes |`,
+  );
+  tf.dispose([xs, es, ss, ys]);
   optimizer.dispose();
   model.dispose();
+}
+
+// One π-ID iteration: the shipped GM-4 student distilled from the shipped CFG teacher, batch `piBatch`
+// (2 intermediate states, as `piflow distill` for images): teacher forwards + student forward/backward + AdamW.
+{
+  const resolved = await resolveTeacher('mnist');
+  const loaded = await loadAnyModel('mnist/gm-4');
+  if (isFlowModel(loaded.model)) throw new Error('mnist/gm-4 is not a student');
+  const student = loaded.model as PolicyStudent;
+  const family = loaded.families.get(student.family) as PolicyFamily<unknown, never>;
+  const trainer = createPiIDTrainer({
+    student: student as unknown as TrainableStudent<unknown>,
+    family,
+    teacher: resolved.teacher,
+    data: (n, r) => resolved.data!(n, r),
+    batchSize: piBatch,
+    numInferenceSteps: 4,
+    shift: resolved.shift,
+    numIntermediateStates: 2,
+    optimizer: { learningRate: 1e-5 },
+    ema: false,
+    seed: 0,
+  });
+  let step = 0;
+  const { flops } = await countFlops(async () => {
+    await trainer.train(++step);
+    return [];
+  });
+  const seconds = await best(async () => {
+    await trainer.train(++step);
+  });
+  const g = gflops(flops, seconds);
+  rows.push(
+    `| π-ID iteration, GM-4 from the CFG teacher, batch ${piBatch} | ${(flops / 1e9).toFixed(2)} | ${(seconds * 1000).toFixed(0)} | ${g.toFixed(1)} | ${((100 * g) / probe).toFixed(0)} % |`,
+  );
+  memoryRows.push(`| π-ID iteration, batch ${piBatch} | ${await peakMB(() => trainer.train(++step))} |`);
+  trainer.dispose();
+  student.dispose();
+  resolved.dispose();
 }
 
 console.log(
@@ -118,3 +195,6 @@ for (const r of rows) console.log(r);
 console.log(
   `\nGM-4 / single-x0 sampling time: ${(sampleSeconds['gm-4']! / sampleSeconds['x0-4']!).toFixed(2)}× (same network evaluations)`,
 );
+console.log('\n| memory | peak tensor MB (tf.profile) |');
+console.log('|---|---|');
+for (const r of memoryRows) console.log(r);

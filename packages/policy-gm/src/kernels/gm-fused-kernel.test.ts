@@ -141,10 +141,12 @@ describe('fused GM kernels on flat arrays', () => {
     expect(simdKernelFits(256, 64)).toBe(false);
   });
 
-  it('SIMD and JS kernels agree, and too-large K falls back to the JS loop', () => {
+  it('SIMD and JS kernels agree (Gram form and one-channel form), and too-large K falls back to the JS loop', () => {
     const random = createRandom(5);
     for (const [K, C, P] of [
       [8, 16, 37],
+      [8, 1, 37], // one channel: the kernel without the Gram matrix
+      [3, 1, 5],
       [200, 1, 3],
     ] as const) {
       const B = 2;

@@ -317,6 +317,107 @@ function stepsFunction(L: Layout): FunctionBody {
   return f;
 }
 
+/**
+ * steps(record, groups, coefficients, substeps) for one channel (C = 1, e.g. a GM policy per pixel of a grey
+ * image). There G·e = μ·(Σ_k μ_k e_k), so the K×K product is not needed: the state is x itself (one v128 per
+ * group), the logits are logw_k + μ_k·(c1·x − c2·x_src) − c3·μ_k², and one substep is
+ * x ← P·x + R·x_src + Q·Σ_k p_k μ_k (gm-rollout-plan.ts). About 32K + 10 instructions per substep against the
+ * Gram form's 2K² + 37K + 5. The result is written to X (γ is not used: finish is not needed).
+ */
+function stepsOneChannelFunction(L: Layout): FunctionBody {
+  const { K } = L;
+  const f = new FunctionBody([I32, I32, I32, I32]);
+  const vectors = (count: number) => Array.from({ length: count }, () => f.local(V128));
+  const mu = vectors(K);
+  const logw = vectors(K);
+  const nrm = vectors(K);
+  const e = vectors(K);
+  const scratch = vectors(K);
+  const [c1, c2, c3, P, R, Q] = vectors(COEFFICIENTS_PER_STEP) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const [x, xs, w, max, sum, z, n, r] = vectors(8) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const cp = f.local(I32);
+  const j = f.local(I32);
+  groupLoop(f, L, (base) => {
+    for (let k = 0; k < K; k++) {
+      f.get(base)
+        .load128(v(L.MU + k))
+        .set(mu[k]!);
+      f.get(base)
+        .load128(v(L.LOGW + k))
+        .set(logw[k]!);
+      f.get(base)
+        .load128(v(L.NRM + k))
+        .set(nrm[k]!);
+    }
+    f.get(base).load128(v(L.X)).set(x);
+    f.get(base).load128(v(L.XS)).set(xs);
+    f.get(2).set(cp).i32(0).set(j);
+    f.op(Op.block, 0x40, Op.loop, 0x40);
+    f.get(j).get(3).op(Op.i32GeU, Op.brIf, 1);
+    [c1, c2, c3, P, R, Q].forEach((local, i) => {
+      f.get(cp)
+        .loadF32(i * 4)
+        .simd(Simd.f32x4Splat)
+        .set(local);
+    });
+    // w = c1·x − c2·x_src; logit_k = logw_k + μ_k·w − c3·|μ_k|²
+    f.get(c1).get(x).simd(Simd.f32x4Mul).get(c2).get(xs).simd(Simd.f32x4Mul).simd(Simd.f32x4Sub).set(w);
+    for (let k = 0; k < K; k++) {
+      f.get(logw[k]!).get(mu[k]!).get(w).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
+      f.get(c3).get(nrm[k]!).simd(Simd.f32x4Mul).simd(Simd.f32x4Sub).set(e[k]!);
+    }
+    emitTree(f, e, Simd.f32x4Max, scratch);
+    f.set(max);
+    for (let k = 0; k < K; k++) {
+      f.get(e[k]!).get(max).simd(Simd.f32x4Sub).set(z);
+      emitExp(f, z, n, r);
+      f.set(e[k]!);
+    }
+    emitTree(f, e, Simd.f32x4Add, scratch);
+    f.set(sum);
+    // m = Σ_k e_k μ_k (two partial sums); x ← P·x + R·x_src + (Q/sum)·m
+    const half = Math.ceil(K / 2);
+    const partial = (from: number, to: number) => {
+      f.get(e[from]!).get(mu[from]!).simd(Simd.f32x4Mul);
+      for (let k = from + 1; k < to; k++) {
+        f.get(e[k]!).get(mu[k]!).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
+      }
+    };
+    partial(0, half);
+    if (half < K) {
+      partial(half, K);
+      f.simd(Simd.f32x4Add);
+    }
+    f.get(Q).get(sum).simd(Simd.f32x4Div).simd(Simd.f32x4Mul);
+    f.get(P).get(x).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
+    f.get(R).get(xs).simd(Simd.f32x4Mul).simd(Simd.f32x4Add).set(x);
+    f.get(cp)
+      .i32(COEFFICIENTS_PER_STEP * 4)
+      .op(Op.i32Add)
+      .set(cp);
+    f.get(j).i32(1).op(Op.i32Add).set(j);
+    f.op(Op.br, 0, Op.end, Op.end);
+    f.get(base).get(x).store128(v(L.X));
+  });
+  return f;
+}
+
 /** finish(record, groups, a, b): X ← a·X + b·XS + Σ_k γ_k μ_k. */
 function finishFunction(L: Layout): FunctionBody {
   const { K, C } = L;
@@ -386,7 +487,7 @@ export function generateGMRolloutModule(K: number, C: number): Uint8Array<ArrayB
   const L = layout(K, C);
   return assembleModule([
     { name: 'prepare', body: prepareFunction(L) },
-    { name: 'steps', body: stepsFunction(L) },
+    { name: 'steps', body: C === 1 ? stepsOneChannelFunction(L) : stepsFunction(L) },
     { name: 'finish', body: finishFunction(L) },
   ]);
 }
@@ -490,7 +591,8 @@ export function gmRolloutSimd(arrays: GMRolloutArrays, plan: GMRolloutPlan): Flo
     for (let g = 0; g < groupsPerItem; g += GROUPS_PER_CALL) {
       kernel.steps(recordAt + g * L.bytes, Math.min(GROUPS_PER_CALL, groupsPerItem - g), coefficientsAt, n);
     }
-    kernel.finish(recordAt, groupsPerItem, plan.a[item]!, plan.b[item]!);
+    // With one channel the substeps update x itself, in place: nothing to rebuild.
+    if (C !== 1) kernel.finish(recordAt, groupsPerItem, plan.a[item]!, plan.b[item]!);
     for (let p = 0; p < P; p++) {
       const rec = (p >> 2) * floatsPerRecord + (p & 3);
       const o = (item * P + p) * C;

@@ -10,8 +10,8 @@ const here = path.dirname(fileURLToPath(import.meta.url));
  * e.g. `PIFLOW_MODELS_DIR=.dev-models` for the 2-D stand-ins of scripts/train-dev-models.ts.
  */
 const modelsDirectory = path.resolve(here, process.env.PIFLOW_MODELS_DIR ?? '../../models');
-/** The MNIST view's student: required from the repository's models/, optional in a development folder. */
-const mnistModels = ['mnist/gm-4'];
+/** The image view's students: required from the repository's models/, optional in a development folder. */
+const mnistModels = ['mnist/gm-4', 'fashion-mnist/gm-4'];
 
 export default defineConfig({
   base: './',

@@ -1,6 +1,6 @@
 /**
  * Where the page fetches its models: `<MODELS_BASE_URL>checkerboard/{teacher,gm-1,gm-2,gm-4}/` and
- * `<MODELS_BASE_URL>mnist/gm-4/` (the MNIST view's class-conditional student). By default the
+ * `<MODELS_BASE_URL>{mnist,fashion-mnist}/gm-4/` (the image view's class-conditional students). By default the
  * folder the Vite plugin serves and copies into the build (see vite.config.ts); set VITE_PIFLOW_MODELS_URL at
  * build time to load them from elsewhere.
  */

@@ -3,15 +3,25 @@ import type * as tf from '@tensorflow/tfjs-core';
 import { cycleLabels, type GridLayout, gridLayout, renderDigitGrid } from './digit-grid';
 import { studentLabel } from './families';
 import { samplingSettings } from './generate';
-import { generateImages, loadMnistStudent, type MnistStudent, mnistSteps } from './mnist';
+import {
+  generateImages,
+  type ImageDatasetView,
+  imageDatasetView,
+  imageDatasetViews,
+  loadMnistStudent,
+  type MnistStudent,
+  mnistSteps,
+} from './mnist';
 
 /** What the MNIST view reports about a run (read by the end-to-end test). */
 export interface MnistRun {
+  /** The data set whose student made the images ('mnist', 'fashion-mnist'). */
+  dataset: string;
   backend: string;
   steps: number;
   count: number;
   seed: number;
-  /** The digits chosen (empty: all ten). */
+  /** The classes chosen (empty: all ten). */
   digits: number[];
   /** The label of each image, in grid order. */
   labels: number[];
@@ -45,9 +55,13 @@ const element = <T extends HTMLElement>(id: string): T => {
   return found as T;
 };
 
-/** The MNIST digits view: class-conditional generation with the shipped GM student, drawn as a grid. */
+/**
+ * The image view: class-conditional generation with the shipped GM student of each image data set (MNIST
+ * digits, Fashion-MNIST), drawn as a grid.
+ */
 export function createMnistView(options: MnistViewOptions) {
   const form = element<HTMLFormElement>('mnist-controls');
+  const datasetSelect = element<HTMLSelectElement>('mnist-data');
   const button = element<HTMLButtonElement>('mnist-generate');
   const allButton = element<HTMLButtonElement>('all-digits');
   const canvas = element<HTMLCanvasElement>('digits');
@@ -56,6 +70,9 @@ export function createMnistView(options: MnistViewOptions) {
   const seedInput = element<HTMLInputElement>('mnist-seed');
   const digitBoxes = [...form.querySelectorAll<HTMLInputElement>('input[name="digit"]')];
   const warmed = new Set<string>();
+  /** Students loaded so far, by data set name (each loaded the first time its data set is chosen). */
+  const students = new Map<string, Promise<MnistStudent>>();
+  let dataset: ImageDatasetView = imageDatasetViews[0]!;
   let student: MnistStudent | undefined;
   let activation: Promise<void> | undefined;
 
@@ -77,6 +94,16 @@ export function createMnistView(options: MnistViewOptions) {
     return (mnistSteps as readonly number[]).includes(value) ? value : 4;
   };
 
+  /** Names the class toggles after the data set's classes. */
+  const labelClasses = () => {
+    element('class-legend').textContent = dataset.name === 'mnist' ? 'Digits' : 'Classes';
+    for (const box of digitBoxes) {
+      const name = dataset.classNames[Number(box.value)] ?? box.value;
+      box.nextElementSibling!.textContent = name;
+      box.parentElement!.title = name;
+    }
+  };
+
   async function generate(): Promise<void> {
     if (!student) return;
     const { model, manifest, imageShape, numClasses } = student;
@@ -88,10 +115,10 @@ export function createMnistView(options: MnistViewOptions) {
     const settings = samplingSettings(manifest, steps);
     const backend = options.backend();
     button.disabled = true;
-    setState('generating', `generating ${count} digits in ${steps} step${steps === 1 ? '' : 's'}…`);
+    setState('generating', `generating ${count} ${dataset.noun} in ${steps} step${steps === 1 ? '' : 's'}…`);
     const noise: tf.Tensor = createRandom(seed).normalTensor([count, ...imageShape]);
     try {
-      const key = `${backend}/${steps}/${count}`;
+      const key = `${dataset.name}/${backend}/${steps}/${count}`;
       let warmupMilliseconds = 0;
       if (!warmed.has(key)) {
         const warmupStarted = performance.now();
@@ -117,13 +144,16 @@ export function createMnistView(options: MnistViewOptions) {
       context.putImageData(new ImageData(pixels, layout.width, layout.height), 0, 0);
 
       const which =
-        digits.length === 0 ? 'All digits' : `Digit${digits.length === 1 ? '' : 's'} ${digits.join(', ')}`;
+        digits.length === 0
+          ? `${dataset.title}, all classes`
+          : `${dataset.title}: ${digits.map((d) => dataset.classNames[d] ?? String(d)).join(', ')}`;
       element('mnist-backend').textContent = backend;
       element('mnist-time').textContent =
         `${milliseconds.toFixed(1)} ms (${count} images, ${steps} step${steps === 1 ? '' : 's'})`;
       element('digits-drawn').textContent = String(drawn);
       element('digits-caption').textContent = `${which} · ${steps}-step sampling · seed ${seed}`;
       options.runs.push({
+        dataset: dataset.name,
         backend,
         steps,
         count,
@@ -136,7 +166,7 @@ export function createMnistView(options: MnistViewOptions) {
         layout,
       });
       document.body.dataset.mnistRuns = String(options.runs.length);
-      setState('done', `done: ${drawn} digits drawn`);
+      setState('done', `done: ${drawn} ${dataset.noun} drawn`);
     } finally {
       noise.dispose();
       button.disabled = false;
@@ -149,17 +179,29 @@ export function createMnistView(options: MnistViewOptions) {
     options.fail(error);
   };
 
-  async function load(): Promise<void> {
-    setState('loading', 'waiting for the backend…');
-    await options.ready;
-    setState('loading', 'loading the MNIST student…');
-    student = await loadMnistStudent(options.modelsUrl);
-    element('mnist-backend').textContent = options.backend();
+  /** Switches to the chosen data set's student (loading it the first time) and shows what it is. */
+  async function useDataset(name: string): Promise<void> {
+    dataset = imageDatasetView(name);
+    labelClasses();
+    button.disabled = true;
+    student = undefined;
+    setState('loading', `loading the ${dataset.title} student…`);
+    let loading = students.get(dataset.name);
+    if (!loading) {
+      loading = loadMnistStudent(options.modelsUrl, fetch, {
+        studentPath: dataset.studentPath,
+        dataset: dataset.name,
+      });
+      // A failed load is not cached: choosing the data set again retries.
+      loading.catch(() => students.delete(name));
+      students.set(dataset.name, loading);
+    }
+    student = await loading;
     const { model, manifest } = student;
     const metadata = manifest.metadata ?? {};
     const parameters = model.variables.reduce((a, v) => a + v.size, 0);
     element('mnist-model-info').textContent =
-      `MNIST ${studentLabel(model)} (U-Net, class-conditional): ` +
+      `${dataset.title} ${studentLabel(model)} (U-Net, class-conditional): ` +
       `${parameters.toLocaleString('en')} parameters` +
       (typeof metadata.distillationSteps === 'number'
         ? `, ${metadata.distillationSteps} π-ID iterations`
@@ -169,10 +211,22 @@ export function createMnistView(options: MnistViewOptions) {
         : '');
     setState('ready');
     button.disabled = false;
+  }
+
+  async function load(): Promise<void> {
+    setState('loading', 'waiting for the backend…');
+    await options.ready;
+    element('mnist-backend').textContent = options.backend();
     form.addEventListener('submit', (event) => {
       event.preventDefault();
       generate().catch(fail);
     });
+    datasetSelect.addEventListener('change', () => {
+      useDataset(datasetSelect.value)
+        .then(generate)
+        .catch(fail);
+    });
+    await useDataset(datasetSelect.value);
     await generate();
   }
 
@@ -182,9 +236,11 @@ export function createMnistView(options: MnistViewOptions) {
       activation ??= load().catch(fail);
       return activation;
     },
-    /** `?digits=3,7&steps=1&count=20&seed=2` preset the controls. */
+    /** `?data=fashion-mnist&digits=3,7&steps=1&count=20&seed=2` preset the controls. */
     applyQuery(search: string): void {
       const query = new URLSearchParams(search);
+      const data = query.get('data');
+      if (data !== null && imageDatasetViews.some((d) => d.name === data)) datasetSelect.value = data;
       const digits = new Set((query.get('digits') ?? '').split(',').filter((d) => d !== ''));
       for (const box of digitBoxes) box.checked = digits.has(box.value);
       syncAllButton();

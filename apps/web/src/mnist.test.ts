@@ -15,7 +15,8 @@ import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { samplingSettings } from './generate';
-import { generateImages, loadMnistStudent } from './mnist';
+import { FASHION_MNIST_CLASSES, loadMnist } from '@piflow/datasets';
+import { generateImages, imageDatasetView, imageDatasetViews, loadMnistStudent } from './mnist';
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -74,9 +75,9 @@ function serve(files: Record<string, ModelManifest | Uint8Array>): typeof fetch 
   }) as typeof fetch;
 }
 
-function stored(model: StoredModel, sampleShape: number[]) {
+function stored(model: StoredModel, sampleShape: number[], metadata?: Record<string, unknown>) {
   return {
-    manifest: describeModel(model, { sampleShape, sampling: { numInferenceSteps: 4 } }),
+    manifest: describeModel(model, { sampleShape, sampling: { numInferenceSteps: 4 }, metadata }),
     weights: encodeWeights(model.variables),
   };
 }
@@ -165,5 +166,37 @@ describe('loadMnistStudent', () => {
     expect(tf.memory().numTensors).toBe(before);
     flat.dispose();
     unconditional.dispose();
+  });
+});
+
+describe('the image data sets of the view', () => {
+  it("name each class as the data set packages do, and point at each data set's student", () => {
+    expect(imageDatasetViews.map((d) => d.name)).toEqual(['mnist', 'fashion-mnist']);
+    expect(imageDatasetView('fashion-mnist').classNames).toEqual([...FASHION_MNIST_CLASSES]);
+    expect(imageDatasetView('fashion-mnist').studentPath).toBe('fashion-mnist/gm-4/');
+    expect(imageDatasetView('mnist').classNames).toEqual([...loadMnist().classNames]);
+    expect(() => imageDatasetView('cifar')).toThrow(/dataset.*'mnist', 'fashion-mnist'.*"cifar"/);
+  });
+
+  it("loads the chosen data set's student and refuses one whose file records another data set", async () => {
+    const base = 'https://example.test/models/';
+    const { manifest, weights } = stored(student, [8, 8, 1], { dataset: 'fashion-mnist' });
+    const files = serve({
+      [`${base}fashion-mnist/gm-4/model.json`]: manifest,
+      [`${base}fashion-mnist/gm-4/weights.bin`]: weights,
+      [`${base}mnist/gm-4/model.json`]: manifest,
+      [`${base}mnist/gm-4/weights.bin`]: weights,
+    });
+    const loaded = await loadMnistStudent(base, files, {
+      studentPath: imageDatasetView('fashion-mnist').studentPath,
+      dataset: 'fashion-mnist',
+    });
+    expect(loaded.manifest.metadata?.dataset).toBe('fashion-mnist');
+    loaded.model.dispose();
+    const before = tf.memory().numTensors;
+    await expect(loadMnistStudent(base, files, { dataset: 'mnist' })).rejects.toThrow(
+      /mnist\/gm-4\/ was trained on "fashion-mnist", not "mnist"/,
+    );
+    expect(tf.memory().numTensors).toBe(before);
   });
 });

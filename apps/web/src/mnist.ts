@@ -17,6 +17,64 @@ export type MnistSteps = (typeof mnistSteps)[number];
 /** The folder of the class-conditional MNIST GM student under the models URL. */
 export const MNIST_STUDENT_PATH = 'mnist/gm-4/';
 
+/** An image data set the view offers: its shipped student and how its classes are shown. */
+export interface ImageDatasetView {
+  /** The data set's name, as the model files record it (`metadata.dataset`). */
+  name: string;
+  /** Shown in the data set menu and the captions. */
+  title: string;
+  /** What one image is called in the status line ("digits", "images"). */
+  noun: string;
+  /** The student's folder under the models URL. */
+  studentPath: string;
+  /** Label of each class, in label order. */
+  classNames: readonly string[];
+}
+
+/** The data sets of the view, in menu order. */
+export const imageDatasetViews: readonly ImageDatasetView[] = [
+  {
+    name: 'mnist',
+    title: 'MNIST digits',
+    noun: 'digits',
+    studentPath: MNIST_STUDENT_PATH,
+    classNames: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
+  },
+  {
+    name: 'fashion-mnist',
+    title: 'Fashion-MNIST',
+    noun: 'images',
+    studentPath: 'fashion-mnist/gm-4/',
+    // The labels of Fashion-MNIST's README (equal to FASHION_MNIST_CLASSES of @piflow/datasets, which the
+    // browser bundle does not import: that package reads files with node:fs).
+    classNames: [
+      'T-shirt/top',
+      'Trouser',
+      'Pullover',
+      'Dress',
+      'Coat',
+      'Sandal',
+      'Shirt',
+      'Sneaker',
+      'Bag',
+      'Ankle boot',
+    ],
+  },
+];
+
+/** The view's entry for a data set name (throws naming the offered ones). */
+export function imageDatasetView(name: string): ImageDatasetView {
+  const found = imageDatasetViews.find((d) => d.name === name);
+  if (!found) {
+    throw new InvalidArgumentError(
+      'dataset',
+      `one of ${imageDatasetViews.map((d) => `'${d.name}'`).join(', ')}`,
+      JSON.stringify(name),
+    );
+  }
+  return found;
+}
+
 export interface MnistStudent {
   model: PolicyStudent;
   manifest: ModelManifest;
@@ -26,14 +84,14 @@ export interface MnistStudent {
 }
 
 /**
- * Loads the class-conditional MNIST student from `<baseUrl><studentPath>` (`model.json` + `weights.bin`) onto
+ * Loads the class-conditional MNIST student from `<baseUrl><studentPath>` (`model.json` + weights) onto
  * the active tfjs backend, and checks that it is one: a student (of any family in `families`) of images with
- * class labels.
+ * class labels — and, with `dataset`, one trained on that data set (as its file records).
  */
 export async function loadMnistStudent(
   baseUrl: string,
   fetchImpl: typeof fetch = fetch,
-  options: { studentPath?: string; families?: PolicyRegistry } = {},
+  options: { studentPath?: string; families?: PolicyRegistry; dataset?: string } = {},
 ): Promise<MnistStudent> {
   if (typeof baseUrl !== 'string' || baseUrl.length === 0) {
     throw new InvalidArgumentError('baseUrl', 'a URL string such as "./models/"', String(baseUrl));
@@ -45,13 +103,16 @@ export async function loadMnistStudent(
   });
   const numClasses = (manifest.backbone?.config as UNetBackboneOptions | undefined)?.numClasses;
   const shape = manifest.sampleShape;
+  const recorded = manifest.metadata?.dataset;
   const problem = isFlowModel(model)
     ? `holds a ${manifest.kind}, not a student`
     : !Array.isArray(shape) || shape.length !== 3
       ? `makes samples of shape [${shape}], not images [H, W, C]`
       : typeof numClasses !== 'number'
         ? 'is not class-conditional (its backbone has no numClasses)'
-        : undefined;
+        : options.dataset !== undefined && recorded !== undefined && recorded !== options.dataset
+          ? `was trained on ${JSON.stringify(recorded)}, not ${JSON.stringify(options.dataset)}`
+          : undefined;
   if (problem) {
     model.dispose();
     throw new PiflowError(`${url} ${problem}.`);

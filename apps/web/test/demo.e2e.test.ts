@@ -16,7 +16,7 @@ import {
   webgpuArgs,
 } from './demo-harness';
 
-// Each run saves test-results/demo.png and mnist.png (git-ignored); PIFLOW_UPDATE_SCREENSHOT=1 refreshes the
+// Each run saves test-results/demo.png, mnist.png and fashion.png (git-ignored); PIFLOW_UPDATE_SCREENSHOT=1 refreshes the
 // README's committed screenshots/ instead.
 const screenshotPath = (name: string) =>
   process.env.PIFLOW_UPDATE_SCREENSHOT
@@ -205,6 +205,26 @@ describe('browser demo (headless Chromium)', () => {
       expect(await page.isHidden('#note')).toBe(true);
     }
     await expectDigitCells(page, first);
+
+    // The data set menu switches to the Fashion-MNIST student, which names its classes on the toggles.
+    expect(first.dataset).toBe('mnist');
+    await page.selectOption('#mnist-data', 'fashion-mnist');
+    const fashion = await waitForMnistRun(page, 2);
+    expect(fashion).toMatchObject({
+      dataset: 'fashion-mnist',
+      backend: choice.backend,
+      count: 10,
+      digitsDrawn: 10,
+    });
+    expect(fashion.labels).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(await page.textContent('label.digit:has(input[value="9"])')).toBe('Ankle boot');
+    expect(await page.textContent('#mnist-model-info')).toMatch(/^Fashion-MNIST GM K=8 student \(U-Net/);
+    expect(await page.textContent('#digits-caption')).toMatch(/^Fashion-MNIST, all classes · 4-step/);
+    await expectDigitCells(page, fashion);
+    const screenshot = screenshotPath('fashion.png');
+    mkdirSync(path.dirname(screenshot), { recursive: true });
+    await page.screenshot({ path: screenshot, fullPage: true });
+    expect(statSync(screenshot).size).toBeGreaterThan(10_000);
     expect(errors).toEqual([]);
   }, 150_000);
 

@@ -222,9 +222,7 @@ export function createMnistView(options: MnistViewOptions) {
       generate().catch(fail);
     });
     datasetSelect.addEventListener('change', () => {
-      useDataset(datasetSelect.value)
-        .then(generate)
-        .catch(fail);
+      useDataset(datasetSelect.value).then(generate).catch(fail);
     });
     await useDataset(datasetSelect.value);
     await generate();

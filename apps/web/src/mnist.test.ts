@@ -1,6 +1,7 @@
 import '@tensorflow/tfjs-backend-cpu';
 import { createRandom, PiflowError, sample } from '@piflow/core';
 import { maxAbsDifference } from '@piflow/core/testing';
+import { FASHION_MNIST_CLASSES, loadMnist } from '@piflow/datasets';
 import {
   createMLPBackbone,
   createStudent,
@@ -15,7 +16,6 @@ import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { samplingSettings } from './generate';
-import { FASHION_MNIST_CLASSES, loadMnist } from '@piflow/datasets';
 import { generateImages, imageDatasetView, imageDatasetViews, loadMnistStudent } from './mnist';
 
 beforeAll(async () => {

@@ -6,9 +6,9 @@ import { defineConfig } from 'tsup';
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 /**
- * The shipped models the installed `piflow` finds (`--model checkerboard`, `--teacher mnist`, eval-mnist's
- * students and classifier): copied from the repository's models/ (their single source) into this package's
- * models/ folder (git-ignored, listed in package.json `files`) after every build.
+ * The shipped models the installed `piflow` finds (`--model checkerboard`, `--teacher mnist`, `--teacher
+ * fashion-mnist`, eval-mnist's students and classifiers): copied from the repository's models/ (their single
+ * source) into this package's models/ folder (git-ignored, listed in package.json `files`) after every build.
  */
 export const shippedModels = [
   'checkerboard/teacher',
@@ -22,6 +22,9 @@ export const shippedModels = [
   'mnist/gm-4',
   'mnist/dx-4',
   'mnist/x0-4',
+  'fashion-mnist/teacher',
+  'fashion-mnist/classifier',
+  'fashion-mnist/gm-4',
 ];
 
 function copyShippedModels(): void {

@@ -204,7 +204,7 @@ describe.skipIf(skip)('the piflow binary installed from its tarball outside the 
     const results = JSON.parse(readFileSync(path.join(project, 'mnist-eval', 'results.json'), 'utf8'));
     expect(results.rows.map((r: { sampler: string }) => r.sampler)).toEqual([
       'real training digits (10)',
-      'teacher Euler, CFG 2.5',
+      'teacher Euler, CFG 1.5', // the scale recorded with the shipped teacher
       'π-Flow GM K=8 (1 step)',
     ]);
     for (const row of results.rows) expect(Number.isFinite(row.frechetDistance)).toBe(true);

@@ -170,6 +170,32 @@ function emitExp(f: FunctionBody, z: number, n: number, r: number): void {
   f.get(z).f32x4(EXP_CUTOFF).simd(Simd.f32x4Gt).simd(Simd.v128And);
 }
 
+/**
+ * Emits the substep loop of steps(record, groups, coefficients, substeps): for each of `substeps` (param 3)
+ * substeps, the plan's coefficients c1, c2, c3, P, R, Q (from param 2 on) splatted into `coefficients`, then
+ * `body`.
+ */
+function substepLoop(f: FunctionBody, coefficients: readonly number[], body: () => void): void {
+  const cp = f.local(I32);
+  const j = f.local(I32);
+  f.get(2).set(cp).i32(0).set(j);
+  f.op(Op.block, 0x40, Op.loop, 0x40);
+  f.get(j).get(3).op(Op.i32GeU, Op.brIf, 1);
+  coefficients.forEach((local, i) => {
+    f.get(cp)
+      .loadF32(i * 4)
+      .simd(Simd.f32x4Splat)
+      .set(local);
+  });
+  body();
+  f.get(cp)
+    .i32(COEFFICIENTS_PER_STEP * 4)
+    .op(Op.i32Add)
+    .set(cp);
+  f.get(j).i32(1).op(Op.i32Add).set(j);
+  f.op(Op.br, 0, Op.end, Op.end);
+}
+
 /** Groups processed together in the substep loop: independent chains the CPU can overlap. */
 export const INTERLEAVE = 1;
 
@@ -200,8 +226,6 @@ function stepsFunction(L: Layout): FunctionBody {
   const z = vectors(U);
   const n = vectors(U);
   const r = vectors(U);
-  const cp = f.local(I32);
-  const j = f.local(I32);
   groupLoop(
     f,
     L,
@@ -217,90 +241,76 @@ function stepsFunction(L: Layout): FunctionBody {
             .set(gam[u]![k]!);
         }
       }
-      f.get(2).set(cp).i32(0).set(j);
-      f.op(Op.block, 0x40, Op.loop, 0x40);
-      f.get(j).get(3).op(Op.i32GeU, Op.brIf, 1);
-      // coefficients (scalars, splatted)
-      [c1, c2, c3, P, R, Q].forEach((local, i) => {
-        f.get(cp)
-          .loadF32(i * 4)
-          .simd(Simd.f32x4Splat)
-          .set(local);
+      substepLoop(f, [c1, c2, c3, P, R, Q], () => {
+        // logits
+        for (let k = 0; k < K; k++) {
+          for (let u = 0; u < U; u++) {
+            f.get(base).load128(at(u, L.LOGW + k));
+            f.get(c1).get(y[u]![k]!).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
+            f.get(c2)
+              .get(base)
+              .load128(at(u, L.MXS + k))
+              .simd(Simd.f32x4Mul)
+              .simd(Simd.f32x4Sub);
+            f.get(c3)
+              .get(base)
+              .load128(at(u, L.NRM + k))
+              .simd(Simd.f32x4Mul)
+              .simd(Simd.f32x4Sub);
+            f.set(e[u]![k]!);
+          }
+        }
+        for (let u = 0; u < U; u++) {
+          emitTree(f, e[u]!, Simd.f32x4Max, scratch[u]!);
+          f.set(max[u]!);
+        }
+        // unnormalised weights
+        for (let k = 0; k < K; k++) {
+          for (let u = 0; u < U; u++) {
+            f.get(e[u]![k]!).get(max[u]!).simd(Simd.f32x4Sub).set(z[u]!);
+            emitExp(f, z[u]!, n[u]!, r[u]!);
+            f.set(e[u]![k]!);
+          }
+        }
+        // e ← Q·p = e·(Q/sum); γ ← P·γ + e
+        for (let u = 0; u < U; u++) {
+          emitTree(f, e[u]!, Simd.f32x4Add, scratch[u]!);
+          f.set(sum[u]!);
+          f.get(Q).get(sum[u]!).simd(Simd.f32x4Div).set(sum[u]!);
+        }
+        for (let k = 0; k < K; k++) {
+          for (let u = 0; u < U; u++) {
+            f.get(e[u]![k]!).get(sum[u]!).simd(Simd.f32x4Mul).set(e[u]![k]!);
+            f.get(P).get(gam[u]![k]!).simd(Simd.f32x4Mul).get(e[u]![k]!).simd(Simd.f32x4Add).set(gam[u]![k]!);
+          }
+        }
+        // y ← P·y + R·(μ·x_src) + G·e, as two partial sums per row
+        for (let l = 0; l < K; l++) {
+          for (let u = 0; u < U; u++) {
+            const half = Math.ceil(K / 2);
+            f.get(P).get(y[u]![l]!).simd(Simd.f32x4Mul);
+            for (let k = 0; k < half; k++) {
+              f.get(base)
+                .load128(at(u, L.G + l * K + k))
+                .get(e[u]![k]!)
+                .simd(Simd.f32x4Mul)
+                .simd(Simd.f32x4Add);
+            }
+            f.get(R)
+              .get(base)
+              .load128(at(u, L.MXS + l))
+              .simd(Simd.f32x4Mul);
+            for (let k = half; k < K; k++) {
+              f.get(base)
+                .load128(at(u, L.G + l * K + k))
+                .get(e[u]![k]!)
+                .simd(Simd.f32x4Mul)
+                .simd(Simd.f32x4Add);
+            }
+            f.simd(Simd.f32x4Add).set(y[u]![l]!);
+          }
+        }
       });
-      // logits
-      for (let k = 0; k < K; k++) {
-        for (let u = 0; u < U; u++) {
-          f.get(base).load128(at(u, L.LOGW + k));
-          f.get(c1).get(y[u]![k]!).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
-          f.get(c2)
-            .get(base)
-            .load128(at(u, L.MXS + k))
-            .simd(Simd.f32x4Mul)
-            .simd(Simd.f32x4Sub);
-          f.get(c3)
-            .get(base)
-            .load128(at(u, L.NRM + k))
-            .simd(Simd.f32x4Mul)
-            .simd(Simd.f32x4Sub);
-          f.set(e[u]![k]!);
-        }
-      }
-      for (let u = 0; u < U; u++) {
-        emitTree(f, e[u]!, Simd.f32x4Max, scratch[u]!);
-        f.set(max[u]!);
-      }
-      // unnormalised weights
-      for (let k = 0; k < K; k++) {
-        for (let u = 0; u < U; u++) {
-          f.get(e[u]![k]!).get(max[u]!).simd(Simd.f32x4Sub).set(z[u]!);
-          emitExp(f, z[u]!, n[u]!, r[u]!);
-          f.set(e[u]![k]!);
-        }
-      }
-      // e ← Q·p = e·(Q/sum); γ ← P·γ + e
-      for (let u = 0; u < U; u++) {
-        emitTree(f, e[u]!, Simd.f32x4Add, scratch[u]!);
-        f.set(sum[u]!);
-        f.get(Q).get(sum[u]!).simd(Simd.f32x4Div).set(sum[u]!);
-      }
-      for (let k = 0; k < K; k++) {
-        for (let u = 0; u < U; u++) {
-          f.get(e[u]![k]!).get(sum[u]!).simd(Simd.f32x4Mul).set(e[u]![k]!);
-          f.get(P).get(gam[u]![k]!).simd(Simd.f32x4Mul).get(e[u]![k]!).simd(Simd.f32x4Add).set(gam[u]![k]!);
-        }
-      }
-      // y ← P·y + R·(μ·x_src) + G·e, as two partial sums per row
-      for (let l = 0; l < K; l++) {
-        for (let u = 0; u < U; u++) {
-          const half = Math.ceil(K / 2);
-          f.get(P).get(y[u]![l]!).simd(Simd.f32x4Mul);
-          for (let k = 0; k < half; k++) {
-            f.get(base)
-              .load128(at(u, L.G + l * K + k))
-              .get(e[u]![k]!)
-              .simd(Simd.f32x4Mul)
-              .simd(Simd.f32x4Add);
-          }
-          f.get(R)
-            .get(base)
-            .load128(at(u, L.MXS + l))
-            .simd(Simd.f32x4Mul);
-          for (let k = half; k < K; k++) {
-            f.get(base)
-              .load128(at(u, L.G + l * K + k))
-              .get(e[u]![k]!)
-              .simd(Simd.f32x4Mul)
-              .simd(Simd.f32x4Add);
-          }
-          f.simd(Simd.f32x4Add).set(y[u]![l]!);
-        }
-      }
-      f.get(cp)
-        .i32(COEFFICIENTS_PER_STEP * 4)
-        .op(Op.i32Add)
-        .set(cp);
-      f.get(j).i32(1).op(Op.i32Add).set(j);
-      f.op(Op.br, 0, Op.end, Op.end);
       for (let u = 0; u < U; u++) {
         for (let k = 0; k < K; k++) {
           f.get(base)
@@ -351,8 +361,6 @@ function stepsOneChannelFunction(L: Layout): FunctionBody {
     number,
     number,
   ];
-  const cp = f.local(I32);
-  const j = f.local(I32);
   groupLoop(f, L, (base) => {
     for (let k = 0; k < K; k++) {
       f.get(base)
@@ -367,52 +375,39 @@ function stepsOneChannelFunction(L: Layout): FunctionBody {
     }
     f.get(base).load128(v(L.X)).set(x);
     f.get(base).load128(v(L.XS)).set(xs);
-    f.get(2).set(cp).i32(0).set(j);
-    f.op(Op.block, 0x40, Op.loop, 0x40);
-    f.get(j).get(3).op(Op.i32GeU, Op.brIf, 1);
-    [c1, c2, c3, P, R, Q].forEach((local, i) => {
-      f.get(cp)
-        .loadF32(i * 4)
-        .simd(Simd.f32x4Splat)
-        .set(local);
-    });
-    // w = c1·x − c2·x_src; logit_k = logw_k + μ_k·w − c3·|μ_k|²
-    f.get(c1).get(x).simd(Simd.f32x4Mul).get(c2).get(xs).simd(Simd.f32x4Mul).simd(Simd.f32x4Sub).set(w);
-    for (let k = 0; k < K; k++) {
-      f.get(logw[k]!).get(mu[k]!).get(w).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
-      f.get(c3).get(nrm[k]!).simd(Simd.f32x4Mul).simd(Simd.f32x4Sub).set(e[k]!);
-    }
-    emitTree(f, e, Simd.f32x4Max, scratch);
-    f.set(max);
-    for (let k = 0; k < K; k++) {
-      f.get(e[k]!).get(max).simd(Simd.f32x4Sub).set(z);
-      emitExp(f, z, n, r);
-      f.set(e[k]!);
-    }
-    emitTree(f, e, Simd.f32x4Add, scratch);
-    f.set(sum);
-    // m = Σ_k e_k μ_k (two partial sums); x ← P·x + R·x_src + (Q/sum)·m
-    const half = Math.ceil(K / 2);
-    const partial = (from: number, to: number) => {
-      f.get(e[from]!).get(mu[from]!).simd(Simd.f32x4Mul);
-      for (let k = from + 1; k < to; k++) {
-        f.get(e[k]!).get(mu[k]!).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
+    substepLoop(f, [c1, c2, c3, P, R, Q], () => {
+      // w = c1·x − c2·x_src; logit_k = logw_k + μ_k·w − c3·|μ_k|²
+      f.get(c1).get(x).simd(Simd.f32x4Mul).get(c2).get(xs).simd(Simd.f32x4Mul).simd(Simd.f32x4Sub).set(w);
+      for (let k = 0; k < K; k++) {
+        f.get(logw[k]!).get(mu[k]!).get(w).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
+        f.get(c3).get(nrm[k]!).simd(Simd.f32x4Mul).simd(Simd.f32x4Sub).set(e[k]!);
       }
-    };
-    partial(0, half);
-    if (half < K) {
-      partial(half, K);
-      f.simd(Simd.f32x4Add);
-    }
-    f.get(Q).get(sum).simd(Simd.f32x4Div).simd(Simd.f32x4Mul);
-    f.get(P).get(x).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
-    f.get(R).get(xs).simd(Simd.f32x4Mul).simd(Simd.f32x4Add).set(x);
-    f.get(cp)
-      .i32(COEFFICIENTS_PER_STEP * 4)
-      .op(Op.i32Add)
-      .set(cp);
-    f.get(j).i32(1).op(Op.i32Add).set(j);
-    f.op(Op.br, 0, Op.end, Op.end);
+      emitTree(f, e, Simd.f32x4Max, scratch);
+      f.set(max);
+      for (let k = 0; k < K; k++) {
+        f.get(e[k]!).get(max).simd(Simd.f32x4Sub).set(z);
+        emitExp(f, z, n, r);
+        f.set(e[k]!);
+      }
+      emitTree(f, e, Simd.f32x4Add, scratch);
+      f.set(sum);
+      // m = Σ_k e_k μ_k (two partial sums); x ← P·x + R·x_src + (Q/sum)·m
+      const half = Math.ceil(K / 2);
+      const partial = (from: number, to: number) => {
+        f.get(e[from]!).get(mu[from]!).simd(Simd.f32x4Mul);
+        for (let k = from + 1; k < to; k++) {
+          f.get(e[k]!).get(mu[k]!).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
+        }
+      };
+      partial(0, half);
+      if (half < K) {
+        partial(half, K);
+        f.simd(Simd.f32x4Add);
+      }
+      f.get(Q).get(sum).simd(Simd.f32x4Div).simd(Simd.f32x4Mul);
+      f.get(P).get(x).simd(Simd.f32x4Mul).simd(Simd.f32x4Add);
+      f.get(R).get(xs).simd(Simd.f32x4Mul).simd(Simd.f32x4Add).set(x);
+    });
     f.get(base).get(x).store128(v(L.X));
   });
   return f;

@@ -13,6 +13,15 @@ const modelsDirectory = path.resolve(here, process.env.PIFLOW_MODELS_DIR ?? '../
 /** The image view's students: required from the repository's models/, optional in a development folder. */
 const mnistModels = ['mnist/gm-4', 'fashion-mnist/gm-4'];
 
+/**
+ * Cross-origin isolation (COOP + COEP): browsers give SharedArrayBuffer, which the wasm backend's threads need,
+ * only to pages served with these headers. A host of the built demo should send them too, or it runs on one thread.
+ */
+export const isolationHeaders = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+};
+
 export default defineConfig({
   base: './',
   resolve: {
@@ -33,6 +42,6 @@ export default defineConfig({
     }),
   ],
   build: { target: 'es2022', chunkSizeWarningLimit: 4096 },
-  server: { host: '127.0.0.1' },
-  preview: { host: '127.0.0.1' },
+  server: { host: '127.0.0.1', headers: isolationHeaders },
+  preview: { host: '127.0.0.1', headers: isolationHeaders },
 });

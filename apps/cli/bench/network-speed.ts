@@ -5,7 +5,7 @@
  * the peak tensor memory of each (tf.profile's peakBytes) and whether `--growth-steps` training steps grow
  * the tensors or their bytes.
  *
- *   pnpm --filter @piflow/cli bench:network [-- --count 100 --repeats 3 --batch 48 --pi-batch 32 --growth-steps 1000]
+ *   pnpm --filter @piflow/cli bench:network [-- --count 100 --repeats 3 --batch 48 --pi-batch 32 --growth-steps 1000 --threads 1]
  */
 import { AdamW, createRandom, type PolicyFamily } from '@piflow/core';
 import { countFlops, isFlowModel, type PolicyStudent } from '@piflow/models';
@@ -25,7 +25,8 @@ const batch = Number(option('batch', '48'));
 const piBatch = Number(option('pi-batch', '32'));
 const growthSteps = Number(option('growth-steps', '1000'));
 
-const backend = await selectBackend('wasm', () => {});
+const threads = Number(option('threads', '1'));
+const backend = await selectBackend({ backend: 'wasm', threads }, () => {});
 await prepareTraining();
 
 /** Best of `repeats` warm runs (one untimed run first), in seconds. */
@@ -187,7 +188,7 @@ noise.dispose();
 }
 
 console.log(
-  `backend ${backend}, Node ${process.version}, tfjs ${tf.version_core}; best of ${repeats} warm runs\n`,
+  `backend ${backend} (${threads} thread${threads > 1 ? 's' : ''}, the probe too), Node ${process.version}, tfjs ${tf.version_core}; best of ${repeats} warm runs\n`,
 );
 console.log('| work | GFLOP (matMul + conv) | ms | effective GFLOP/s | of the probe |');
 console.log('|---|---|---|---|---|');

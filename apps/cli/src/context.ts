@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { resolveBackend } from '@piflow/backend-node';
+import { resolveBackend, setupWasm } from '@piflow/backend-node';
 import {
   type Condition,
   type PolicyRegistry,
@@ -24,8 +24,26 @@ import * as tf from '@tensorflow/tfjs-core';
 import { UsageError } from './errors';
 import { familyRegistry, registryForModel } from './families';
 
+/** The global options that choose the backend. */
+export interface BackendOptions {
+  /** 'auto', 'tensorflow', 'webgpu', 'wasm' or 'cpu'. */
+  backend: string;
+  /** Threads of the wasm backend (default 1). */
+  threads?: number;
+}
+
 /** Makes the requested backend active ('auto' = the best available) and says which one runs. */
-export async function selectBackend(name: string, log: (line: string) => void): Promise<string> {
+export async function selectBackend(options: BackendOptions, log: (line: string) => void): Promise<string> {
+  const { backend: name, threads = 1 } = options;
+  if (threads > 1) {
+    if (name !== 'wasm' && name !== 'auto') {
+      throw new UsageError(
+        `--threads ${threads} applies to the wasm backend, not --backend ${name}`,
+        'drop --threads, or run with --backend wasm',
+      );
+    }
+    await setupWasm({ threads });
+  }
   // tfjs's cpu backend prints a multi-line "install tfjs-node" banner on first use; the CLI says which backend
   // runs and why the others were skipped, so create the cpu backend now and mark the banner as shown.
   await import('@tensorflow/tfjs-backend-cpu');
@@ -40,7 +58,9 @@ export async function selectBackend(name: string, log: (line: string) => void): 
   const resolved = await resolveBackend(request).catch((error: Error) => {
     throw new UsageError(error.message, `choose another --backend (auto picks the best available)`);
   });
-  log(`backend: ${resolved.backendName}`);
+  log(
+    `backend: ${resolved.backendName}${resolved.backendName === 'wasm' && threads > 1 ? ` (${threads} threads)` : ''}`,
+  );
   return resolved.backendName;
 }
 

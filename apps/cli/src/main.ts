@@ -9,6 +9,7 @@ import { serveCommand } from './commands/serve-teacher';
 import { trainClassifierCommand } from './commands/train-classifier';
 import { trainTeacherCommand } from './commands/train-teacher';
 import { formatError } from './errors';
+import { integer } from './options';
 
 const program = new Command('piflow')
   .description('π-Flow: few-step generation by policy-based imitation distillation (TensorFlow.js).')
@@ -18,6 +19,14 @@ const program = new Command('piflow')
       '--backend <name>',
       'tfjs backend: auto, tensorflow (tfjs-node-gpu/-node), webgpu, wasm or cpu',
     ).default('auto'),
+  )
+  .addOption(
+    new Option(
+      '--threads <n>',
+      'threads of the wasm backend, 1 to 8 (more helps on an idle machine only; see docs/BENCHMARKS.md)',
+    )
+      .default(1)
+      .argParser(integer('--threads', 1, 8)),
   )
   .option('--verbose', 'print stack traces on errors', false)
   .showHelpAfterError('(run with --help for usage)')

@@ -1,5 +1,5 @@
 // The browser demo's MNIST view in headless Chromium on this machine: 30 digits at 4 steps on each backend,
-// and the backend the page picks by itself, measured in one run. `pnpm --filter @piflow/web bench`.
+// wasm on one thread and on every core, and the backend the page picks by itself, measured in one run. `pnpm --filter @piflow/web bench`.
 import { baseArgs, startDemo, waitForMnistRun, webgpuArgs } from '../test/demo-harness';
 
 const COUNT = 30;
@@ -16,6 +16,7 @@ async function measure(query: string) {
   }
   times.sort((a, b) => a - b);
   const note = (await page.textContent('#note'))?.trim() ?? '';
+  const threads = await page.evaluate(() => window.piflowDemo?.backend?.threads);
   const adapter = await page.evaluate(async () => {
     const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
     const a = await gpu?.requestAdapter({ featureLevel: 'compatibility' } as GPURequestAdapterOptions);
@@ -25,7 +26,7 @@ async function measure(query: string) {
     return text || '(the browser reports no adapter details)';
   });
   return {
-    backend: first.backend,
+    backend: threads !== undefined && threads > 1 ? `${first.backend} (${threads} threads)` : first.backend,
     steps: first.steps,
     median: times[Math.floor(REPEATS / 2)]!,
     note,
@@ -38,7 +39,8 @@ try {
   const rows = [];
   for (const [label, query] of [
     ['?backend=webgpu', '&backend=webgpu'],
-    ['?backend=wasm', '&backend=wasm'],
+    ['?backend=wasm&threads=1', '&backend=wasm&threads=1'],
+    ['?backend=wasm (every core)', '&backend=wasm'],
     ['no parameter (the page chooses)', ''],
   ] as const) {
     rows.push({ label, ...(await measure(query)) });
@@ -48,7 +50,9 @@ try {
   console.log('|---|---|---|');
   for (const r of rows) console.log(`| ${r.label} | ${r.backend} | ${r.median.toFixed(0)} |`);
   const webgpu = rows[0]!.median;
-  const chosen = rows[2]!;
+  const chosen = rows[3]!;
+  const oneThread = rows[1]!.median;
+  console.log(`wasm on every core vs one thread: ${(oneThread / rows[2]!.median).toFixed(2)}× faster`);
   console.log(
     `\nthe page's own choice (${chosen.backend}) vs WebGPU: ${(webgpu / chosen.median).toFixed(2)}× faster`,
   );

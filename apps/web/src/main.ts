@@ -1,7 +1,13 @@
 import './style.css';
 import { createRandom } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
-import { type BackendChoice, backendOrderFromQuery, initBackend } from './backend';
+import {
+  type BackendChoice,
+  backendOrderFromQuery,
+  initBackend,
+  threadsFromQuery,
+  wasmThreads,
+} from './backend';
 import { MODELS_BASE_URL, TRAJECTORY_COUNT, VIEW } from './config';
 import { type DemoModels, loadDemoModels, type StudentSteps, studentSteps } from './demo-models';
 import { drawBackground, drawSamples, drawTrajectories, stepColor } from './draw';
@@ -241,10 +247,15 @@ async function start(): Promise<void> {
   const { order, requested } = backendOrderFromQuery(window.location.search);
   setState('loading', 'setting up the backend…');
   // Unless a backend was asked for, WebGPU is measured against wasm before it is trusted (software adapters).
-  const choice = await initBackend(order, { probe: !requested });
+  const threads = wasmThreads(threadsFromQuery(window.location.search), {
+    crossOriginIsolated: globalThis.crossOriginIsolated === true,
+    hardwareConcurrency: navigator.hardwareConcurrency ?? 1,
+  });
+  const choice = await initBackend(order, { probe: !requested, threads });
   report.backend = choice;
   backend = choice.backend;
-  element('backend').textContent = backend;
+  element('backend').textContent =
+    choice.threads !== undefined && choice.threads > 1 ? `${backend} (${choice.threads} threads)` : backend;
   const webgpuSkip = choice.skipped.find((s) => s.backend === 'webgpu');
   const probe = choice.probe?.map((p) => `${p.backend} ${p.milliseconds.toFixed(0)} ms`).join(', ');
   if (requested && requested !== 'webgpu' && choice.backend === requested) {

@@ -1,6 +1,7 @@
 // Shared by the end-to-end test and the browser benchmark: builds the app with Vite, serves dist/ from a local
 // HTTP server on 127.0.0.1, and opens Debian's Chromium headless through Playwright (WebGPU on Mesa llvmpipe
-// through ANGLE/OpenGL ES, the fast configuration of the repository's ENVIRONMENT notes).
+// through ANGLE/OpenGL ES, the fast configuration of the repository's ENVIRONMENT notes). The server sends the
+// cross-origin isolation headers the demo's Vite servers send, so the wasm backend can run threads.
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,6 +12,7 @@ import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { build } from 'vite';
 import type { DemoRun } from '../src/main';
 import type { MnistRun } from '../src/mnist-view';
+import { isolationHeaders } from '../vite.config';
 
 export const appDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const chromiumPath = process.env.PIFLOW_CHROMIUM ?? '/usr/bin/chromium';
@@ -63,6 +65,7 @@ export async function startDemo(): Promise<DemoHarness> {
     }
     response.writeHead(200, {
       'content-type': CONTENT_TYPES[path.extname(file)] ?? 'application/octet-stream',
+      ...isolationHeaders,
     });
     response.end(readFileSync(file));
   });

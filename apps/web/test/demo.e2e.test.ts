@@ -196,7 +196,18 @@ describe('browser demo (headless Chromium)', () => {
     expect(choice.backend).toBe(choice.probe![0]!.backend);
     expect(first).toMatchObject({ backend: choice.backend, count: 10, digitsDrawn: 10 });
     expect(await page.textContent('#mnist-backend')).toBe(choice.backend);
+    // Served cross-origin isolated, the page runs wasm on every core (up to 4); the core count it reads
+    // afterwards is the real one again (tfjs's half-the-cores cap is lifted only while the module starts).
+    const machine = await page.evaluate(() => ({
+      isolated: crossOriginIsolated,
+      cores: navigator.hardwareConcurrency,
+    }));
+    expect(machine.isolated).toBe(true);
     if (choice.backend === 'wasm') {
+      expect(choice.threads).toBe(Math.min(4, machine.cores));
+      expect(await page.textContent('#backend')).toBe(
+        choice.threads! > 1 ? `wasm (${choice.threads} threads)` : 'wasm',
+      );
       // WebGPU on this machine is Mesa's llvmpipe, a software rasteriser: the probe puts wasm first.
       expect(await page.textContent('#note')).toMatch(
         /WebGPU works here but is slower than WebAssembly on this machine \(a small probe: wasm \d+ ms, webgpu \d+ ms/,
@@ -227,6 +238,16 @@ describe('browser demo (headless Chromium)', () => {
     expect(statSync(screenshot).size).toBeGreaterThan(10_000);
     expect(errors).toEqual([]);
   }, 150_000);
+
+  it('runs wasm on one thread when the page is opened with ?threads=1', async () => {
+    const { page, errors } = await openDemo(baseArgs, '?view=mnist&count=10&backend=wasm&threads=1');
+    const run = await waitForMnistRun(page, 1);
+    expect(run).toMatchObject({ backend: 'wasm', count: 10, digitsDrawn: 10 });
+    expect(await page.evaluate(() => window.piflowDemo!.backend!.threads)).toBe(1);
+    expect(await page.textContent('#backend')).toBe('wasm');
+    await expectDigitCells(page, run);
+    expect(errors).toEqual([]);
+  }, 90_000);
 
   it('falls back to WebGL with a visible note when the browser has no WebGPU', async () => {
     // A small first batch (the controls preset from the URL) keeps the software-WebGL run short.

@@ -25,7 +25,7 @@ describe('setupWasm', () => {
 
   it('sets the paths, installs the BatchMatMul fix, and the wasm backend then initialises and computes', async () => {
     const setup = await setupWasm();
-    expect(setup).toEqual({ wasmDirectory: locateWasmFiles(), batchMatMulFix: true });
+    expect(setup).toEqual({ wasmDirectory: locateWasmFiles(), batchMatMulFix: true, threads: 1 });
     expect(isWasmBatchMatMulFixInstalled()).toBe(true);
     expect(await tf.setBackend('wasm')).toBe(true);
     const y = tf.matMul(tf.tensor2d([[1, 2]]), tf.tensor2d([[3], [4]]), false, false);
@@ -33,6 +33,9 @@ describe('setupWasm', () => {
     y.dispose();
     // A second call keeps the directory in use and stays valid after initialisation.
     expect(await setupWasm()).toEqual(setup);
+    // The thread pool starts with the backend: asking for threads now is refused, and nothing changes.
+    await expect(setupWasm({ threads: 2 })).rejects.toThrow(/before the wasm backend initialises/);
+    expect(await setupWasm({ threads: 1 })).toEqual(setup);
   });
 
   it('reports a loader that cannot provide the package', async () => {

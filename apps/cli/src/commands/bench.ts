@@ -18,7 +18,7 @@ export function benchCommand(): Command {
     .action(async (_options, command: Command) => {
       applyConfigFile(command);
       const o = command.opts();
-      const backend = await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
+      const backend = await selectBackend(command.optsWithGlobals(), (l) => console.log(l));
       const B = 2;
       const P = Math.max(1, Math.floor(o.positions / B));
       const random = createRandom(0);

@@ -39,7 +39,7 @@ export function demoCommand(): Command {
       applyConfigFile(command);
       const o = command.opts();
       const started = performance.now();
-      await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
+      await selectBackend(command.optsWithGlobals(), (l) => console.log(l));
       await prepareTraining();
       const resolved = await resolveTeacher('checkerboard');
       console.log(`teacher: ${resolved.label} (${resolved.manifest?.metadata?.command ?? 'shipped'})`);

@@ -217,7 +217,7 @@ export function distillCommand(): Command {
         family.sampling?.options,
         family.name,
       );
-      await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
+      await selectBackend(command.optsWithGlobals(), (l) => console.log(l));
       await prepareTraining();
       const resolved = await resolveTeacher(o.teacher, {
         guidanceScale: o.guidanceScale,

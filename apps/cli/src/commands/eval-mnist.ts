@@ -137,7 +137,7 @@ export function evalMnistCommand(): Command {
     .action(async (_options, command: Command) => {
       applyConfigFile(command);
       const o = command.opts();
-      const backend = await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
+      const backend = await selectBackend(command.optsWithGlobals(), (l) => console.log(l));
       const started = performance.now();
       const teacherSpec: string = o.teacher ?? o.data ?? 'mnist';
       const teacher = await loadAnyModel(teacherSpec);

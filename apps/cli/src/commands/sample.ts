@@ -112,7 +112,7 @@ export function sampleCommand(): Command {
     .action(async (_options, command: Command) => {
       applyConfigFile(command);
       const o = command.opts();
-      await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
+      await selectBackend(command.optsWithGlobals(), (l) => console.log(l));
       const { model, manifest, families } = await loadAnyModel(o.model, o.plugin ?? []);
       checkStepOptions(model, o.model, o);
       if (isFlowModel(model) && (o.h !== undefined || o.substeps !== undefined)) {

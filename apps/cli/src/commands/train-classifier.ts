@@ -63,7 +63,7 @@ export function trainClassifierCommand(): Command {
     .action(async (_options, command: Command) => {
       applyConfigFile(command);
       const o = command.opts();
-      await selectBackend(command.optsWithGlobals().backend, (l) => console.log(l));
+      await selectBackend(command.optsWithGlobals(), (l) => console.log(l));
       await prepareTraining();
       const images = loadImageDataset(o.data);
       const folder = await takeRunFolder(o.out, {

@@ -118,7 +118,7 @@ export function trainTeacherCommand(): Command {
       applyConfigFile(command);
       options = command.opts();
       const log = (line: string) => console.log(line);
-      await selectBackend(command.optsWithGlobals().backend, log);
+      await selectBackend(command.optsWithGlobals(), log);
       await prepareTraining();
       const images = imageDatasetNames.includes(options.data);
       const random = createRandom(options.seed);

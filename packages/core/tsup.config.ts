@@ -1,7 +1,12 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts', 'src/testing/index.ts', 'src/testing/rollout-benchmark.ts'],
+  entry: [
+    'src/index.ts',
+    'src/testing/index.ts',
+    'src/testing/rollout-benchmark.ts',
+    'src/wasm-assembler.ts',
+  ],
   format: ['esm'],
   dts: true,
   sourcemap: true,

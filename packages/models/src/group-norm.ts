@@ -1,5 +1,6 @@
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
+import { type GroupNormSimd, groupNormSimd } from './group-norm-simd';
 import { makeVariable, type NamedVariable } from './layers';
 
 /**
@@ -8,9 +9,10 @@ import { makeVariable, type NamedVariable } from './layers';
  * channels and all positions (ε = 1e-5), then scaled and shifted per channel.
  *
  * On the cpu and wasm backends it runs as two fused kernels (forward; backward giving dx, dscale, dshift) that
- * loop over the data once or twice in JS: the same maths as tfjs ops composed (moments, sub, rsqrt, mul, add
- * and their autodiff), which cost ~15 element-wise passes and transposes for the reductions. Elsewhere
- * (WebGPU) it is those composed ops.
+ * pass over the data two or three times: the same maths as tfjs ops composed (moments, sub, rsqrt, mul, add
+ * and their autodiff), which cost ~15 element-wise passes and transposes for the reductions. On wasm the
+ * passes are WebAssembly SIMD functions working in the backend's heap (group-norm-simd.ts; channel counts
+ * that are multiples of 4), on cpu JS loops. On WebGPU it is those composed ops.
  */
 
 export interface GroupNormLayer {
@@ -97,70 +99,115 @@ function fused(x: tf.Tensor, scale: tf.Tensor, shift: tf.Tensor, groups: number)
   return (op as (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.Tensor)(x, scale, shift);
 }
 
-/** Per sample n and group g: mean and 1/sqrt(variance + ε) (variance over the group's channels and positions). */
-function statistics(
-  x: ArrayLike<number>,
+/**
+ * The passes over one sample's data (P positions × C channels) that GroupNorm's kernels are made of; the
+ * maths between them (statistics, coefficients) is shared. {@link jsPasses} loops in JS (cpu backend, and
+ * wasm when SIMD is unavailable); the wasm backend runs the SIMD functions of group-norm-simd.ts in its heap.
+ */
+interface Passes {
+  /** out[0..C) = Σ x, out[C..2C) = Σ x² over sample n's positions, per channel. */
+  sums(n: number, out: Float64Array): void;
+  /** y = x·a + b per channel for sample n. */
+  affine(n: number, a: Float32Array, b: Float32Array): void;
+  /** out[0..C) = Σ dy, out[C..2C) = Σ dy·x for sample n. */
+  sums2(n: number, out: Float64Array): void;
+  /** dx = a·dy + b·x + e per channel for sample n. */
+  affine2(n: number, a: Float32Array, b: Float32Array, e: Float32Array): void;
+}
+
+/** The passes as JS loops over typed arrays (x, y for the forward; dy, x, dx for the backward). */
+function jsPasses(
+  arrays: { x: ArrayLike<number>; y?: Float32Array; dy?: ArrayLike<number>; dx?: Float32Array },
+  P: number,
+  C: number,
+): Passes {
+  const { x, y, dy, dx } = arrays;
+  return {
+    sums(n, out) {
+      out.fill(0);
+      for (let p = 0; p < P; p++) {
+        const base = (n * P + p) * C;
+        for (let c = 0; c < C; c++) {
+          const v = x[base + c]!;
+          out[c]! += v;
+          out[C + c]! += v * v;
+        }
+      }
+    },
+    affine(n, a, b) {
+      for (let p = 0; p < P; p++) {
+        const base = (n * P + p) * C;
+        for (let c = 0; c < C; c++) y![base + c] = x[base + c]! * a[c]! + b[c]!;
+      }
+    },
+    sums2(n, out) {
+      out.fill(0);
+      for (let p = 0; p < P; p++) {
+        const base = (n * P + p) * C;
+        for (let c = 0; c < C; c++) {
+          const d = dy![base + c]!;
+          out[c]! += d;
+          out[C + c]! += d * x[base + c]!;
+        }
+      }
+    },
+    affine2(n, a, b, e) {
+      for (let p = 0; p < P; p++) {
+        const base = (n * P + p) * C;
+        for (let c = 0; c < C; c++) dx![base + c] = a[c]! * dy![base + c]! + b[c]! * x[base + c]! + e[c]!;
+      }
+    },
+  };
+}
+
+/** Sample n's per-group mean and 1/sqrt(variance + ε) from its per-channel Σ x, Σ x² (`sums`). */
+function groupStatistics(
+  sums: Float64Array,
+  C: number,
+  G: number,
+  P: number,
+  mean: Float64Array,
+  rstd: Float64Array,
+): void {
+  const s = C / G;
+  const count = P * s;
+  for (let g = 0; g < G; g++) {
+    let a = 0;
+    let b = 0;
+    for (let c = g * s; c < (g + 1) * s; c++) {
+      a += sums[c]!;
+      b += sums[C + c]!;
+    }
+    const m = a / count;
+    mean[g] = m;
+    rstd[g] = 1 / Math.sqrt(Math.max(b / count - m * m, 0) + GROUP_NORM_EPSILON);
+  }
+}
+
+function forwardLoop(
+  passes: Passes,
+  scale: ArrayLike<number>,
+  shift: ArrayLike<number>,
   N: number,
   P: number,
   C: number,
   G: number,
-): { mean: Float64Array; rstd: Float64Array } {
-  const s = C / G;
-  const mean = new Float64Array(N * G);
-  const rstd = new Float64Array(N * G);
-  const sum = new Float64Array(C);
-  const sumSq = new Float64Array(C);
-  const count = P * s;
-  for (let n = 0; n < N; n++) {
-    sum.fill(0);
-    sumSq.fill(0);
-    for (let p = 0; p < P; p++) {
-      const base = (n * P + p) * C;
-      for (let c = 0; c < C; c++) {
-        const v = x[base + c]!;
-        sum[c]! += v;
-        sumSq[c]! += v * v;
-      }
-    }
-    for (let g = 0; g < G; g++) {
-      let a = 0;
-      let b = 0;
-      for (let c = g * s; c < (g + 1) * s; c++) {
-        a += sum[c]!;
-        b += sumSq[c]!;
-      }
-      const m = a / count;
-      mean[n * G + g] = m;
-      rstd[n * G + g] = 1 / Math.sqrt(Math.max(b / count - m * m, 0) + GROUP_NORM_EPSILON);
-    }
-  }
-  return { mean, rstd };
-}
-
-function forwardLoop(
-  x: ArrayLike<number>,
-  scale: ArrayLike<number>,
-  shift: ArrayLike<number>,
-  y: Float32Array,
-  N: number,
-  C: number,
-  G: number,
 ): void {
-  const P = x.length / (N * C);
   const s = C / G;
-  const { mean, rstd } = statistics(x, N, P, C, G);
+  const sums = new Float64Array(2 * C);
+  const mean = new Float64Array(G);
+  const rstd = new Float64Array(G);
   const a = new Float32Array(C);
   const b = new Float32Array(C);
   for (let n = 0; n < N; n++) {
+    passes.sums(n, sums);
+    groupStatistics(sums, C, G, P, mean, rstd);
     for (let c = 0; c < C; c++) {
-      const k = n * G + Math.floor(c / s);
-      a[c] = rstd[k]! * scale[c]!;
-      b[c] = shift[c]! - mean[k]! * rstd[k]! * scale[c]!;
+      const g = Math.floor(c / s);
+      a[c] = rstd[g]! * scale[c]!;
+      b[c] = shift[c]! - mean[g]! * rstd[g]! * scale[c]!;
     }
-    for (let p = 0; p < P; p++) {
-      const base = (n * P + p) * C;
-      for (let c = 0; c < C; c++) y[base + c] = x[base + c]! * a[c]! + b[c]!;
-    }
+    passes.affine(n, a, b);
   }
 }
 
@@ -169,65 +216,54 @@ function forwardLoop(
  * dx = r·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)).
  */
 function backwardLoop(
-  dy: ArrayLike<number>,
-  x: ArrayLike<number>,
+  passes: Passes,
   scale: ArrayLike<number>,
-  dx: Float32Array,
   dScale: Float32Array,
   dShift: Float32Array,
   N: number,
+  P: number,
   C: number,
   G: number,
 ): void {
-  const P = x.length / (N * C);
   const s = C / G;
   const M = P * s;
-  const { mean, rstd } = statistics(x, N, P, C, G);
-  const sumDy = new Float64Array(C);
-  const sumDyX = new Float64Array(C);
+  const sums = new Float64Array(2 * C);
+  const sums2 = new Float64Array(2 * C);
+  const mean = new Float64Array(G);
+  const rstd = new Float64Array(G);
   const dScale64 = new Float64Array(C);
   const dShift64 = new Float64Array(C);
   const a = new Float32Array(C);
   const b = new Float32Array(C);
+  const e = new Float32Array(C);
   for (let n = 0; n < N; n++) {
-    sumDy.fill(0);
-    sumDyX.fill(0);
-    for (let p = 0; p < P; p++) {
-      const base = (n * P + p) * C;
-      for (let c = 0; c < C; c++) {
-        const d = dy[base + c]!;
-        sumDy[c]! += d;
-        sumDyX[c]! += d * x[base + c]!;
-      }
-    }
+    passes.sums(n, sums);
+    groupStatistics(sums, C, G, P, mean, rstd);
+    passes.sums2(n, sums2);
     for (let g = 0; g < G; g++) {
-      const k = n * G + g;
-      const m = mean[k]!;
-      const r = rstd[k]!;
+      const m = mean[g]!;
+      const r = rstd[g]!;
       // Σ dx̂ and Σ dx̂·x̂ over the group.
       let sumD = 0;
       let sumDXhat = 0;
       for (let c = g * s; c < (g + 1) * s; c++) {
-        const dyXhat = r * (sumDyX[c]! - m * sumDy[c]!);
+        const sumDy = sums2[c]!;
+        const dyXhat = r * (sums2[C + c]! - m * sumDy);
         dScale64[c]! += dyXhat;
-        dShift64[c]! += sumDy[c]!;
-        sumD += scale[c]! * sumDy[c]!;
+        dShift64[c]! += sumDy;
+        sumD += scale[c]! * sumDy;
         sumDXhat += scale[c]! * dyXhat;
       }
       const meanD = sumD / M;
       const meanDXhat = sumDXhat / M;
-      // dx = r·(γ·dy − meanD − (x − μ)·r·meanDXhat) = a_c·dy + b_g·x + e_g; b and e folded per channel below.
-      for (let c = g * s; c < (g + 1) * s; c++) a[c] = r * scale[c]!;
-      const bx = -r * r * meanDXhat;
-      const e = -r * meanD + m * r * r * meanDXhat;
-      for (let c = g * s; c < (g + 1) * s; c++) b[c] = bx;
-      for (let p = 0; p < P; p++) {
-        const base = (n * P + p) * C;
-        for (let c = g * s; c < (g + 1) * s; c++) {
-          dx[base + c] = a[c]! * dy[base + c]! + b[c]! * x[base + c]! + e;
-        }
+      // dx = r·(γ·dy − meanD − (x − μ)·r·meanDXhat) = a_c·dy + b_g·x + e_g.
+      for (let c = g * s; c < (g + 1) * s; c++) {
+        a[c] = r * scale[c]!;
+        b[c] = -r * r * meanDXhat;
+        e[c] = -r * meanD + m * r * r * meanDXhat;
       }
     }
+    passes.affine2(n, a, b, e);
   }
   for (let c = 0; c < C; c++) {
     dScale[c] = dScale64[c]!;
@@ -239,9 +275,19 @@ interface KernelBackend {
   // wasm
   makeOutput?(shape: number[], dtype: tf.DataType): TensorInfo;
   typedArrayFromHeap?(t: TensorInfo): Float32Array;
+  disposeData?(dataId: object): boolean;
+  wasm?: { wasmMemory?: WebAssembly.Memory; asm?: { memory?: WebAssembly.Memory } };
   // cpu
   data?: { get(dataId: object): { values: unknown } };
   makeTensorInfo?(shape: number[], dtype: tf.DataType, values: Float32Array): TensorInfo;
+}
+
+/** SIMD kernels for one call, with a scratch buffer of floats in the wasm heap (released after the call). */
+interface SimdCall {
+  kernels: GroupNormSimd;
+  /** The scratch buffer; take it after every allocation of the call (allocations may move the heap). */
+  scratch(): Float32Array;
+  release(): void;
 }
 
 /** Reads inputs and allocates outputs on the cpu or wasm backend. */
@@ -254,6 +300,18 @@ function io(backend: KernelBackend) {
         return { infos, views: () => infos.map((info) => backend.typedArrayFromHeap!(info)) };
       },
       read: (info: TensorInfo) => backend.typedArrayFromHeap!(info),
+      simd(C: number, scratchFloats: number): SimdCall | undefined {
+        // tfjs's heap: its own memory, or the imported shared one of the threaded build.
+        const memory = backend.wasm?.wasmMemory ?? backend.wasm?.asm?.memory;
+        const kernels = memory && backend.disposeData ? groupNormSimd(C, memory) : undefined;
+        if (!kernels) return undefined;
+        const scratch = backend.makeOutput!([scratchFloats], 'float32');
+        return {
+          kernels,
+          scratch: () => backend.typedArrayFromHeap!(scratch),
+          release: () => void backend.disposeData!(scratch.dataId),
+        };
+      },
     };
   }
   return {
@@ -263,6 +321,49 @@ function io(backend: KernelBackend) {
       return { infos, views: () => arrays };
     },
     read: (info: TensorInfo) => backend.data!.get(info.dataId).values as Float32Array,
+    simd: (): SimdCall | undefined => undefined,
+  };
+}
+
+/** Positions per call of the SIMD sums: short float32 partial sums, added in float64 here. */
+const SUM_ROWS = 64;
+
+/** The passes as the SIMD kernels working in the wasm heap on the arrays' memory (views of that heap). */
+function simdPasses(
+  call: SimdCall,
+  arrays: { x: Float32Array; y?: Float32Array; dy?: Float32Array; dx?: Float32Array },
+  P: number,
+  C: number,
+): Passes {
+  const { kernels } = call;
+  const scratch = call.scratch();
+  const at = scratch.byteOffset;
+  const sample = P * C * 4;
+  const x = arrays.x.byteOffset;
+  const y = arrays.y?.byteOffset ?? 0;
+  const dy = arrays.dy?.byteOffset ?? 0;
+  const dx = arrays.dx?.byteOffset ?? 0;
+  const blocks = (n: number, out: Float64Array, run: (offset: number, rows: number) => void) => {
+    out.fill(0);
+    for (let r0 = 0; r0 < P; r0 += SUM_ROWS) {
+      run(n * sample + r0 * C * 4, Math.min(SUM_ROWS, P - r0));
+      for (let i = 0; i < 2 * C; i++) out[i]! += scratch[i]!;
+    }
+  };
+  return {
+    sums: (n, out) => blocks(n, out, (offset, rows) => kernels.sums(x + offset, rows, at)),
+    affine(n, a, b) {
+      scratch.set(a, 0);
+      scratch.set(b, C);
+      kernels.affine(x + n * sample, y + n * sample, P, at);
+    },
+    sums2: (n, out) => blocks(n, out, (offset, rows) => kernels.sums2(dy + offset, x + offset, rows, at)),
+    affine2(n, a, b, e) {
+      scratch.set(a, 0);
+      scratch.set(b, C);
+      scratch.set(e, 2 * C);
+      kernels.affine2(dy + n * sample, x + n * sample, dx + n * sample, P, at);
+    },
   };
 }
 
@@ -272,41 +373,60 @@ interface FusedKernelArgs {
   attrs: Record<string, unknown>;
 }
 
+/** N, P (positions per sample) and C of a channels-last tensor. */
+function dimensions(x: TensorInfo): { N: number; P: number; C: number } {
+  const N = x.shape[0]!;
+  const C = x.shape[x.shape.length - 1]!;
+  const size = x.shape.reduce((a, b) => a * b, 1);
+  return { N, P: N * C === 0 ? 0 : size / (N * C), C };
+}
+
 function forwardKernel({ inputs, backend, attrs }: FusedKernelArgs): TensorInfo {
   const x = inputs.x!;
-  const C = x.shape[x.shape.length - 1]!;
+  const { N, P, C } = dimensions(x);
   const access = io(backend);
   const { infos, views } = access.outputs([x.shape]);
+  const simd = access.simd(C, 2 * C);
   const [y] = views();
-  forwardLoop(
-    access.read(x),
-    access.read(inputs.scale!),
-    access.read(inputs.shift!),
-    y!,
-    x.shape[0]!,
-    C,
-    attrs.groups as number,
-  );
+  const arrays = { x: access.read(x), y: y! };
+  try {
+    forwardLoop(
+      simd ? simdPasses(simd, arrays, P, C) : jsPasses(arrays, P, C),
+      access.read(inputs.scale!),
+      access.read(inputs.shift!),
+      N,
+      P,
+      C,
+      attrs.groups as number,
+    );
+  } finally {
+    simd?.release();
+  }
   return infos[0]!;
 }
 
 function backwardKernel({ inputs, backend, attrs }: FusedKernelArgs): TensorInfo[] {
   const x = inputs.x!;
-  const C = x.shape[x.shape.length - 1]!;
+  const { N, P, C } = dimensions(x);
   const access = io(backend);
   const { infos, views } = access.outputs([x.shape, [C], [C]]);
+  const simd = access.simd(C, 3 * C);
   const [dx, dScale, dShift] = views();
-  backwardLoop(
-    access.read(inputs.dy!),
-    access.read(x),
-    access.read(inputs.scale!),
-    dx!,
-    dScale!,
-    dShift!,
-    x.shape[0]!,
-    C,
-    attrs.groups as number,
-  );
+  const arrays = { x: access.read(x), dy: access.read(inputs.dy!), dx: dx! };
+  try {
+    backwardLoop(
+      simd ? simdPasses(simd, arrays, P, C) : jsPasses(arrays, P, C),
+      access.read(inputs.scale!),
+      dScale!,
+      dShift!,
+      N,
+      P,
+      C,
+      attrs.groups as number,
+    );
+  } finally {
+    simd?.release();
+  }
   return infos;
 }
 

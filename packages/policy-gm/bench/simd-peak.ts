@@ -3,7 +3,7 @@
  * add chains (no memory traffic), i.e. the best rate at which this engine + CPU retire the instructions
  * the fused GM kernel is made of. Returns SIMD instructions per nanosecond (one core).
  */
-import { assembleModule, FunctionBody, I32, Op, Simd, V128 } from '../src/kernels/wasm-module';
+import { assembleModule, FunctionBody, I32, Op, Simd, V128 } from '@piflow/core/wasm';
 
 const CHAINS = 12;
 

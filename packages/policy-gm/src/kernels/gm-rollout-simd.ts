@@ -1,5 +1,5 @@
+import { assembleModule, F32, FunctionBody, I32, Op, Simd, V128 } from '@piflow/core/wasm';
 import { COEFFICIENTS_PER_STEP, type GMRolloutArrays, type GMRolloutPlan } from './gm-rollout-plan';
-import { assembleModule, F32, FunctionBody, I32, Op, Simd, V128 } from './wasm-module';
 
 /**
  * The fused GM rollout as a WebAssembly SIMD kernel generated at run time for the given K and C (loops over

@@ -1,8 +1,10 @@
 /**
  * A minimal WebAssembly binary writer: just enough of the format (types, one imported memory, functions,
- * exports; i32/f32/v128 locals; the SIMD opcodes the fused GM kernel uses) to generate specialised kernels
- * at run time from our own code. Encodings follow the WebAssembly core spec (binary format, §5) and the
- * fixed-width SIMD proposal (opcodes after the 0xfd prefix).
+ * exports; i32/f32/v128 locals; the SIMD opcodes piflow's kernels use) to generate specialised kernels at run
+ * time from our own code (the fused GM rollout of @piflow/policy-gm, the GroupNorm kernels of @piflow/models).
+ * Encodings follow the WebAssembly core spec (binary format, §5) and the fixed-width SIMD proposal (opcodes
+ * after the 0xfd prefix).
+ * @module @piflow/core/wasm
  */
 
 export const I32 = 0x7f;
@@ -200,10 +202,18 @@ function name(text: string, out: number[]): void {
   out.push(...bytes);
 }
 
+/** The largest memory a wasm32 module addresses, in 64 KiB pages (4 GiB). */
+const MAX_PAGES = 65536;
+
 /**
  * Assembles a module that imports its memory as env.memory and exports the given functions (no results).
+ * With `sharedMemory`, the import is a shared memory (as a threaded wasm program's, e.g. tfjs's threaded
+ * backend), which the module can then work in directly.
  */
-export function assembleModule(functions: { name: string; body: FunctionBody }[]): Uint8Array<ArrayBuffer> {
+export function assembleModule(
+  functions: { name: string; body: FunctionBody }[],
+  options: { sharedMemory?: boolean } = {},
+): Uint8Array<ArrayBuffer> {
   const types: number[] = [];
   unsignedLEB(functions.length, types);
   for (const { body } of functions) {
@@ -215,7 +225,12 @@ export function assembleModule(functions: { name: string; body: FunctionBody }[]
   const imports: number[] = [1];
   name('env', imports);
   name('memory', imports);
-  imports.push(0x02, 0x00, 0x01); // memory, limits {min: 1}
+  if (options.sharedMemory) {
+    imports.push(0x02, 0x03, 0x01); // memory, limits {min: 1, max, shared}
+    unsignedLEB(MAX_PAGES, imports);
+  } else {
+    imports.push(0x02, 0x00, 0x01); // memory, limits {min: 1}
+  }
   const funcs: number[] = [];
   unsignedLEB(functions.length, funcs);
   functions.forEach((_, i) => unsignedLEB(i, funcs));

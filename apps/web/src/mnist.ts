@@ -8,7 +8,7 @@ import {
 } from '@piflow/models';
 import * as tf from '@tensorflow/tfjs-core';
 import { familyOf, webFamilies } from './families';
-import { type SamplingSettings, samplingSettings } from './generate';
+import type { SamplingSettings } from './generate';
 
 /** Step counts the MNIST view offers (the shipped student was trained for 4; fewer steps still work). */
 export const mnistSteps = [1, 2, 4] as const;

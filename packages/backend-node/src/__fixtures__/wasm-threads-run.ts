@@ -21,11 +21,13 @@ const b = tf.tensor2d(values(384 * 128, 4), [384, 128]);
 const conv = tf.conv2d(x, w, 1, 'same');
 const product = tf.matMul(a, b);
 // Stock wasm has the input gradient of a convolution (not the filter's) and the matMul gradients.
-const dx = tf.grad((xi: tf.Tensor4D) => tf.sum(tf.square(tf.conv2d(xi, w, 1, 'same'))))(x);
-const [da, db] = tf.grads((ai: tf.Tensor2D, bi: tf.Tensor2D) => tf.sum(tf.square(tf.matMul(ai, bi))))([a, b]);
+const dx = tf.grad((xi: tf.Tensor) => tf.sum(tf.square(tf.conv2d(xi as tf.Tensor4D, w, 1, 'same'))))(x);
+const [da, db] = tf.grads((ai: tf.Tensor, bi: tf.Tensor) => tf.sum(tf.square(tf.matMul(ai, bi))))([a, b]);
 const summary = async (t: tf.Tensor) => {
-  const d = await t.data();
-  return [d[0], d[d.length - 1], d.reduce((s, v) => s + v, 0)];
+  const d = (await t.data()) as Float32Array;
+  let total = 0;
+  for (const v of d) total += v;
+  return [d[0], d[d.length - 1], total];
 };
 console.log(
   JSON.stringify({

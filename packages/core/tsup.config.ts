@@ -1,12 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: [
-    'src/index.ts',
-    'src/testing/index.ts',
-    'src/testing/rollout-benchmark.ts',
-    'src/wasm-assembler.ts',
-  ],
+  entry: ['src/index.ts', 'src/testing/index.ts', 'src/testing/rollout-benchmark.ts', 'src/wasm.ts'],
   format: ['esm'],
   dts: true,
   sourcemap: true,

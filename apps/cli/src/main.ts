@@ -1,3 +1,4 @@
+import { maxWasmThreads } from '@piflow/backend-node';
 import { Command, Option } from 'commander';
 import { benchCommand } from './commands/bench';
 import { demoCommand } from './commands/demo';
@@ -23,10 +24,10 @@ const program = new Command('piflow')
   .addOption(
     new Option(
       '--threads <n>',
-      'threads of the wasm backend, 1 to 8 (more helps on an idle machine only; see docs/BENCHMARKS.md)',
+      `threads of the wasm backend and piflow's kernels, 1 to ${maxWasmThreads} (more helps on an idle machine only; see docs/BENCHMARKS.md)`,
     )
       .default(1)
-      .argParser(integer('--threads', 1, 8)),
+      .argParser(integer('--threads', 1, maxWasmThreads)),
   )
   .option('--verbose', 'print stack traces on errors', false)
   .showHelpAfterError('(run with --help for usage)')

@@ -31,3 +31,8 @@ export {
   type WasmSetup,
   wasmBinaryNames,
 } from './setup-wasm';
+export {
+  createNodeWasmThreadPool,
+  type NodeWasmThreadPoolOptions,
+} from './wasm-thread-pool';
+export { maxWasmThreads } from './wasm-threads';

@@ -8,7 +8,9 @@ import {
   isWasmBatchMatMulFixInstalled,
   PiflowError,
 } from '@piflow/core';
+import { setWasmThreadPool } from '@piflow/core/wasm';
 import { describeLoadError, importModule, type ModuleLoader } from './module-loader';
+import { createNodeWasmThreadPool } from './wasm-thread-pool';
 import { enableWasmThreads, maxWasmThreads } from './wasm-threads';
 
 /** The binaries the wasm backend may fetch (the threaded one with `setupWasm({ threads })` above 1). */
@@ -27,7 +29,9 @@ export interface SetupWasmOptions {
   loader?: ModuleLoader;
   /**
    * Threads of XNNPACK's pool (convolutions, matMuls), 1 to 8. Default: leave as configured (1 in a fresh
-   * process: tfjs runs single-threaded in Node). Above 1 the threaded wasm binary runs, on worker threads; set
+   * process: tfjs runs single-threaded in Node). Above 1 the threaded wasm binary runs, on worker threads, and
+   * piflow's own kernels (the fused GM rollout) split their work over as many threads (`wasmThreadPool()` of
+   * @piflow/core/wasm); set
    * it before the wasm backend initialises. It pays on an idle machine only: every process's pool spins on its
    * cores, so parallel jobs (test runners, several trainings) are slower with it.
    */
@@ -155,6 +159,8 @@ export async function setupWasm(options: SetupWasmOptions = {}): Promise<WasmSet
     }
     enableWasmThreads(wasm, threads, resolveWasmEntry());
     configuredThreads = threads;
+    // piflow's own kernels (the fused GM rollout) split their work over as many threads
+    setWasmThreadPool(await createNodeWasmThreadPool(threads));
   }
   if (batchMatMulFix) installWasmBatchMatMulFix();
   return {

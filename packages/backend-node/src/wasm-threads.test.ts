@@ -14,6 +14,7 @@ const tsx = createRequire(import.meta.url).resolve('tsx');
 interface ThreadRun {
   setupThreads: number;
   backendThreads: number;
+  poolThreads: number;
   conv: number[];
   product: number[];
   dx: number[];
@@ -32,12 +33,15 @@ async function runWith(threads: number): Promise<ThreadRun> {
 }
 
 describe('setupWasm({ threads })', () => {
-  it('runs XNNPACK on 2 worker threads in Node and computes what one thread computes', async () => {
+  it('runs XNNPACK and piflow kernels on 2 threads in Node and computes what one thread computes', async () => {
     const [one, two] = await Promise.all([runWith(1), runWith(2)]);
     expect(one.setupThreads).toBe(1);
     expect(one.backendThreads).toBe(1);
     expect(two.setupThreads).toBe(2);
     expect(two.backendThreads).toBe(2);
+    // piflow's own kernels get a pool of as many threads (none with one thread)
+    expect(one.poolThreads).toBe(1);
+    expect(two.poolThreads).toBe(2);
     for (const key of ['conv', 'product', 'dx', 'da', 'db'] as const) {
       for (let i = 0; i < 3; i++) {
         const tolerance = 1e-5 * Math.max(1, Math.abs(one[key][i]!));

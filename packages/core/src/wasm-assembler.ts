@@ -4,7 +4,6 @@
  * time from our own code (the fused GM rollout of @piflow/policy-gm, the GroupNorm kernels of @piflow/models).
  * Encodings follow the WebAssembly core spec (binary format, §5) and the fixed-width SIMD proposal (opcodes
  * after the 0xfd prefix).
- * @module @piflow/core/wasm
  */
 
 export const I32 = 0x7f;
@@ -38,14 +37,21 @@ export const Op = {
   br: 0x0c,
   brIf: 0x0d,
   end: 0x0b,
+  call: 0x10,
   localGet: 0x20,
   localSet: 0x21,
   localTee: 0x22,
+  i32Load: 0x28,
   f32Load: 0x2a,
+  f32Store: 0x38,
   i32Const: 0x41,
   f32Const: 0x43,
   i32GeU: 0x4f,
   i32Add: 0x6a,
+  i32Sub: 0x6b,
+  i32Mul: 0x6c,
+  i32And: 0x71,
+  i32ShrU: 0x76,
 } as const;
 
 function unsignedLEB(value: number, out: number[]): void {
@@ -167,6 +173,46 @@ export class FunctionBody {
     this.code.push(Op.f32Load);
     this.memarg(2, offset);
     return this;
+  }
+
+  /** f32.store of (address, value) on the stack at address + offset bytes. */
+  storeF32(offset: number): this {
+    this.code.push(Op.f32Store);
+    this.memarg(2, offset);
+    return this;
+  }
+
+  loadI32(offset: number): this {
+    this.code.push(Op.i32Load);
+    this.memarg(2, offset);
+    return this;
+  }
+
+  /** Calls function `index` of the module (its arguments on the stack). */
+  call(index: number): this {
+    this.code.push(Op.call);
+    unsignedLEB(index, this.code);
+    return this;
+  }
+
+  /**
+   * Emits `for (i = 0; i < limit; i += step) { body(i); p += stride for each [p, stride] of pointers }`, with
+   * `limit` a local (or parameter) holding the bound, compared unsigned; `body` gets the counter's local.
+   */
+  countedLoop(
+    limit: number,
+    body: (counter: number) => void,
+    options: { pointers?: ReadonlyArray<readonly [local: number, stride: number]>; step?: number } = {},
+  ): this {
+    const { pointers = [], step = 1 } = options;
+    const i = this.local(I32);
+    this.i32(0).set(i);
+    this.op(Op.block, 0x40, Op.loop, 0x40);
+    this.get(i).get(limit).op(Op.i32GeU, Op.brIf, 1);
+    body(i);
+    for (const [p, stride] of pointers) this.get(p).i32(stride).op(Op.i32Add).set(p);
+    this.get(i).i32(step).op(Op.i32Add).set(i);
+    return this.op(Op.br, 0, Op.end, Op.end);
   }
 
   encode(): number[] {

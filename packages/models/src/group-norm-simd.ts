@@ -1,4 +1,4 @@
-import { assembleModule, FunctionBody, I32, Op, Simd, V128 } from '@piflow/core/wasm';
+import { assembleModule, FunctionBody, I32, Simd, V128 } from '@piflow/core/wasm';
 
 /**
  * GroupNorm's passes over channels-last data as WebAssembly SIMD functions, generated for one channel count
@@ -21,18 +21,7 @@ export interface GroupNormSimd {
 
 /** Emits: for (r = 0; r < rows; r++) { body(); each pointer += C·4 }, rows being parameter `rowsParam`. */
 function rowLoop(f: FunctionBody, rowsParam: number, pointers: number[], C: number, body: () => void): void {
-  const r = f.local(I32);
-  f.i32(0).set(r);
-  f.op(Op.block, 0x40, Op.loop, 0x40);
-  f.get(r).get(rowsParam).op(Op.i32GeU, Op.brIf, 1);
-  body();
-  for (const p of pointers)
-    f.get(p)
-      .i32(C * 4)
-      .op(Op.i32Add)
-      .set(p);
-  f.get(r).i32(1).op(Op.i32Add).set(r);
-  f.op(Op.br, 0, Op.end, Op.end);
+  f.countedLoop(rowsParam, body, { pointers: pointers.map((p) => [p, C * 4] as const) });
 }
 
 /** sums (two = false) or sums2 (two = true): per-channel Σ a and Σ a·b (b = a for sums). */

@@ -7,6 +7,7 @@ import {
   createConv3x3,
   createDense,
   denseConcat,
+  poolPositions,
   sinusoidalEmbedding,
   upsampleNearest2x,
 } from './layers';
@@ -18,6 +19,37 @@ describe('layers', () => {
     await useBackend('cpu');
   });
   const random = createRandom(3);
+
+  it('poolPositions averages every position per channel (rank 2 to 5), its gradient spreads dy evenly', () => {
+    for (const shape of [
+      [3, 4],
+      [3, 7, 4],
+      [3, 5, 6, 4],
+      [2, 3, 2, 5, 4],
+    ]) {
+      const x = random.normalTensor(shape);
+      const [B, C] = [shape[0]!, shape[shape.length - 1]!];
+      const P = x.size / (B * C);
+      const xv = x.dataSync();
+      // float64 JS reference
+      const reference = new Float64Array(B * C);
+      for (let i = 0; i < x.size; i++) {
+        const b = Math.floor(i / (P * C));
+        reference[b * C + (i % C)]! += xv[i]! / P;
+      }
+      const y = poolPositions(x);
+      expect(y.shape).toEqual([B, C]);
+      expect(maxAbsDifference(y.dataSync(), reference)).toBeLessThan(1e-6);
+      const r = random.normalTensor([B, C]);
+      const rv = r.dataSync();
+      const g = tf
+        .grad((t: tf.Tensor) => tf.sum(tf.mul(poolPositions(t), r)))(x)
+        .dataSync();
+      const expected = Array.from(g, (_, i) => rv[Math.floor(i / (P * C)) * C + (i % C)]! / P);
+      expect(maxAbsDifference(g, expected)).toBeLessThan(1e-6);
+      tf.dispose([x, y, r]);
+    }
+  });
 
   it('upsampleNearest2x repeats each pixel 2×2 and its gradient is the 2×2 block sum', () => {
     const x = random.normalTensor([2, 3, 4, 5]) as tf.Tensor4D;

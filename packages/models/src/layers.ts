@@ -124,6 +124,11 @@ export function sinusoidalEmbedding(sigma: tf.Tensor1D, dim: number): tf.Tensor2
 /** Mean over every axis between the batch axis and the channel axis: [B, …, F] → [B, F]. */
 export function poolPositions(features: tf.Tensor): tf.Tensor2D {
   if (features.rank === 2) return features as tf.Tensor2D;
+  if (features.rank === 4) {
+    // one average pool over the whole image: 20× a mean over axes 1, 2 on wasm (which transposes first)
+    const [B, H, W, C] = features.shape as [number, number, number, number];
+    return tf.tidy(() => tf.reshape(tf.avgPool(features as tf.Tensor4D, [H, W], 1, 'valid'), [B, C]));
+  }
   const axes: number[] = [];
   for (let i = 1; i < features.rank - 1; i++) axes.push(i);
   return tf.mean(features, axes) as tf.Tensor2D;

@@ -20,7 +20,7 @@ export interface GMUParams {
   space: 'u';
   /** [B, ...positions, K, C] component means of u. */
   means: tf.Tensor;
-  /** [B, ...positions, K] */
+  /** [B, ...positions, K] log-weights (normalised on use). */
   logweights: tf.Tensor;
   /** [B] shared log standard deviation of u. */
   logstd: tf.Tensor1D;

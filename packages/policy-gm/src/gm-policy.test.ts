@@ -1,4 +1,4 @@
-import { createRandom, InvalidArgumentError, type Random } from '@piflow/core';
+import { createRandom, InvalidArgumentError, type Random, rollout } from '@piflow/core';
 import { describePolicyConformance, relativeError, testBackends, useBackend } from '@piflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -64,7 +64,7 @@ for (const backend of testBackends()) {
       policy.dispose();
     });
 
-    it('temperature sharpens weights (logsoftmax(logw/T)) and scales the variance by T; T ≥ 1 is a no-op', () => {
+    it('temperature sharpens weights (softmax(logw/T)) and scales the variance by T; T ≥ 1 is a no-op', () => {
       const random = createRandom(5);
       const shape = [2, 3];
       const u = randomUParams(shape, random);
@@ -72,8 +72,11 @@ for (const backend of testBackends()) {
       const plain = gm.create(u, xSrc, 0.8);
       const hot = gm.create(u, xSrc, 0.8, { temperature: 0.3 });
       const one = gm.create(u, xSrc, 0.8, { temperature: 1 });
-      const expectedLogw = tf.tidy(() => tf.logSoftmax(tf.div(plain.logweights, 0.3)));
-      expect(relativeError(hot.logweights.dataSync(), expectedLogw.dataSync())).toBeLessThan(1e-6);
+      // log-weights are kept as given (normalised on use): compare the mixture weights they stand for
+      const expectedWeights = tf.tidy(() => tf.softmax(tf.div(u.logweights, 0.3)));
+      const hotWeights = tf.tidy(() => tf.softmax(hot.logweights));
+      expect(relativeError(hotWeights.dataSync(), expectedWeights.dataSync())).toBeLessThan(1e-6);
+      expect(relativeError(plain.logweights.dataSync(), u.logweights.dataSync())).toBe(0);
       expect(
         relativeError(
           hot.variance.dataSync(),
@@ -81,8 +84,34 @@ for (const backend of testBackends()) {
         ),
       ).toBeLessThan(1e-6);
       expect(relativeError(one.logweights.dataSync(), plain.logweights.dataSync())).toBe(0);
-      tf.dispose([expectedLogw, u.means, u.logweights, u.logstd, xSrc]);
+      tf.dispose([expectedWeights, hotWeights, u.means, u.logweights, u.logstd, xSrc]);
       [plain, hot, one].forEach((p) => p.dispose());
+    });
+
+    it('normalises log-weights on use: a constant per position changes neither velocity nor rollout', () => {
+      const random = createRandom(9);
+      const shape = [2, 5, 3];
+      const u = randomUParams(shape, random);
+      const xSrc = random.normalTensor(shape);
+      // tens to over a hundred per position: exp() of them would overflow float32 without normalising
+      const shifted = tf.tidy(() => tf.add(u.logweights, tf.mul(random.normalTensor([2, 5, 1]), 60)));
+      for (const temperature of [1, 0.4]) {
+        const plain = gm.create(u, xSrc, 0.9, { temperature });
+        const moved = gm.create({ ...u, logweights: shifted }, xSrc, 0.9, { temperature });
+        const [v1, v2] = [plain, moved].map((p) => p.velocity(xSrc, 0.5));
+        expect(relativeError(v2!.dataSync(), v1!.dataSync())).toBeLessThan(1e-5);
+        for (const fused of [true, false]) {
+          const [r1, r2] = [plain, moved].map((p) =>
+            rollout(p, xSrc, { sigmaSrc: 0.9, sigmaDst: 0.2, substeps: 32, fused }),
+          );
+          expect(relativeError(r2!.dataSync(), r1!.dataSync()), `fused ${fused}`).toBeLessThan(1e-5);
+          tf.dispose([r1!, r2!]);
+        }
+        tf.dispose([v1!, v2!]);
+        plain.dispose();
+        moved.dispose();
+      }
+      tf.dispose([shifted, u.means, u.logweights, u.logstd, xSrc]);
     });
 
     it('dropout removes components per sample (shared over positions) but never all of them', () => {

@@ -19,7 +19,7 @@ import { type GMParams, type GMX0Params, gmToX0Space, validateGMParams } from '.
 import { gmFusedRolloutAttrs, gmFusedRolloutKernel } from './kernels/gm-fused-kernel';
 
 export interface GMPolicyOptions {
-  /** Test-time temperature T < 1 sharpens: logw ← logsoftmax(logw / T), variance ← variance·T. */
+  /** Test-time temperature T < 1 sharpens: logw ← logw / T (normalised on use), variance ← variance·T. */
   temperature?: number;
   /** Component dropout probability in [0, 1) (training): per sample and component, never all of a sample's. */
   dropout?: number;
@@ -150,7 +150,7 @@ export interface GMParamShapeOptions {
   numComponents?: number;
 }
 
-/** The GM student head: u-space means [.., K, C], log-softmax log-weights [.., K], one log-std per sample. */
+/** The GM student head: u-space means [.., K, C], log-weights [.., K] (logits), one log-std per sample. */
 const gmStudentHead: NonNullable<PolicyFamily['studentHead']> = {
   options: {
     numComponents: { type: 'integer', min: 1, default: 8, description: 'mixture components K per position' },
@@ -179,7 +179,8 @@ const gmStudentHead: NonNullable<PolicyFamily['studentHead']> = {
           init: { bias: { normal: 0.1 } },
           fromTeacher: 'replicate-with-noise',
         },
-        logweights: { per: 'position', shape: [K], activation: 'logSoftmax', init: { kernel: 'zeros' } },
+        // log-weights as logits: every use takes a softmax (normalising them here would be a wasted pass)
+        logweights: { per: 'position', shape: [K], init: { kernel: 'zeros' } },
         logstd: {
           per: 'sample',
           shape: [],
@@ -271,10 +272,12 @@ export function createGMFamily(defaults: GMFamilyDefaults = {}): GMFamily {
       const dropMask = dropout > 0 ? componentDropMask(B, K, dropout, random!) : null;
       const state = tf.tidy(() => {
         const x0 = gmToX0Space(params, xSrc, tf.tensor1d(sigmaSrcValues));
-        let logweights = tf.logSoftmax(x0.logweights);
+        // Log-weights enter only through softmaxes (the velocity, the fused kernels, mixture draws): they are
+        // kept as given (a student's head already normalises them) and normalised on use.
+        let logweights = x0.logweights;
         let variance = x0.variance;
         if (temperature < 1) {
-          logweights = tf.logSoftmax(tf.div(logweights, temperature));
+          logweights = tf.div(logweights, temperature);
           variance = tf.mul(variance, temperature);
         }
         if (dropMask) {

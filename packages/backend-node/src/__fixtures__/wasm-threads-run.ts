@@ -1,6 +1,7 @@
 // Run as a child process by wasm-threads.test.ts: sets up the wasm backend with the thread count given as
 // argv[2], runs a convolution, a matMul and their gradients, and prints one JSON line with the
-// thread count the backend reports and the results.
+// thread count the backend reports, the threads of piflow's kernel pool and the results.
+import { wasmThreadPool } from '@piflow/core/wasm';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
@@ -33,6 +34,7 @@ console.log(
   JSON.stringify({
     setupThreads: setup.threads,
     backendThreads: getThreadsCount(),
+    poolThreads: wasmThreadPool()?.threads ?? 1,
     conv: await summary(conv),
     product: await summary(product),
     dx: await summary(dx),

@@ -1,4 +1,15 @@
-import { assembleModule, F32, FunctionBody, I32, Op, Simd, V128 } from '@piflow/core/wasm';
+import {
+  assembleModule,
+  F32,
+  FunctionBody,
+  I32,
+  Op,
+  Simd,
+  splitByCost,
+  V128,
+  type WasmThreadPool,
+  wasmThreadPool,
+} from '@piflow/core/wasm';
 import { COEFFICIENTS_PER_STEP, type GMRolloutArrays, type GMRolloutPlan } from './gm-rollout-plan';
 
 /**
@@ -11,7 +22,9 @@ import { COEFFICIENTS_PER_STEP, type GMRolloutArrays, type GMRolloutPlan } from 
  * Record of one group of 4 positions, in v128 units (4 lanes each):
  *   MU[K·C] (μ_kc), X[C] (x at the start; the result is written back here), XS[C] (x_src),
  *   LOGW[K], MXS[K] (μ_k·x_src), NRM[K] (|μ_k|²), G[K·K] (μ_k·μ_l), Y[K] (μ_k·x), GAM[K] (γ_k).
- * Exports: prepare(record, groups), steps(record, groups, coefficients, substeps), finish(record, groups, a, b).
+ * Exports: prepare(record, groups), steps(record, groups, coefficients, substeps), finish(record, groups, a, b),
+ * pack and unpack (between the raw arrays and the records), and run(units, count, means, x, xs, logw), which
+ * calls them for each of `count` work units described in memory (UNIT_BYTES each): one call per thread's share.
  */
 
 /** Largest unrolled instruction count (per function) we generate; bigger problems use the JS kernel. */
@@ -52,20 +65,11 @@ export function layout(K: number, C: number): Layout {
   return { K, C, MU, X, XS, LOGW, MXS, NRM, G, Y, GAM, bytes: at * 16 };
 }
 
-/** Emits: for (g = 0; g < groups; g++, base += recordBytes) { body } with params (record, groups, ...). */
+/** Emits: for (g = 0; g < groups; g += stride, base += stride·recordBytes) { body } with params (record, groups, ...). */
 function groupLoop(f: FunctionBody, L: Layout, body: (base: number) => void, stride = 1): void {
   const base = f.local(I32);
-  const g = f.local(I32);
-  f.get(0).set(base).i32(0).set(g);
-  f.op(Op.block, 0x40, Op.loop, 0x40);
-  f.get(g).get(1).op(Op.i32GeU, Op.brIf, 1);
-  body(base);
-  f.get(base)
-    .i32(L.bytes * stride)
-    .op(Op.i32Add)
-    .set(base);
-  f.get(g).i32(stride).op(Op.i32Add).set(g);
-  f.op(Op.br, 0, Op.end, Op.end);
+  f.get(0).set(base);
+  f.countedLoop(1, () => body(base), { pointers: [[base, L.bytes * stride]], step: stride });
 }
 
 /** Emits a pairwise (tree) reduction of the given locals with `op`, leaving the result on the stack. */
@@ -97,7 +101,7 @@ function v(offsetVectors: number): number {
   return offsetVectors * 16;
 }
 
-/** prepare(record, groups): Gram matrix, μ·x_src, |μ|², μ·x, γ = 0. */
+/** prepare(record, groups): Gram matrix (diagonal only with one channel: unused), μ·x_src, |μ|², μ·x, γ = 0. */
 function prepareFunction(L: Layout): FunctionBody {
   const { K, C } = L;
   const f = new FunctionBody([I32, I32]);
@@ -105,7 +109,7 @@ function prepareFunction(L: Layout): FunctionBody {
   const acc2 = f.local(V128);
   groupLoop(f, L, (base) => {
     for (let k = 0; k < K; k++) {
-      for (let l = k; l < K; l++) {
+      for (let l = k; l < (C === 1 ? k + 1 : K); l++) {
         f.f32x4(0).set(acc);
         for (let c = 0; c < C; c++) {
           f.get(acc);
@@ -177,23 +181,20 @@ function emitExp(f: FunctionBody, z: number, n: number, r: number): void {
  */
 function substepLoop(f: FunctionBody, coefficients: readonly number[], body: () => void): void {
   const cp = f.local(I32);
-  const j = f.local(I32);
-  f.get(2).set(cp).i32(0).set(j);
-  f.op(Op.block, 0x40, Op.loop, 0x40);
-  f.get(j).get(3).op(Op.i32GeU, Op.brIf, 1);
-  coefficients.forEach((local, i) => {
-    f.get(cp)
-      .loadF32(i * 4)
-      .simd(Simd.f32x4Splat)
-      .set(local);
-  });
-  body();
-  f.get(cp)
-    .i32(COEFFICIENTS_PER_STEP * 4)
-    .op(Op.i32Add)
-    .set(cp);
-  f.get(j).i32(1).op(Op.i32Add).set(j);
-  f.op(Op.br, 0, Op.end, Op.end);
+  f.get(2).set(cp);
+  f.countedLoop(
+    3,
+    () => {
+      coefficients.forEach((local, i) => {
+        f.get(cp)
+          .loadF32(i * 4)
+          .simd(Simd.f32x4Splat)
+          .set(local);
+      });
+      body();
+    },
+    { pointers: [[cp, COEFFICIENTS_PER_STEP * 4]] },
+  );
 }
 
 /** Groups processed together in the substep loop: independent chains the CPU can overlap. */
@@ -451,12 +452,124 @@ function finishFunction(L: Layout): FunctionBody {
   return f;
 }
 
+/**
+ * Bytes of one work unit of run(): record address, groups, coefficients address, substeps (i32), a, b (f32),
+ * the unit's first position in the raw arrays and its number of positions (i32).
+ */
+export const UNIT_BYTES = 32;
+
+/** The functions' order in generateGMRolloutModule (their indices for calls). */
+const [PREPARE, STEPS, FINISH, , PACK, UNPACK] = [0, 1, 2, 3, 4, 5];
+
+/**
+ * pack(unit, means, x, xs, logw): copies the unit's positions from the raw (channels-last) arrays into its
+ * groups' records, 4 positions per group, one per lane; the unit's last group is zeroed first so that its
+ * padding lanes hold finite values.
+ */
+function packFunction(L: Layout): FunctionBody {
+  const { K, C } = L;
+  const f = new FunctionBody([I32, I32, I32, I32, I32]);
+  const [unit, means, x, xs, logw] = [0, 1, 2, 3, 4];
+  const [rec, count, last, lane, src] = [
+    f.local(I32),
+    f.local(I32),
+    f.local(I32),
+    f.local(I32),
+    f.local(I32),
+  ];
+  f.get(unit).loadI32(0).set(rec);
+  f.get(unit).loadI32(28).set(count);
+  // last = rec + (groups − 1)·bytes
+  f.get(rec).get(unit).loadI32(4).i32(1).op(Op.i32Sub).i32(L.bytes).op(Op.i32Mul).op(Op.i32Add).set(last);
+  for (let at = 0; at < L.bytes; at += 16) f.get(last).f32x4(0).store128(at);
+  f.countedLoop(count, (i) => {
+    // lane = rec + (i >> 2)·bytes + (i & 3)·4; position p = pos0 + i
+    f.get(rec).get(i).i32(2).op(Op.i32ShrU).i32(L.bytes).op(Op.i32Mul).op(Op.i32Add);
+    f.get(i).i32(3).op(Op.i32And).i32(4).op(Op.i32Mul).op(Op.i32Add).set(lane);
+    const copy = (array: number, perPosition: number, field: number) => {
+      f.get(unit)
+        .loadI32(24)
+        .get(i)
+        .op(Op.i32Add)
+        .i32(perPosition * 4)
+        .op(Op.i32Mul)
+        .get(array)
+        .op(Op.i32Add);
+      f.set(src);
+      for (let j = 0; j < perPosition; j++)
+        f.get(lane)
+          .get(src)
+          .loadF32(j * 4)
+          .storeF32(v(field + j));
+    };
+    copy(means, K * C, L.MU);
+    copy(x, C, L.X);
+    copy(xs, C, L.XS);
+    copy(logw, K, L.LOGW);
+  });
+  return f;
+}
+
+/** unpack(unit, x): writes the unit's results (X of its records) back over its positions of the raw x array. */
+function unpackFunction(L: Layout): FunctionBody {
+  const { C } = L;
+  const f = new FunctionBody([I32, I32]);
+  const [unit, x] = [0, 1];
+  const [count, lane, dst] = [f.local(I32), f.local(I32), f.local(I32)];
+  f.get(unit).loadI32(28).set(count);
+  f.countedLoop(count, (i) => {
+    f.get(unit).loadI32(0).get(i).i32(2).op(Op.i32ShrU).i32(L.bytes).op(Op.i32Mul).op(Op.i32Add);
+    f.get(i).i32(3).op(Op.i32And).i32(4).op(Op.i32Mul).op(Op.i32Add).set(lane);
+    f.get(unit)
+      .loadI32(24)
+      .get(i)
+      .op(Op.i32Add)
+      .i32(C * 4)
+      .op(Op.i32Mul)
+      .get(x)
+      .op(Op.i32Add)
+      .set(dst);
+    for (let c = 0; c < C; c++)
+      f.get(dst)
+        .get(lane)
+        .loadF32(v(L.X + c))
+        .storeF32(c * 4);
+  });
+  return f;
+}
+
+/**
+ * run(units, count, means, x, xs, logw): for each of `count` units, pack, prepare, steps, finish (C > 1) and
+ * unpack — one call per thread's share, each unit's data staying in that thread's caches.
+ */
+function runFunction(C: number): FunctionBody {
+  const f = new FunctionBody([I32, I32, I32, I32, I32, I32]);
+  const [units, count, means, x, xs, logw] = [0, 1, 2, 3, 4, 5];
+  const unit = f.local(I32);
+  f.get(units).set(unit);
+  f.countedLoop(
+    count,
+    () => {
+      f.get(unit).get(means).get(x).get(xs).get(logw).call(PACK);
+      const recordAndGroups = () => f.get(unit).loadI32(0).get(unit).loadI32(4);
+      recordAndGroups().call(PREPARE);
+      recordAndGroups().get(unit).loadI32(8).get(unit).loadI32(12).call(STEPS);
+      // with one channel the substeps update x itself, in place: nothing to rebuild
+      if (C !== 1) recordAndGroups().get(unit).loadF32(16).get(unit).loadF32(20).call(FINISH);
+      f.get(unit).get(x).call(UNPACK);
+    },
+    { pointers: [[unit, UNIT_BYTES]] },
+  );
+  return f;
+}
+
 interface Kernel {
   L: Layout;
+  module: WebAssembly.Module;
   memory: WebAssembly.Memory;
-  prepare: (record: number, groups: number) => void;
-  steps: (record: number, groups: number, coefficients: number, substeps: number) => void;
-  finish: (record: number, groups: number, a: number, b: number) => void;
+  /** Largest size the memory may grow to, in bytes. */
+  maxBytes: number;
+  run: (units: number, count: number, means: number, x: number, xs: number, logw: number) => void;
 }
 
 const kernels = new Map<string, Kernel | null | Promise<void>>();
@@ -477,14 +590,23 @@ export function wasmSimdSupported(): boolean {
   return simdSupport;
 }
 
-/** Generates the module's bytes for K components and C channels (exported for tests and inspection). */
-export function generateGMRolloutModule(K: number, C: number): Uint8Array<ArrayBuffer> {
+/**
+ * Generates the module's bytes for K components and C channels (exported for tests and inspection); with
+ * `sharedMemory` it imports a shared memory, for several threads at once.
+ */
+export function generateGMRolloutModule(K: number, C: number, sharedMemory = false): Uint8Array<ArrayBuffer> {
   const L = layout(K, C);
-  return assembleModule([
-    { name: 'prepare', body: prepareFunction(L) },
-    { name: 'steps', body: C === 1 ? stepsOneChannelFunction(L) : stepsFunction(L) },
-    { name: 'finish', body: finishFunction(L) },
-  ]);
+  return assembleModule(
+    [
+      { name: 'prepare', body: prepareFunction(L) },
+      { name: 'steps', body: C === 1 ? stepsOneChannelFunction(L) : stepsFunction(L) },
+      { name: 'finish', body: finishFunction(L) },
+      { name: 'run', body: runFunction(C) },
+      { name: 'pack', body: packFunction(L) },
+      { name: 'unpack', body: unpackFunction(L) },
+    ],
+    { sharedMemory },
+  );
 }
 
 /** Whether the unrolled kernel for (K, C) stays within the code-size budget. */
@@ -494,26 +616,32 @@ export function simdKernelFits(K: number, C: number): boolean {
   return prepareOps <= MAX_UNROLLED && stepOps <= MAX_UNROLLED && K * C <= MAX_UNROLLED;
 }
 
-function instantiate(K: number, C: number, module: WebAssembly.Module): Kernel {
-  const memory = new WebAssembly.Memory({ initial: 1 });
+/** The largest size of a shared memory (it must be declared): 1 GiB, far above a chunk (CHUNK_BYTES). */
+const MAX_SHARED_PAGES = 16384;
+const WASM32_BYTES = 2 ** 32;
+
+function instantiate(K: number, C: number, module: WebAssembly.Module, shared: boolean): Kernel {
+  const memory = shared
+    ? new WebAssembly.Memory({ initial: 1, maximum: MAX_SHARED_PAGES, shared: true })
+    : new WebAssembly.Memory({ initial: 1 });
   const instance = new WebAssembly.Instance(module, { env: { memory } });
-  const ex = instance.exports as Record<string, (...args: number[]) => void>;
   return {
     L: layout(K, C),
+    module,
     memory,
-    prepare: ex.prepare!,
-    steps: ex.steps!,
-    finish: ex.finish!,
+    maxBytes: shared ? MAX_SHARED_PAGES * 65536 : WASM32_BYTES,
+    run: (instance.exports as Record<string, (...args: number[]) => void>).run!,
   };
 }
 
 /**
- * The kernel for (K, C), compiled on first use. Synchronous compilation is used where allowed (Node, workers);
- * where the engine refuses it (browsers' main thread limits synchronous compiles to 4 KB), compilation
- * continues asynchronously and `undefined` is returned until it is ready (callers use the JS kernel).
+ * The kernel for (K, C), compiled on first use (`shared`: the variant several threads run at once).
+ * Synchronous compilation is used where allowed (Node, workers); where the engine refuses it (browsers' main
+ * thread limits synchronous compiles to 4 KB), compilation continues asynchronously and `undefined` is returned
+ * until it is ready (callers use the JS kernel).
  */
-function kernelFor(K: number, C: number): Kernel | undefined {
-  const key = `${K}x${C}`;
+function kernelFor(K: number, C: number, shared: boolean): Kernel | undefined {
+  const key = `${K}x${C}${shared ? ' shared' : ''}`;
   const cached = kernels.get(key);
   if (cached === null) return undefined;
   if (cached && !(cached instanceof Promise)) return cached;
@@ -522,16 +650,16 @@ function kernelFor(K: number, C: number): Kernel | undefined {
     kernels.set(key, null);
     return undefined;
   }
-  const bytes = generateGMRolloutModule(K, C);
+  const bytes = generateGMRolloutModule(K, C, shared);
   try {
-    const kernel = instantiate(K, C, new WebAssembly.Module(bytes));
+    const kernel = instantiate(K, C, new WebAssembly.Module(bytes), shared);
     kernels.set(key, kernel);
     return kernel;
   } catch {
     kernels.set(
       key,
       WebAssembly.compile(bytes).then(
-        (module) => void kernels.set(key, instantiate(K, C, module)),
+        (module) => void kernels.set(key, instantiate(K, C, module, shared)),
         () => void kernels.set(key, null),
       ),
     );
@@ -539,60 +667,168 @@ function kernelFor(K: number, C: number): Kernel | undefined {
   }
 }
 
-/** Calls of `steps` cover at most this many groups, so V8's tier-up (per call) reaches long rollouts early. */
+/** Units cover at most this many groups, so V8's tier-up (per call of steps) reaches long rollouts early. */
 const GROUPS_PER_CALL = 8 * INTERLEAVE;
 
 /**
- * Runs the fused GM rollout with the SIMD kernel; returns undefined where WebAssembly SIMD is unavailable,
- * the kernel would be too large, or it is still compiling.
+ * Items are repacked and rolled out in chunks of records of at most this many bytes (at least one item), small
+ * enough to stay in a core's caches: 100 MNIST items (784 positions, K = 8) cost 5 ms besides their substeps in
+ * 1 MiB chunks, 9 ms all at once.
+ */
+const CHUNK_BYTES = 1 << 20;
+/** Chunks are this many times larger when threads share them (16 MiB: 31 ms against 34 ms at 4 MiB). */
+const THREADED_CHUNK_FACTOR = 16;
+
+/** The registered thread pool when it has threads to share and this engine has shared memory. */
+function usablePool(): WasmThreadPool | undefined {
+  const pool = wasmThreadPool();
+  return pool && pool.threads > 1 && typeof SharedArrayBuffer === 'function' ? pool : undefined;
+}
+
+/**
+ * Runs the fused GM rollout with the SIMD kernel, split over the threads of the registered pool
+ * (`@piflow/core/wasm`'s wasmThreadPool) where there is one; returns undefined where WebAssembly SIMD is
+ * unavailable, the kernel would be too large, or it is still compiling.
  */
 export function gmRolloutSimd(arrays: GMRolloutArrays, plan: GMRolloutPlan): Float32Array | undefined {
-  const { batch: B, positions: P, components: K, channels: C, x, xSrc, means, logweights } = arrays;
-  const kernel = kernelFor(K, C);
-  if (!kernel) return undefined;
-  const { L, memory } = kernel;
+  const { batch: B, positions: P, components: K, channels: C } = arrays;
+  let pool = usablePool();
+  let kernel = kernelFor(K, C, pool !== undefined);
   const groupsPerItem = Math.ceil(Math.ceil(P / 4) / INTERLEAVE) * INTERLEAVE;
-  const maxSteps = plan.steps.reduce((m, s) => Math.max(m, s), 0);
-  const coefficientBytes = maxSteps * COEFFICIENTS_PER_STEP * 4;
-  const recordBytes = groupsPerItem * L.bytes;
-  const needed = coefficientBytes + recordBytes + 16;
-  if (memory.buffer.byteLength < needed) {
-    memory.grow(Math.ceil((needed - memory.buffer.byteLength) / 65536));
+  // threads share a chunk's items: bigger chunks (fewer hand-overs) on more threads
+  const chunk = CHUNK_BYTES * (pool ? THREADED_CHUNK_FACTOR : 1);
+  const itemsPerChunk = Math.max(
+    1,
+    Math.min(B, Math.floor(chunk / (groupsPerItem * (kernel?.L.bytes ?? 1)))),
+  );
+  if (
+    kernel &&
+    pool &&
+    chunkBytes(kernel.L, arrays, plan, groupsPerItem, 0, itemsPerChunk) > kernel.maxBytes
+  ) {
+    pool = undefined; // an item too large for the shared memory: one thread, in an unshared one
+    kernel = kernelFor(K, C, false);
   }
-  const heap = new Float32Array(memory.buffer);
-  const recordAt = 0; // records first (16-byte aligned), coefficients after them
-  const coefficientsAt = recordBytes;
-  const floatsPerRecord = L.bytes / 4;
+  if (!kernel) return undefined;
   const out = new Float32Array(B * P * C);
-  for (let item = 0; item < B; item++) {
-    // repack this item's positions into lane-interleaved groups of 4
-    heap.fill(0, 0, recordBytes / 4);
-    for (let p = 0; p < P; p++) {
-      const g = p >> 2;
-      const lane = p & 3;
-      const rec = g * floatsPerRecord + lane;
-      const pos = item * P + p;
-      const mu = pos * K * C;
-      for (let i = 0; i < K * C; i++) heap[rec + (L.MU + i) * 4] = means[mu + i]!;
-      for (let c = 0; c < C; c++) {
-        heap[rec + (L.X + c) * 4] = x[pos * C + c]!;
-        heap[rec + (L.XS + c) * 4] = xSrc[pos * C + c]!;
-      }
-      for (let k = 0; k < K; k++) heap[rec + (L.LOGW + k) * 4] = logweights[pos * K + k]!;
-    }
-    const n = plan.steps[item]!;
-    heap.set(plan.coefficients[item]!, coefficientsAt / 4);
-    kernel.prepare(recordAt, groupsPerItem);
-    for (let g = 0; g < groupsPerItem; g += GROUPS_PER_CALL) {
-      kernel.steps(recordAt + g * L.bytes, Math.min(GROUPS_PER_CALL, groupsPerItem - g), coefficientsAt, n);
-    }
-    // With one channel the substeps update x itself, in place: nothing to rebuild.
-    if (C !== 1) kernel.finish(recordAt, groupsPerItem, plan.a[item]!, plan.b[item]!);
-    for (let p = 0; p < P; p++) {
-      const rec = (p >> 2) * floatsPerRecord + (p & 3);
-      const o = (item * P + p) * C;
-      for (let c = 0; c < C; c++) out[o + c] = heap[rec + (L.X + c) * 4]!;
-    }
+  for (let first = 0; first < B; first += itemsPerChunk) {
+    const end = Math.min(B, first + itemsPerChunk);
+    if (!rollChunk(kernel, pool, arrays, plan, groupsPerItem, first, end, out)) return undefined;
   }
   return out;
+}
+
+/** Where a chunk's parts lie in the kernel's memory (bytes): records, coefficient tables, units, raw arrays. */
+interface ChunkLayout {
+  itemBytes: number;
+  coefficients: number;
+  units: number;
+  unitCount: number;
+  means: number;
+  x: number;
+  xs: number;
+  logw: number;
+  end: number;
+}
+
+function chunkLayout(
+  L: Layout,
+  arrays: GMRolloutArrays,
+  plan: GMRolloutPlan,
+  groupsPerItem: number,
+  first: number,
+  end: number,
+): ChunkLayout {
+  const { positions: P, components: K, channels: C } = arrays;
+  const items = end - first;
+  const itemBytes = groupsPerItem * L.bytes;
+  const coefficients = items * itemBytes;
+  let at = coefficients;
+  for (let item = first; item < end; item++) at += plan.steps[item]! * COEFFICIENTS_PER_STEP * 4;
+  const units = at;
+  const unitCount = items * Math.ceil(groupsPerItem / GROUPS_PER_CALL);
+  const means = units + unitCount * UNIT_BYTES;
+  const x = means + items * P * K * C * 4;
+  const xs = x + items * P * C * 4;
+  const logw = xs + items * P * C * 4;
+  return { itemBytes, coefficients, units, unitCount, means, x, xs, logw, end: logw + items * P * K * 4 };
+}
+
+/** Bytes of memory a chunk of items [first, end) needs. */
+function chunkBytes(
+  L: Layout,
+  arrays: GMRolloutArrays,
+  plan: GMRolloutPlan,
+  groupsPerItem: number,
+  first: number,
+  end: number,
+): number {
+  return chunkLayout(L, arrays, plan, groupsPerItem, first, end).end;
+}
+
+/** Copies items [first, end) into the kernel's memory, rolls them out, writes the results into `out`. */
+function rollChunk(
+  kernel: Kernel,
+  pool: WasmThreadPool | undefined,
+  arrays: GMRolloutArrays,
+  plan: GMRolloutPlan,
+  groupsPerItem: number,
+  first: number,
+  end: number,
+  out: Float32Array,
+): boolean {
+  const { positions: P, components: K, channels: C, x, xSrc, means, logweights } = arrays;
+  const { L, memory } = kernel;
+  const at = chunkLayout(L, arrays, plan, groupsPerItem, first, end);
+  if (at.end > kernel.maxBytes) return false;
+  if (memory.buffer.byteLength < at.end) {
+    memory.grow(Math.ceil((at.end - memory.buffer.byteLength) / 65536));
+  }
+  const heap = new Float32Array(memory.buffer);
+  const words = new Int32Array(memory.buffer);
+  heap.set(means.subarray(first * P * K * C, end * P * K * C), at.means / 4);
+  heap.set(x.subarray(first * P * C, end * P * C), at.x / 4);
+  heap.set(xSrc.subarray(first * P * C, end * P * C), at.xs / 4);
+  heap.set(logweights.subarray(first * P * K, end * P * K), at.logw / 4);
+  // coefficient tables, then the work units (blocks of at most GROUPS_PER_CALL groups) with their costs
+  const coefficientsAt: number[] = [];
+  let c = at.coefficients;
+  for (let item = first; item < end; item++) {
+    coefficientsAt.push(c);
+    heap.set(plan.coefficients[item]!, c / 4);
+    c += plan.steps[item]! * COEFFICIENTS_PER_STEP * 4;
+  }
+  const costs: number[] = [];
+  let w = at.units / 4;
+  for (let item = first; item < end; item++) {
+    const n = plan.steps[item]!;
+    for (let g = 0; g < groupsPerItem; g += GROUPS_PER_CALL) {
+      const groups = Math.min(GROUPS_PER_CALL, groupsPerItem - g);
+      words[w] = (item - first) * at.itemBytes + g * L.bytes;
+      words[w + 1] = groups;
+      words[w + 2] = coefficientsAt[item - first]!;
+      words[w + 3] = n;
+      heap[w + 4] = plan.a[item]!;
+      heap[w + 5] = plan.b[item]!;
+      words[w + 6] = (item - first) * P + g * 4;
+      words[w + 7] = Math.min(P - g * 4, groups * 4);
+      costs.push(groups * (n + 2));
+      w += UNIT_BYTES / 4;
+    }
+  }
+  const raw = [at.means, at.x, at.xs, at.logw];
+  if (pool) {
+    let start = 0;
+    const tasks = splitByCost(costs, pool.threads).map((stop) => {
+      const task = [{ name: 'run', args: [at.units + start * UNIT_BYTES, stop - start, ...raw] }];
+      start = stop;
+      return task;
+    });
+    pool.run(kernel.module, memory, tasks);
+  } else {
+    kernel.run(at.units, costs.length, at.means, at.x, at.xs, at.logw);
+  }
+  // the results replaced x in the raw array
+  out.set(new Float32Array(memory.buffer, at.x, (end - first) * P * C), first * P * C);
+  return true;
 }

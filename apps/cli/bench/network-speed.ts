@@ -69,17 +69,31 @@ rows.push(
 const labels = Array.from({ length: count }, (_, i) => i % 10);
 const noise = createRandom(0).normalTensor([count, 28, 28, 1]);
 const sampleSeconds: Record<string, number> = {};
-for (const name of ['x0-4', 'gm-4']) {
-  const { model, manifest } = await loadAnyModel(`mnist/${name}`);
-  const run = async () => {
-    const { x } = await sampleModel(model, manifest, noise, { labels });
-    await x.data();
-    x.dispose();
-  };
+// Both students loaded, their runs interleaved (x0-4, gm-4, x0-4, …): the VM's drift between runs hits both.
+const students = await Promise.all(
+  ['x0-4', 'gm-4'].map(async (name) => ({ name, ...(await loadAnyModel(`mnist/${name}`)) })),
+);
+const runs = students.map(({ model, manifest }) => async () => {
+  const { x } = await sampleModel(model, manifest, noise, { labels });
+  await x.data();
+  x.dispose();
+});
+for (const run of runs) await run();
+for (let i = 0; i < repeats; i++) {
+  for (const [s, run] of runs.entries()) {
+    const started = performance.now();
+    await run();
+    const seconds = (performance.now() - started) / 1000;
+    sampleSeconds[students[s]!.name] = Math.min(
+      sampleSeconds[students[s]!.name] ?? Number.POSITIVE_INFINITY,
+      seconds,
+    );
+  }
+}
+for (const [s, { name, model, manifest }] of students.entries()) {
   const { flops } = await countFlops(async () => (await sampleModel(model, manifest, noise, { labels })).x);
-  const seconds = await best(run);
-  sampleSeconds[name] = seconds;
-  memoryRows.push(`| ${name}: sampling ${count} digits, 4 steps | ${await peakMB(run)} |`);
+  const seconds = sampleSeconds[name]!;
+  memoryRows.push(`| ${name}: sampling ${count} digits, 4 steps | ${await peakMB(runs[s]!)} |`);
   const g = gflops(flops, seconds);
   rows.push(
     `| ${name}: ${count} digits, 4 steps (network + policy) | ${(flops / 1e9).toFixed(2)} | ${(seconds * 1000).toFixed(0)} | ${g.toFixed(1)} | ${((100 * g) / probe).toFixed(0)} % |`,

@@ -3,6 +3,7 @@ import { appendFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type Condition,
+  type LossWeighting,
   type PolicyFamily,
   type Random,
   resolveFamilyOptions,
@@ -47,7 +48,7 @@ export interface DistillOptions {
   lr: number;
   lossScale: number;
   /** Default: the family's. */
-  lossWeighting?: 'velocity' | 'sigma' | 'x0';
+  lossWeighting?: LossWeighting;
   gradClip: number;
   /** First iteration that clips (default: the warm-up length). */
   clipBegin?: number;

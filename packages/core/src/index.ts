@@ -56,6 +56,8 @@ export {
   type FusedRolloutCall,
   type FusedRolloutKernel,
   type HeadOutputSpec,
+  LOSS_WEIGHTINGS,
+  type LossWeighting,
   type ParamShapeOptions,
   POLICY_SPECIFICATION_VERSION,
   type PolicyFamily,

@@ -3,6 +3,10 @@ import type { Sigma } from './conventions';
 import type { Random } from './random';
 import type { Policy } from './types';
 
+/** π-ID loss weightings: each intermediate state's velocity error times 1, σ, σ² (the implied x0's) or σ³. */
+export const LOSS_WEIGHTINGS = ['velocity', 'sigma', 'x0', 'sigma3'] as const;
+export type LossWeighting = (typeof LOSS_WEIGHTINGS)[number];
+
 /**
  * The version of the policy plugin contract this core implements. v2 (this one) added to v1's
  * `paramShapes`/`create`: `packageName`, `studentHead`, `training`, `sampling` and `fusedRollout`, so that
@@ -170,10 +174,10 @@ export interface PolicyFamily<TParams = unknown, TOptions = unknown> {
     policyOptions(values: FamilyOptionValues, context: TrainingPolicyContext): Record<string, unknown>;
     /**
      * The weighting of π-ID's loss the family trains best with: `'velocity'` (plain L2 on u, the reference;
-     * the default), `'sigma'` or `'x0'` (each state's error times σ or σ²) for policies whose sensitivity to
-     * their parameters does not vanish as σ → 0.
+     * the default), `'sigma'`, `'x0'` or `'sigma3'` (each state's error times σ, σ² or σ³) for policies whose
+     * sensitivity to their parameters does not vanish as σ → 0.
      */
-    readonly lossWeighting?: 'velocity' | 'sigma' | 'x0';
+    readonly lossWeighting?: LossWeighting;
     /** The AdamW learning rate the family's students train well with (tools use it when none is given). */
     readonly learningRate?: number;
   };

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, PiflowError } from './errors';
-import { POLICY_SPECIFICATION_VERSION, type PolicyFamily } from './policy-family';
+import { LOSS_WEIGHTINGS, POLICY_SPECIFICATION_VERSION, type PolicyFamily } from './policy-family';
 import { describeValue } from './validation';
 
 export interface PolicyRegistry {
@@ -35,10 +35,10 @@ function assertFamily(key: string, family: unknown): asserts family is PolicyFam
     );
   }
   const weighting = f.training?.lossWeighting;
-  if (weighting !== undefined && !['velocity', 'sigma', 'x0'].includes(weighting)) {
+  if (weighting !== undefined && !(LOSS_WEIGHTINGS as readonly string[]).includes(weighting)) {
     throw new InvalidArgumentError(
       `families.${key}.training.lossWeighting`,
-      "'velocity', 'sigma' or 'x0'",
+      `one of ${LOSS_WEIGHTINGS.map((w) => `'${w}'`).join(', ')}`,
       describeValue(weighting),
     );
   }

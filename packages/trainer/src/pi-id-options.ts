@@ -5,6 +5,8 @@ import {
   type EMAOptions,
   type FamilyOptionValues,
   InvalidArgumentError,
+  LOSS_WEIGHTINGS,
+  type LossWeighting,
   type PolicyFamily,
   type Random,
   resolveFamilyOptions,
@@ -64,8 +66,8 @@ export interface PiIDTrainerOptions<P = unknown> {
   lossScale?: number;
   /**
    * How the velocity errors at the intermediate states are weighted: `'velocity'` (the reference: plain L2 on
-   * u), `'sigma'` (times σ) or `'x0'` (times σ², i.e. L2 on the implied x0). Default: the family's
-   * `training.lossWeighting`, else `'velocity'`.
+   * u), `'sigma'` (times σ), `'x0'` (times σ², i.e. L2 on the implied x0) or `'sigma3'` (times σ³: the x0
+   * loss times σ). Default: the family's `training.lossWeighting`, else `'velocity'`.
    */
   lossWeighting?: LossWeighting;
   /**
@@ -89,8 +91,7 @@ export interface PiIDTrainerOptions<P = unknown> {
   metadata?: Record<string, unknown>;
 }
 
-/** π-ID loss weight per intermediate state: 1 (`'velocity'`), σ (`'sigma'`) or σ² (`'x0'`). */
-export type LossWeighting = 'velocity' | 'sigma' | 'x0';
+export type { LossWeighting };
 
 export interface StepMetrics {
   /** Optimiser steps completed after this one. */
@@ -217,10 +218,10 @@ export function resolvePiIDOptions<P>(options: PiIDTrainerOptions<P>): {
     assertNumber('checkpoint.every', options.checkpoint.every ?? 100, { min: 1, integer: true });
   }
   const lossWeighting = options.lossWeighting ?? family.training?.lossWeighting ?? 'velocity';
-  if (!['velocity', 'sigma', 'x0'].includes(lossWeighting)) {
+  if (!(LOSS_WEIGHTINGS as readonly string[]).includes(lossWeighting)) {
     throw new InvalidArgumentError(
       'lossWeighting',
-      "'velocity', 'sigma' or 'x0'",
+      `one of ${LOSS_WEIGHTINGS.map((w) => `'${w}'`).join(', ')}`,
       JSON.stringify(lossWeighting),
     );
   }
@@ -234,6 +235,8 @@ export function lossWeight(weighting: LossWeighting): (sigma: number) => number 
       return (s) => s;
     case 'x0':
       return (s) => s * s;
+    case 'sigma3':
+      return (s) => s * s * s;
     default:
       return () => 1;
   }

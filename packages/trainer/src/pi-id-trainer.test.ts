@@ -62,9 +62,9 @@ describe('π-ID trainer', () => {
     }
   });
 
-  it('weights the same states by 1, σ or σ²; accumulates micro-batches into one update', async () => {
+  it('weights the same states by 1, σ, σ² or σ³; accumulates micro-batches into one update', async () => {
     const losses: Record<string, number> = {};
-    for (const lossWeighting of ['velocity', 'sigma', 'x0'] as const) {
+    for (const lossWeighting of ['velocity', 'sigma', 'x0', 'sigma3'] as const) {
       const student = offsetPosteriorStudent(flow, [0.4, -0.3]);
       const trainer = createPiIDTrainer({
         student,
@@ -86,7 +86,8 @@ describe('π-ID trainer', () => {
     // σ ≤ 1 at every state, and < 1 at almost all: strictly decreasing
     expect(losses.sigma!).toBeLessThan(losses.velocity!);
     expect(losses.x0!).toBeLessThan(losses.sigma!);
-    expect(losses.x0!).toBeGreaterThan(0);
+    expect(losses.sigma3!).toBeLessThan(losses.x0!);
+    expect(losses.sigma3!).toBeGreaterThan(0);
     // the family's weighting applies unless overridden
     const student = offsetPosteriorStudent(flow, [0, 0]);
     const withFamily = (lossWeighting?: 'velocity') =>

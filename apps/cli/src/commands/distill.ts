@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { createPolicyRegistry, type PolicyFamily } from '@piflow/core';
+import { createPolicyRegistry, LOSS_WEIGHTINGS, type PolicyFamily } from '@piflow/core';
 import { Command, InvalidArgumentError as CommanderError, Option } from 'commander';
 import { prepareTraining, resolveTeacher, selectBackend } from '../context';
 import { DISTILL_DEFAULTS as D, distil } from '../distillation';
@@ -98,8 +98,8 @@ export function distillCommand(): Command {
     .addOption(
       new Option(
         '--loss-weighting <mode>',
-        "velocity (L2 on u, the reference), sigma or x0 (each state's error times σ or σ²); default: the family's",
-      ).choices(['velocity', 'sigma', 'x0']),
+        "velocity (L2 on u, the reference), sigma, x0 or sigma3 (each state's error times σ, σ² or σ³); default: the family's",
+      ).choices([...LOSS_WEIGHTINGS]),
     )
     .option(
       '--grad-clip <x>',

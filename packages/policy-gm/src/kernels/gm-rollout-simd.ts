@@ -676,7 +676,10 @@ const GROUPS_PER_CALL = 8 * INTERLEAVE;
  * 1 MiB chunks, 9 ms all at once.
  */
 const CHUNK_BYTES = 1 << 20;
-/** Chunks are this many times larger when threads share them (16 MiB: 31 ms against 34 ms at 4 MiB). */
+/**
+ * Chunks are this many times larger when threads share them (fewer hand-overs). 100 MNIST items on 2 threads
+ * (bench:gm-threads of @piflow/backend-node): 21.4 ms at 16 MiB, 20.5 at 4 MiB, 22.4 at 1 MiB — one run each.
+ */
 const THREADED_CHUNK_FACTOR = 16;
 
 /** The registered thread pool when it has threads to share and this engine has shared memory. */
@@ -704,7 +707,7 @@ export function gmRolloutSimd(arrays: GMRolloutArrays, plan: GMRolloutPlan): Flo
   if (
     kernel &&
     pool &&
-    chunkBytes(kernel.L, arrays, plan, groupsPerItem, 0, itemsPerChunk) > kernel.maxBytes
+    chunkLayout(kernel.L, arrays, plan, groupsPerItem, 0, itemsPerChunk).end > kernel.maxBytes
   ) {
     pool = undefined; // an item too large for the shared memory: one thread, in an unshared one
     kernel = kernelFor(K, C, false);
@@ -718,7 +721,10 @@ export function gmRolloutSimd(arrays: GMRolloutArrays, plan: GMRolloutPlan): Flo
   return out;
 }
 
-/** Where a chunk's parts lie in the kernel's memory (bytes): records, coefficient tables, units, raw arrays. */
+/**
+ * Where a chunk of items [first, end) lies in the kernel's memory (bytes): records, coefficient tables, work
+ * units, the raw arrays; `end` is the memory it needs.
+ */
 interface ChunkLayout {
   itemBytes: number;
   coefficients: number;
@@ -752,18 +758,6 @@ function chunkLayout(
   const xs = x + items * P * C * 4;
   const logw = xs + items * P * C * 4;
   return { itemBytes, coefficients, units, unitCount, means, x, xs, logw, end: logw + items * P * K * 4 };
-}
-
-/** Bytes of memory a chunk of items [first, end) needs. */
-function chunkBytes(
-  L: Layout,
-  arrays: GMRolloutArrays,
-  plan: GMRolloutPlan,
-  groupsPerItem: number,
-  first: number,
-  end: number,
-): number {
-  return chunkLayout(L, arrays, plan, groupsPerItem, first, end).end;
 }
 
 /** Copies items [first, end) into the kernel's memory, rolls them out, writes the results into `out`. */

@@ -658,10 +658,10 @@ function kernelFor(K: number, C: number, shared: boolean): Kernel | undefined {
   } catch {
     kernels.set(
       key,
-      WebAssembly.compile(bytes).then(
-        (module) => void kernels.set(key, instantiate(K, C, module, shared)),
-        () => void kernels.set(key, null),
-      ),
+      // instantiating can fail too (e.g. a shared memory the engine refuses): the JS kernel then
+      WebAssembly.compile(bytes)
+        .then((module) => void kernels.set(key, instantiate(K, C, module, shared)))
+        .catch(() => void kernels.set(key, null)),
     );
     return undefined;
   }

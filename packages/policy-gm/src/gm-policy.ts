@@ -273,7 +273,7 @@ export function createGMFamily(defaults: GMFamilyDefaults = {}): GMFamily {
       const state = tf.tidy(() => {
         const x0 = gmToX0Space(params, xSrc, tf.tensor1d(sigmaSrcValues));
         // Log-weights enter only through softmaxes (the velocity, the fused kernels, mixture draws): they are
-        // kept as given (a student's head already normalises them) and normalised on use.
+        // kept as given (the student head returns logits) and normalised on use.
         let logweights = x0.logweights;
         let variance = x0.variance;
         if (temperature < 1) {

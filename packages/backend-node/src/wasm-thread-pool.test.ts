@@ -2,6 +2,7 @@ import { createRandom, rollout } from '@piflow/core';
 import { useBackend } from '@piflow/core/testing';
 import {
   assembleModule,
+  convFilterGradSimd,
   F32,
   FunctionBody,
   I32,
@@ -111,5 +112,39 @@ describe('the fused GM rollout on a Node pool', () => {
       policy.dispose();
       tf.dispose([u.means, u.logweights, u.logstd, xSrc]);
     }
+  });
+});
+
+describe('the conv filter gradient kernel on a Node pool', () => {
+  it('splits the output channels over the threads and gives exactly the one-thread result', () => {
+    const s = { H: 9, W: 11, C: 8, Ho: 9, Wo: 11, Co: 48, kh: 3, kw: 3, top: 1, left: 1 };
+    const N = 5;
+    const memory = new WebAssembly.Memory({ initial: 16, maximum: 64, shared: true });
+    const heap = new Float32Array(memory.buffer);
+    const [x, dy] = [64, 64 + 4 * N * s.H * s.W * s.C];
+    const dw = dy + 4 * N * s.Ho * s.Wo * s.Co + 8; // not cache-line aligned
+    const filter = s.kh * s.kw * s.C * s.Co;
+    const scratch = dw + 4 * filter + 4;
+    for (let i = 0; i < (dw - x) / 4; i++) heap[x / 4 + i] = Math.sin(0.37 * i);
+    const runs: number[] = [];
+    const counting: WasmThreadPool = {
+      threads: pool.threads,
+      run(m, mem, tasks) {
+        runs.push(tasks.length);
+        pool.run(m, mem, tasks);
+      },
+    };
+    const grad = (threaded: boolean) => {
+      heap.fill(0, dw / 4, dw / 4 + filter);
+      const previous = setWasmThreadPool(threaded ? counting : undefined);
+      expect(convFilterGradSimd(memory, s, N, { x, dy, dw, scratch })).toBe(true);
+      setWasmThreadPool(previous);
+      return heap.slice(dw / 4, dw / 4 + filter);
+    };
+    const one = grad(false);
+    const three = grad(true);
+    expect(runs).toEqual([3]);
+    expect(three).toEqual(one);
+    expect(one.some((v) => v !== 0)).toBe(true);
   });
 });

@@ -14,6 +14,7 @@ export type ValueType = typeof I32 | typeof F32 | typeof V128;
 /** SIMD opcodes (after the 0xfd prefix). */
 export const Simd = {
   v128Load: 0x00,
+  v128Load32Splat: 0x09,
   v128Store: 0x0b,
   v128Const: 0x0c,
   f32x4Splat: 0x13,
@@ -26,6 +27,7 @@ export const Simd = {
   f32x4Sub: 0xe5,
   f32x4Mul: 0xe6,
   f32x4Div: 0xe7,
+  f32x4Min: 0xe8,
   f32x4Max: 0xe9,
   i32x4TruncSatF32x4S: 0xf8,
 } as const;
@@ -38,6 +40,7 @@ export const Op = {
   brIf: 0x0d,
   end: 0x0b,
   call: 0x10,
+  select: 0x1b,
   localGet: 0x20,
   localSet: 0x21,
   localTee: 0x22,
@@ -46,6 +49,8 @@ export const Op = {
   f32Store: 0x38,
   i32Const: 0x41,
   f32Const: 0x43,
+  i32LtS: 0x48,
+  i32GtS: 0x4a,
   i32GeU: 0x4f,
   i32Add: 0x6a,
   i32Sub: 0x6b,
@@ -166,6 +171,13 @@ export class FunctionBody {
   store128(offset: number): this {
     this.simd(Simd.v128Store);
     this.memarg(4, offset);
+    return this;
+  }
+
+  /** v128.load32_splat: the f32 at address (on the stack) + offset bytes in all four lanes. */
+  loadSplat32(offset: number): this {
+    this.simd(Simd.v128Load32Splat);
+    this.memarg(2, offset);
     return this;
   }
 

@@ -1,10 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { PiflowError } from './errors';
+import { convFilterGradOnWasm, type WasmHeapBackend } from './wasm-conv-filter-grad';
 
 /**
  * The wasm backend's BatchMatMul runs ~10× slower when asked to transpose an operand (`transposeA` /
  * `transposeB`) than on operands already laid out, and tfjs's own BatchMatMul gradient (and tf.layers' fused
- * matMul gradient) asks for exactly those transposes. This override materialises the cheaper transpose with
+ * matMul gradient) asks for exactly those transposes. A weight gradient aᵀ·b of one batch with many rows
+ * (≥ 64, b's columns a multiple of 4) runs as a 1×1 convolution's filter gradient (the SIMD kernel of
+ * wasm-conv-filter-grad.ts, split over the wasm thread pool). Otherwise this override materialises the cheaper transpose with
  * whatever wasm Transpose kernel is registered and calls the stock kernel without flags: aᵀ·b as
  * transpose(a)·b or (bᵀ·a)ᵀ, a·bᵀ as a·transpose(b) or (b·aᵀ)ᵀ, aᵀ·bᵀ as (b·a)ᵀ. The same sums (float32
  * rounding may differ in the last bits because the summation order differs). The one BatchMatMul override of
@@ -36,6 +39,31 @@ function swapLastTwo(rank: number): number[] {
   return perm;
 }
 
+/** Bytes of a and b per row of positions the weight-gradient kernel walks at a time. */
+const L1_ROW_BYTES = 32 * 1024;
+
+/** aᵀ·b for a [1…, K, M] and b [1…, K, N] as the filter gradient of a 1×1 convolution over K positions. */
+function weightGradient(backend: WasmHeapBackend, a: TensorInfoLike, b: TensorInfoLike) {
+  const rank = a.shape.length;
+  if (b.shape.length !== rank || size(a.shape.slice(0, -2)) !== 1 || size(b.shape.slice(0, -2)) !== 1) {
+    return undefined;
+  }
+  const [K, M] = a.shape.slice(-2) as [number, number];
+  const N = b.shape[rank - 1]!;
+  if (K < 64 || b.shape[rank - 2] !== K) return undefined;
+  // the K positions as rows of W (the largest divisor of K whose row of a and b fits in L1; else one row)
+  let W = K;
+  for (let w = Math.min(K, Math.floor(L1_ROW_BYTES / ((M + N) * 4))); w >= 8; w--) {
+    if (K % w === 0) {
+      W = w;
+      break;
+    }
+  }
+  const H = K / W;
+  const shape = { H, W, C: M, Ho: H, Wo: W, Co: N, kh: 1, kw: 1, top: 0, left: 0 };
+  return convFilterGradOnWasm(backend, shape, 1, a, b, [...a.shape.slice(0, -2), M, N]);
+}
+
 function makeOverride(stock: tf.KernelConfig): tf.KernelConfig {
   const kernelFunc: tf.KernelFunc = (args) => {
     const attrs = (args.attrs ?? {}) as { transposeA?: boolean; transposeB?: boolean };
@@ -63,6 +91,10 @@ function makeOverride(stock: tf.KernelConfig): tf.KernelConfig {
         backend: args.backend,
         attrs: { ...args.attrs, transposeA: false, transposeB: false },
       }) as TensorInfoLike;
+    if (transposeA && !transposeB) {
+      const out = weightGradient(args.backend as unknown as WasmHeapBackend, a, b);
+      if (out) return out as unknown as tf.TensorInfo;
+    }
     try {
       if (transposeA && transposeB) return t(keep(plain(b, a))) as unknown as tf.TensorInfo;
       const aRows = a.shape[a.shape.length - (transposeA ? 1 : 2)]!;

@@ -4,4 +4,5 @@
  * @module @piflow/core/wasm
  */
 export * from './wasm-assembler';
+export * from './wasm-conv-filter-grad';
 export * from './wasm-thread-pool';

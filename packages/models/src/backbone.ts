@@ -20,10 +20,10 @@ import {
   denseConcat,
   makeVariable,
   type NamedVariable,
-  silu,
   sinusoidalEmbedding,
   upsampleNearest2x,
 } from './layers';
+import { silu } from './silu';
 
 /**
  * A backbone: the body of a network, shared by teachers (velocity output) and students (policy heads).

@@ -1,6 +1,7 @@
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
 import { type GroupNormSimd, groupNormSimd } from './group-norm-simd';
+import { type KernelBackend, type KernelIO, kernelIO } from './kernel-io';
 import { makeVariable, type NamedVariable } from './layers';
 
 /**
@@ -271,17 +272,6 @@ function backwardLoop(
   }
 }
 
-interface KernelBackend {
-  // wasm
-  makeOutput?(shape: number[], dtype: tf.DataType): TensorInfo;
-  typedArrayFromHeap?(t: TensorInfo): Float32Array;
-  disposeData?(dataId: object): boolean;
-  wasm?: { wasmMemory?: WebAssembly.Memory; asm?: { memory?: WebAssembly.Memory } };
-  // cpu
-  data?: { get(dataId: object): { values: unknown } };
-  makeTensorInfo?(shape: number[], dtype: tf.DataType, values: Float32Array): TensorInfo;
-}
-
 /** SIMD kernels for one call, with a scratch buffer of floats in the wasm heap (released after the call). */
 interface SimdCall {
   kernels: GroupNormSimd;
@@ -290,38 +280,15 @@ interface SimdCall {
   release(): void;
 }
 
-/** Reads inputs and allocates outputs on the cpu or wasm backend. */
-function io(backend: KernelBackend) {
-  if (backend.makeOutput && backend.typedArrayFromHeap) {
-    // wasm: allocate every output first (allocation may grow the heap and detach earlier views).
-    return {
-      outputs(shapes: number[][]): { infos: TensorInfo[]; views: () => Float32Array[] } {
-        const infos = shapes.map((shape) => backend.makeOutput!(shape, 'float32'));
-        return { infos, views: () => infos.map((info) => backend.typedArrayFromHeap!(info)) };
-      },
-      read: (info: TensorInfo) => backend.typedArrayFromHeap!(info),
-      simd(C: number, scratchFloats: number): SimdCall | undefined {
-        // tfjs's heap: its own memory, or the imported shared one of the threaded build.
-        const memory = backend.wasm?.wasmMemory ?? backend.wasm?.asm?.memory;
-        const kernels = memory && backend.disposeData ? groupNormSimd(C, memory) : undefined;
-        if (!kernels) return undefined;
-        const scratch = backend.makeOutput!([scratchFloats], 'float32');
-        return {
-          kernels,
-          scratch: () => backend.typedArrayFromHeap!(scratch),
-          release: () => void backend.disposeData!(scratch.dataId),
-        };
-      },
-    };
-  }
+/** The GroupNorm SIMD kernels for C channels with a scratch buffer, where the backend is wasm and has them. */
+function simdCall(access: KernelIO, C: number, scratchFloats: number): SimdCall | undefined {
+  const kernels = access.memory ? groupNormSimd(C, access.memory) : undefined;
+  if (!kernels || !access.scratch || !access.release) return undefined;
+  const scratch = access.scratch(scratchFloats);
   return {
-    outputs(shapes: number[][]): { infos: TensorInfo[]; views: () => Float32Array[] } {
-      const arrays = shapes.map((shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)));
-      const infos = shapes.map((shape, i) => backend.makeTensorInfo!(shape, 'float32', arrays[i]!));
-      return { infos, views: () => arrays };
-    },
-    read: (info: TensorInfo) => backend.data!.get(info.dataId).values as Float32Array,
-    simd: (): SimdCall | undefined => undefined,
+    kernels,
+    scratch: () => access.read(scratch),
+    release: () => access.release!(scratch),
   };
 }
 
@@ -384,9 +351,9 @@ function dimensions(x: TensorInfo): { N: number; P: number; C: number } {
 function forwardKernel({ inputs, backend, attrs }: FusedKernelArgs): TensorInfo {
   const x = inputs.x!;
   const { N, P, C } = dimensions(x);
-  const access = io(backend);
+  const access = kernelIO(backend);
   const { infos, views } = access.outputs([x.shape]);
-  const simd = access.simd(C, 2 * C);
+  const simd = simdCall(access, C, 2 * C);
   const [y] = views();
   const arrays = { x: access.read(x), y: y! };
   try {
@@ -408,9 +375,9 @@ function forwardKernel({ inputs, backend, attrs }: FusedKernelArgs): TensorInfo 
 function backwardKernel({ inputs, backend, attrs }: FusedKernelArgs): TensorInfo[] {
   const x = inputs.x!;
   const { N, P, C } = dimensions(x);
-  const access = io(backend);
+  const access = kernelIO(backend);
   const { infos, views } = access.outputs([x.shape, [C], [C]]);
-  const simd = access.simd(C, 3 * C);
+  const simd = simdCall(access, C, 3 * C);
   const [dx, dScale, dShift] = views();
   const arrays = { x: access.read(x), dy: access.read(inputs.dy!), dx: dx! };
   try {

@@ -23,7 +23,6 @@ export {
   type DenseLayer,
   dense,
   type NamedVariable,
-  silu,
   sinusoidalEmbedding,
   TIME_SCALE,
 } from './layers';
@@ -63,6 +62,7 @@ export {
   type SafetensorsEntry,
   type SafetensorsFile,
 } from './safetensors';
+export { composedSilu, silu } from './silu';
 export {
   type FlowBatch,
   type FlowStepInfo,

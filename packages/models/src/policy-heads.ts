@@ -16,7 +16,8 @@ import {
 import * as tf from '@tensorflow/tfjs-core';
 import type { Backbone } from './backbone';
 import { assertBackbone, type FlowModel, isFlowModel } from './flow-model';
-import { createDense, type DenseLayer, dense, type NamedVariable, poolPositions, silu } from './layers';
+import { createDense, type DenseLayer, dense, type NamedVariable, poolPositions } from './layers';
+import { silu } from './silu';
 import { ensureWasmTrainingKernels } from './wasm-training-kernels';
 
 /** Options of {@link initStudentFromTeacher} (and of the students' `initFrom`). */

@@ -60,7 +60,10 @@ describe('wasm training kernels', () => {
     [[5, 7], [5, 9], true, false],
     [[7, 5], [9, 5], false, true],
     [[5, 7], [9, 5], true, true],
-    [[64, 3], [64, 300], true, false], // transposes b and the output instead of a
+    [[64, 3], [64, 300], true, false], // the SIMD weight-gradient kernel (64 rows, 300 columns)
+    [[1, 2000, 20], [1, 2000, 12], true, false], // the SIMD kernel, rows as 40 × 50
+    [[997, 8], [997, 16], true, false], // the SIMD kernel, a prime number of rows (one long row)
+    [[48, 3], [48, 300], true, false], // too few rows for it: transposes b and the output instead of a
     [[300, 8], [2, 8], false, true],
     [[3, 4, 6], [3, 4, 5], true, false],
     [[3, 6, 4], [3, 5, 4], false, true],
@@ -130,6 +133,14 @@ describe('wasm training kernels', () => {
     { x: [2, 8, 8, 3], k: [3, 3, 3, 4], stride: 2, pad: 'same' },
     { x: [2, 9, 8, 2], k: [3, 3, 2, 3], stride: 2, pad: 'valid' },
     { x: [2, 6, 6, 2], k: [3, 3, 2, 3], stride: 1, pad: 1 },
+    // stride 1, output channels a multiple of 4: the SIMD filter-gradient kernel (every tiling it picks)
+    { x: [3, 8, 8, 4], k: [3, 3, 4, 8], stride: 1, pad: 'same' },
+    { x: [2, 7, 9, 3], k: [3, 3, 3, 4], stride: 1, pad: 'valid' },
+    { x: [2, 9, 7, 6], k: [5, 5, 6, 12], stride: 1, pad: 'same' },
+    { x: [5, 6, 5, 8], k: [3, 3, 8, 16], stride: 1, pad: 1 },
+    { x: [4, 7, 7, 1], k: [3, 3, 1, 32], stride: 1, pad: 'same' },
+    { x: [2, 5, 4, 2], k: [5, 3, 2, 20], stride: 1, pad: 'same' },
+    { x: [3, 6, 7, 4], k: [2, 2, 4, 8], stride: 1, pad: 'valid' },
   ];
   for (const c of convCases) {
     it(`Conv2D gradients (x ${JSON.stringify(c.x)}, filter ${JSON.stringify(c.k)}, stride ${c.stride}, pad ${c.pad}) match cpu`, async () => {
@@ -171,6 +182,76 @@ describe('wasm training kernels', () => {
     const { value, grads } = tf.variableGrads(loss);
     expect(Object.keys(grads)).toEqual([w.name]);
     tf.dispose([x, w, value, ...Object.values(grads)]);
+  });
+
+  const sumCases: Array<[number[], number | number[], boolean]> = [
+    [[6, 5, 7, 8], [0, 1, 2], false], // a bias gradient: the SIMD per-channel sums
+    [[600, 12], 0, true], // several blocks of rows, keepDims
+    [[3, 4, 20], [1, 0], false], // axes given out of order
+    [[3, 4, 20], [-3, -2], true], // negative axes
+    [[4, 5, 6], [0, 1], false], // 6 channels: not a multiple of 4 (stock kernel)
+    [[4, 5, 8], [1, 2], false], // trailing axes (stock kernel)
+    [[4, 5, 8], [0, 2], false], // not contiguous (stock kernel)
+  ];
+  for (const [shape, axis, keepDims] of sumCases) {
+    it(`Sum ${JSON.stringify(shape)} over ${JSON.stringify(axis)}${keepDims ? ' (keepDims)' : ''} matches cpu`, async () => {
+      const x = values(shape.reduce((a, b) => a * b));
+      const f = () => {
+        const y = tf.tidy(() => tf.sum(tf.tensor(x, shape), axis, keepDims));
+        const out = { shape: y.shape, values: Float32Array.from(y.dataSync()) };
+        y.dispose();
+        return out;
+      };
+      const before = await on('wasm', () => tf.memory().numTensors);
+      const wasm = await on('wasm', f);
+      expect(tf.memory().numTensors).toBe(before);
+      const cpu = await on('cpu', f);
+      expect(wasm.shape).toEqual(cpu.shape);
+      expect(relativeError(wasm.values, cpu.values)).toBeLessThan(1e-6);
+    });
+  }
+
+  const poolCases: Array<[[number, number, number, number], number, 'valid' | 'same']> = [
+    [[3, 8, 6, 5], 2, 'valid'], // windows tile the input: the direct kernel
+    [[2, 9, 9, 4], 3, 'same'],
+    [[2, 7, 6, 3], 2, 'valid'], // 7 rows: the last is in no window (stock kernel)
+    [[2, 8, 8, 3], 3, 'same'], // overlapping-free but padded (stock kernel)
+  ];
+  for (const [shape, pool, pad] of poolCases) {
+    it(`AvgPoolGrad of a ${pool}×${pool} pool over ${JSON.stringify(shape)} (${pad}) matches cpu`, async () => {
+      const x = values(shape.reduce((a, b) => a * b));
+      let r: Float32Array | undefined;
+      const f = () =>
+        read(
+          tf.grad((t: tf.Tensor) => {
+            const y = tf.avgPool(t as tf.Tensor4D, pool, pool, pad);
+            r ??= values(y.size);
+            return tf.sum(tf.mul(y, tf.tensor(r, y.shape)));
+          })(tf.tensor4d(x, [...shape])),
+        )[0]!;
+      const wasm = await on('wasm', f);
+      const cpu = await on('cpu', f);
+      expect(relativeError(wasm, cpu)).toBeLessThan(1e-6);
+    });
+  }
+
+  it('Identity and same-dtype Cast share the input data (no copy); the result outlives the input', async () => {
+    await useBackend('wasm');
+    const before = tf.memory();
+    const x = tf.tensor([1, 2, 3, 4], [2, 2]);
+    const cloned = tf.clone(x);
+    const cast = tf.cast(x, 'float32');
+    const asInt = tf.cast(x, 'int32');
+    // data buffers of the backend: x's (shared by the clone and the cast) and the int32 copy
+    expect(tf.memory().numDataBuffers - before.numDataBuffers).toBe(2);
+    x.dispose();
+    expect(Array.from(cloned.dataSync())).toEqual([1, 2, 3, 4]);
+    expect(Array.from(cast.dataSync())).toEqual([1, 2, 3, 4]);
+    expect(asInt.dtype).toBe('int32');
+    expect(Array.from(asInt.dataSync())).toEqual([1, 2, 3, 4]);
+    tf.dispose([cloned, cast, asInt]);
+    expect(tf.memory().numTensors).toBe(before.numTensors);
+    expect(tf.memory().numDataBuffers).toBe(before.numDataBuffers);
   });
 
   it("gather's gradient (UnsortedSegmentSum) matches cpu", async () => {

@@ -6,8 +6,10 @@ import {
   PiflowError,
   uninstallWasmBatchMatMulFix,
 } from '@piflow/core';
+import { convFilterGradOnWasm } from '@piflow/core/wasm';
 import * as tf from '@tensorflow/tfjs-core';
 import { backend_util, type KernelConfig, type KernelFunc, type TensorInfo } from '@tensorflow/tfjs-core';
+import { groupNormSimd } from './group-norm-simd';
 
 /**
  * Kernels that make training fast (and possible) on the tfjs wasm backend, for every caller — our networks,
@@ -18,15 +20,21 @@ import { backend_util, type KernelConfig, type KernelFunc, type TensorInfo } fro
  * - BatchMatMul with transposeA/transposeB: the stock kernel is ~10× slower with the flags than an
  *   explicit transpose + plain matMul: @piflow/core's `installWasmBatchMatMulFix` (the project's one
  *   BatchMatMul override) is installed with the others.
- * - Conv2DBackpropFilter: missing on wasm (conv training throws). dW = conv2d of x transposed to [C, H, W, N]
- *   with dy transposed to [Ho, Wo, N, Co] as the filter (dilation = the forward stride), transposed back;
- *   a 1×1 stride-1 unpadded conv is a matMul xᵀ·dy.
+ * - Conv2DBackpropFilter: missing on wasm (conv training throws). Stride 1 (output channels a multiple of 4):
+ *   @piflow/core/wasm's SIMD kernel in the heap, split over the wasm thread pool (≈ 60 GFLOP/s on two
+ *   threads; 1.8× the route below). Otherwise dW = conv2d of x transposed to [C, H, W, N] with dy transposed
+ *   to [Ho, Wo, N, Co] as the filter (dilation = the forward stride), transposed back; a 1×1 stride-1
+ *   unpadded conv is a matMul xᵀ·dy.
  * - Conv2DBackpropInput (stride 1): the stock kernel is ~10× slower than a forward conv; dx = conv2d of dy
  *   with the filter flipped spatially and in/out channels swapped. Other strides use the stock kernel.
  * - Transpose: axes that stay adjacent are merged and size-1 axes dropped first; what is still of rank ≥ 5
  *   runs as a JS row copy (the stock kernel took 186 ms for a [64, 49, 3, 4, 32] attention-style permutation),
  *   the rest goes to the stock kernel at its reduced rank (fast up to rank 4).
  * - UnsortedSegmentSum: missing on wasm, needed by gather's gradient (e.g. tf.layers Embedding).
+ * - Identity and Cast to the same dtype share the input's data (the stock kernels copy it; a U-Net training
+ *   step made ~300 such copies through tfjs's gradients).
+ * - Sum over leading axes (bias gradients): per-channel SIMD sums instead of a transpose and a row sum.
+ * - AvgPoolGrad of pools whose windows tile the input (2×2 downsampling): a direct copy of dy / area.
  *
  * All results are the same sums as the stock kernels (float32 rounding may differ in the last bits because
  * the summation order differs).
@@ -34,9 +42,13 @@ import { backend_util, type KernelConfig, type KernelFunc, type TensorInfo } fro
 
 const MARK = Symbol.for('piflow.models.wasmTrainingKernel');
 const KERNELS = [
+  'AvgPoolGrad',
   'BatchMatMul',
+  'Cast',
   'Conv2DBackpropFilter',
   'Conv2DBackpropInput',
+  'Identity',
+  'Sum',
   'Transpose',
   'UnsortedSegmentSum',
 ] as const;
@@ -46,7 +58,9 @@ export type WasmTrainingKernelName = (typeof KERNELS)[number];
 export const wasmTrainingKernelNames: readonly WasmTrainingKernelName[] = KERNELS;
 
 interface WasmBackend {
+  wasm?: { wasmMemory?: WebAssembly.Memory; asm?: { memory?: WebAssembly.Memory } };
   makeOutput(shape: number[], dtype: tf.DataType): TensorInfo;
+  incRef(dataId: object): void;
   disposeData(dataId: object): boolean;
   typedArrayFromHeap(t: TensorInfo): Float32Array | Int32Array | Uint8Array;
 }
@@ -263,6 +277,12 @@ function conv2DBackpropFilter(args: KernelArgs): TensorInfo {
   const { inHeight: H, inWidth: W, outHeight: Ho, outWidth: Wo, strideHeight: sh, strideWidth: sw } = info;
   const N = x.shape[0]!;
   const { top, left } = info.padInfo;
+  const dyMatches = [N, Ho, Wo, Co].every((d, i) => dy.shape[i] === d);
+  if (dyMatches && sh === 1 && sw === 1 && info.dilationHeight === 1 && info.dilationWidth === 1) {
+    const shape = { H, W, C, Ho, Wo, Co, kh, kw, top, left };
+    const out = convFilterGradOnWasm(backend as never, shape, N, x, dy, filterShape);
+    if (out) return out as TensorInfo;
+  }
   if (kh === 1 && kw === 1 && sh === 1 && sw === 1 && top === 0 && left === 0 && Ho === H && Wo === W) {
     // 1×1: dW = x[NHW, C]ᵀ · dy[NHW, Co].
     const x2 = run('Reshape', backend, { x }, { shape: [N * H * W, C] });
@@ -325,6 +345,109 @@ function conv2DBackpropFilterLoop(args: KernelArgs, info: backend_util.Conv2DInf
 }
 
 // --------------------------------------------------------------------------------------------------------
+// Identity, Cast to the same dtype: the output shares the input's data (as Reshape does on wasm, and as the
+// cpu backend's Identity does); the stock kernels copy it (a gradient step made ~300 such copies).
+
+function identity(args: KernelArgs): TensorInfo {
+  const { inputs, backend } = args;
+  const x = inputs.x!;
+  if (x.dtype === 'string') return stock('Identity')(args as never) as TensorInfo;
+  backend.incRef(x.dataId);
+  return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
+}
+
+function cast(args: KernelArgs): TensorInfo {
+  const x = args.inputs.x!;
+  if (args.attrs.dtype === x.dtype && x.dtype !== 'string') return identity(args);
+  return stock('Cast')(args as never) as TensorInfo;
+}
+
+// --------------------------------------------------------------------------------------------------------
+// Sum over leading axes (a bias's gradient: [N, H, W, C] → [C]): per-channel sums over the rows with the
+// GroupNorm module's SIMD pass (float32 sums of SUM_ROWS rows, added in float64); the stock kernel transposes
+// the reduced axes to the end first (~3× slower). Other reductions go to the stock kernel.
+
+const SUM_ROWS = 256;
+
+function sum(args: KernelArgs): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const x = inputs.x!;
+  const rank = x.shape.length;
+  const axes = [attrs.axis as number | number[]]
+    .flat()
+    .map((a) => (a < 0 ? a + rank : a))
+    .sort((a, b) => a - b);
+  const leading = axes.length > 0 && axes.length < rank && axes.every((a, i) => a === i);
+  const rest = x.shape.slice(axes.length);
+  const C = size(rest);
+  const memory = backend.wasm?.wasmMemory ?? backend.wasm?.asm?.memory;
+  const kernels = leading && x.dtype === 'float32' && memory ? groupNormSimd(C, memory) : undefined;
+  if (!kernels) return stock('Sum')(args as never) as TensorInfo;
+  const out = backend.makeOutput(attrs.keepDims ? [...axes.map(() => 1), ...rest] : rest, 'float32');
+  const scratch = backend.makeOutput([2 * C], 'float32');
+  const rows = size(x.shape) / C;
+  const at = backend.typedArrayFromHeap(x).byteOffset;
+  const partial = backend.typedArrayFromHeap(scratch);
+  const acc = new Float64Array(C);
+  for (let r = 0; r < rows; r += SUM_ROWS) {
+    kernels.sums(at + r * C * 4, Math.min(SUM_ROWS, rows - r), partial.byteOffset);
+    for (let c = 0; c < C; c++) acc[c]! += partial[c]!;
+  }
+  backend.typedArrayFromHeap(out).set(acc);
+  release(backend, scratch);
+  return out;
+}
+
+// --------------------------------------------------------------------------------------------------------
+// AvgPoolGrad of pools whose windows tile the input (filter = stride, no padding, e.g. 2×2 downsampling):
+// each input position gets its window's dy / (filter area). The stock kernel is general and ~5× slower.
+
+function avgPoolGrad(args: KernelArgs): TensorInfo {
+  const { inputs, backend, attrs } = args;
+  const dy = inputs.dy!;
+  const input = inputs.input!;
+  const info = backend_util.computePool2DInfo(
+    input.shape as [number, number, number, number],
+    attrs.filterSize as [number, number] | number,
+    attrs.strides as [number, number] | number,
+    1,
+    attrs.pad as 'valid' | 'same' | number,
+    attrs.dimRoundingMode as 'floor' | 'round' | 'ceil' | undefined,
+  );
+  const { filterHeight: fh, filterWidth: fw, strideHeight: sh, strideWidth: sw, padInfo } = info;
+  const { batchSize: N, inHeight: H, inWidth: W, outHeight: Ho, outWidth: Wo, inChannels: C } = info;
+  const tiles =
+    fh === sh &&
+    fw === sw &&
+    padInfo.top === 0 &&
+    padInfo.left === 0 &&
+    Ho * sh === H &&
+    Wo * sw === W &&
+    dy.dtype === 'float32' &&
+    [N, Ho, Wo, C].every((d, i) => dy.shape[i] === d);
+  if (!tiles) return stock('AvgPoolGrad')(args as never) as TensorInfo;
+  const out = backend.makeOutput(input.shape, 'float32');
+  const src = backend.typedArrayFromHeap(dy);
+  const dst = backend.typedArrayFromHeap(out);
+  const scale = 1 / (fh * fw);
+  const row = new Float32Array(Wo * C);
+  for (let n = 0; n < N; n++) {
+    for (let i = 0; i < Ho; i++) {
+      const from = (n * Ho + i) * Wo * C;
+      for (let k = 0; k < row.length; k++) row[k] = src[from + k]! * scale;
+      for (let a = 0; a < fh; a++) {
+        let to = (n * H + i * sh + a) * W * C;
+        for (let j = 0; j < Wo; j++) {
+          const window = row.subarray(j * C, (j + 1) * C);
+          for (let b = 0; b < fw; b++, to += C) dst.set(window, to);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+// --------------------------------------------------------------------------------------------------------
 // UnsortedSegmentSum
 
 function unsortedSegmentSum(args: KernelArgs): TensorInfo {
@@ -353,6 +476,10 @@ function unsortedSegmentSum(args: KernelArgs): TensorInfo {
 // Registration
 
 const implementations: Record<string, (args: KernelArgs) => TensorInfo> = {
+  AvgPoolGrad: avgPoolGrad,
+  Cast: cast,
+  Identity: identity,
+  Sum: sum,
   Conv2DBackpropFilter: conv2DBackpropFilter,
   Conv2DBackpropInput: conv2DBackpropInput,
   Transpose: transpose,

@@ -281,11 +281,11 @@ export function createGMFamily(defaults: GMFamilyDefaults = {}): GMFamily {
           variance = tf.mul(variance, temperature);
         }
         if (dropMask) {
-          const mask = tf.tensor(dropMask, [B, ...new Array<number>(xSrc.rank - 2).fill(1), K], 'bool');
-          logweights = tf.where(
-            tf.broadcastTo(mask, logweights.shape),
-            tf.fill(logweights.shape, -Infinity),
+          // −∞ added to the dropped components' log-weights (a broadcast add: no [B, …, K] mask is built)
+          const drop = Float32Array.from(dropMask, (d) => (d ? -Infinity : 0));
+          logweights = tf.add(
             logweights,
+            tf.tensor(drop, [B, ...new Array<number>(xSrc.rank - 2).fill(1), K]),
           );
         }
         const meanNorms = tf.sum(tf.square(x0.means), -1);

@@ -51,11 +51,13 @@ for (const [N, H, C, Co] of [
   const dy = random.normalTensor([N!, H!, H!, Co!]) as tf.Tensor4D;
   const simd = await median(
     () =>
-      tf.engine().runKernel(
-        'Conv2DBackpropFilter',
-        { x, dy },
-        { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, C!, Co!] },
-      ) as tf.Tensor,
+      tf
+        .engine()
+        .runKernel(
+          'Conv2DBackpropFilter',
+          { x, dy },
+          { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, C!, Co!] },
+        ) as tf.Tensor,
   );
   const conv = await median(() =>
     tf.tidy(() => {
@@ -79,6 +81,8 @@ for (const [N, H, C, Co] of [
 console.log(
   `Conv2DBackpropFilter, 3×3 'same', wasm one thread (Node ${process.version}); median of ${REPEATS}, GFLOP/s after the time`,
 );
-console.log('| x → output channels | transposes + XNNPACK conv | SIMD kernel | speed-up | relative difference |');
+console.log(
+  '| x → output channels | transposes + XNNPACK conv | SIMD kernel | speed-up | relative difference |',
+);
 console.log('|---|---|---|---|---|');
 for (const row of rows) console.log(row);

@@ -1,14 +1,36 @@
+import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AdamW } from './adamw';
 import { useBackend } from './testing';
 
+// 'cpu-ops': the cpu backend's kernels under another name, so that AdamW takes its tfjs-op path (what WebGPU
+// runs) instead of the fused kernels it uses on cpu and wasm.
+async function cpuOps(): Promise<void> {
+  await useBackend('cpu');
+  if (!tf.findBackend('cpu-ops')) {
+    tf.registerBackend('cpu-ops', () => new MathBackendCPU());
+    for (const kernel of tf.getKernelsForBackend('cpu')) {
+      if (!kernel.kernelName.startsWith('Piflow')) tf.registerKernel({ ...kernel, backendName: 'cpu-ops' });
+    }
+  }
+  await tf.setBackend('cpu-ops');
+}
+
 describe('AdamW', () => {
   beforeAll(() => useBackend('cpu'));
 
-  it.each([0, 1])(
-    'matches a float64 reference with warm-up, clipping from update %i and decoupled weight decay',
-    (gradientClipBegin) => {
+  it.each([
+    [0, 'cpu'],
+    [1, 'cpu'],
+    [1, 'wasm'],
+    [0, 'cpu-ops'],
+    [1, 'cpu-ops'],
+  ])(
+    'matches a float64 reference with warm-up, clipping from update %i and decoupled weight decay (%s)',
+    async (gradientClipBegin, backend) => {
+      if (backend === 'cpu-ops') await cpuOps();
+      else await useBackend(backend as string);
       const w = tf.variable(tf.tensor1d([1, -2, 0.5]));
       const options = {
         learningRate: 0.1,
@@ -53,6 +75,9 @@ describe('AdamW', () => {
       opt.setState(state);
       tf.dispose([nan, w]);
       opt.dispose();
+      // the fused kernels run on cpu and wasm (registered by the first update), the tfjs ops elsewhere
+      expect(tf.getKernel('PiflowAdamWUpdate', tf.getBackend()) !== undefined).toBe(backend !== 'cpu-ops');
+      await useBackend('cpu');
     },
   );
 

@@ -1,5 +1,7 @@
+import type { TensorInfo } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
 import { InvalidArgumentError } from './errors';
+import { type KernelBackend, kernelIO } from './kernel-io';
 import { assertNumber, describeValue } from './validation';
 
 export interface AdamWOptions {
@@ -38,9 +40,84 @@ export interface AdamWState {
  * buffers per stage, so AddN over more than 7 gradients fails validation there and returns garbage.
  */
 function squaredNorm(gradients: readonly tf.Tensor[]): tf.Tensor {
+  if (fused(gradients)) {
+    return tf
+      .engine()
+      .runKernel(SQUARED_NORM, Object.fromEntries(gradients.map((g, i) => [`g${i}`, g]))) as tf.Tensor;
+  }
   return tf.tidy(() =>
     gradients.map((g) => tf.sum(tf.square(g))).reduce((total, s) => tf.add(total, s), tf.scalar(0)),
   );
+}
+
+// On the cpu and wasm backends the squared norm and each variable's update are one kernel each (JS loops over
+// the backend's arrays, float64 arithmetic): a U-Net of ~100 variables otherwise runs ~17 tfjs ops per
+// variable per step, whose per-op cost dominates for small tensors. Other backends (WebGPU) run the ops.
+const SQUARED_NORM = 'PiflowSquaredNorm';
+const UPDATE = 'PiflowAdamWUpdate';
+const FUSED_BACKENDS = ['cpu', 'wasm'];
+
+/** Whether the fused kernels run these tensors (float32 on cpu or wasm); registers them the first time. */
+function fused(tensors: readonly tf.Tensor[]): boolean {
+  const backend = tf.getBackend();
+  if (!FUSED_BACKENDS.includes(backend) || tensors.some((t) => t.dtype !== 'float32')) return false;
+  if (!tf.getKernel(UPDATE, backend)) {
+    tf.registerKernel({
+      kernelName: SQUARED_NORM,
+      backendName: backend,
+      kernelFunc: squaredNormKernel as never,
+    });
+    tf.registerKernel({ kernelName: UPDATE, backendName: backend, kernelFunc: updateKernel as never });
+  }
+  return true;
+}
+
+interface UpdateAttrs {
+  clip: number;
+  beta1: number;
+  beta2: number;
+  b1t: number;
+  b2t: number;
+  epsilon: number;
+  lr: number;
+  decay: number;
+}
+
+interface KernelArgs {
+  inputs: Record<string, TensorInfo>;
+  backend: KernelBackend;
+  attrs: UpdateAttrs;
+}
+
+function squaredNormKernel({ inputs, backend }: KernelArgs): TensorInfo {
+  const access = kernelIO(backend);
+  const { infos, views } = access.outputs([[]]);
+  let total = 0;
+  for (const info of Object.values(inputs)) {
+    const g = access.read(info);
+    for (let i = 0; i < g.length; i++) total += g[i]! * g[i]!;
+  }
+  views()[0]![0] = total;
+  return infos[0]!;
+}
+
+/** The new parameter, first and second moments of one variable (the composed update below, fused). */
+function updateKernel({ inputs, backend, attrs }: KernelArgs): TensorInfo[] {
+  const access = kernelIO(backend);
+  const shape = inputs.param!.shape;
+  const { infos, views } = access.outputs([shape, shape, shape]);
+  const [param, m, v] = views() as [Float32Array, Float32Array, Float32Array];
+  const [p0, m0, v0, g0] = ['param', 'm', 'v', 'g'].map((name) => access.read(inputs[name]!));
+  const { clip, beta1, beta2, b1t, b2t, epsilon, lr, decay } = attrs;
+  for (let i = 0; i < param.length; i++) {
+    const g = g0![i]! * clip;
+    const mi = beta1 * m0![i]! + (1 - beta1) * g;
+    const vi = beta2 * v0![i]! + (1 - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    param[i] = p0![i]! * (1 - lr * decay) - (lr * (mi / b1t)) / (Math.sqrt(vi / b2t) + epsilon);
+  }
+  return infos;
 }
 
 /**
@@ -157,6 +234,27 @@ export class AdamW {
     const b1t = 1 - this.beta1 ** this.t;
     const b2t = 1 - this.beta2 ** this.t;
     this.variables.forEach((variable, i) => {
+      if (fused([variable, gradients[i]!])) {
+        const [param, m, v] = tf.engine().runKernel(
+          UPDATE,
+          { param: variable, m: this.m[i]!, v: this.v[i]!, g: gradients[i]! },
+          {
+            clip,
+            beta1: this.beta1,
+            beta2: this.beta2,
+            b1t,
+            b2t,
+            epsilon: this.epsilon,
+            lr,
+            decay: this.weightDecay,
+          },
+        ) as tf.Tensor[];
+        variable.assign(param!);
+        tf.dispose([param!, this.m[i]!, this.v[i]!]);
+        this.m[i] = m!;
+        this.v[i] = v!;
+        return;
+      }
       const [m, v] = tf.tidy(() => {
         const g = clip === 1 ? gradients[i]! : tf.mul(gradients[i]!, clip);
         const m = tf.add(tf.mul(this.m[i]!, this.beta1), tf.mul(g, 1 - this.beta1));

@@ -49,6 +49,7 @@ export {
   hasFusedRolloutKernel,
   runFusedRollout,
 } from './fused-rollout';
+export { type KernelBackend, type KernelIO, kernelIO } from './kernel-io';
 export {
   type FamilyOptionSpec,
   type FamilyOptionSpecs,

@@ -1,7 +1,7 @@
+import { type KernelBackend, type KernelIO, kernelIO } from '@piflow/core';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
 import { type GroupNormSimd, groupNormSimd } from './group-norm-simd';
-import { type KernelBackend, type KernelIO, kernelIO } from './kernel-io';
 import { makeVariable, type NamedVariable } from './layers';
 
 /**

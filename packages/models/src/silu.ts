@@ -1,6 +1,6 @@
+import { type KernelBackend, kernelIO } from '@piflow/core';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
-import { type KernelBackend, kernelIO } from './kernel-io';
 import { siluSimd } from './silu-simd';
 
 /**

@@ -1,7 +1,7 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 
-/** What piflow's own cpu and wasm kernels use of a tfjs backend. */
+/** What piflow's own cpu and wasm kernels (AdamW here, GroupNorm and SiLU in @piflow/models) use of a backend. */
 export interface KernelBackend {
   // wasm
   makeOutput?(shape: number[], dtype: tf.DataType): TensorInfo;

@@ -7,8 +7,9 @@ import { convFilterGradOnWasm, type WasmHeapBackend } from './wasm-conv-filter-g
  * `transposeB`) than on operands already laid out, and tfjs's own BatchMatMul gradient (and tf.layers' fused
  * matMul gradient) asks for exactly those transposes. A weight gradient aᵀ·b of one batch with many rows
  * (≥ 64, b's columns a multiple of 4) runs as a 1×1 convolution's filter gradient (the SIMD kernel of
- * wasm-conv-filter-grad.ts, split over the wasm thread pool). Otherwise this override materialises the cheaper transpose with
- * whatever wasm Transpose kernel is registered and calls the stock kernel without flags: aᵀ·b as
+ * wasm-conv-filter-grad.ts, split over the wasm thread pool). Otherwise this override materialises the
+ * cheaper transpose with whatever wasm Transpose kernel is registered and calls the stock kernel without
+ * flags: aᵀ·b as
  * transpose(a)·b or (bᵀ·a)ᵀ, a·bᵀ as a·transpose(b) or (b·aᵀ)ᵀ, aᵀ·bᵀ as (b·a)ᵀ. The same sums (float32
  * rounding may differ in the last bits because the summation order differs). The one BatchMatMul override of
  * the project: `setupWasm` (@piflow/backend-node) and the wasm training kernels (@piflow/models) install it.

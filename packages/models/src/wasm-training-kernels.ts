@@ -277,8 +277,14 @@ function conv2DBackpropFilter(args: KernelArgs): TensorInfo {
   const { inHeight: H, inWidth: W, outHeight: Ho, outWidth: Wo, strideHeight: sh, strideWidth: sw } = info;
   const N = x.shape[0]!;
   const { top, left } = info.padInfo;
-  const dyMatches = [N, Ho, Wo, Co].every((d, i) => dy.shape[i] === d);
-  if (dyMatches && sh === 1 && sw === 1 && info.dilationHeight === 1 && info.dilationWidth === 1) {
+  if (![N, Ho, Wo, Co].every((d, i) => dy.shape[i] === d)) {
+    // e.g. a numeric padding with an even filter size, where tfjs's wasm forward conv and its shape rules disagree
+    throw new PiflowError(
+      `piflow wasm Conv2DBackpropFilter: dy has shape [${dy.shape}] but the convolution of x [${x.shape}] with a ` +
+        `[${filterShape}] filter gives [${[N, Ho, Wo, Co]}]; use 'same' or 'valid' padding`,
+    );
+  }
+  if (sh === 1 && sw === 1 && info.dilationHeight === 1 && info.dilationWidth === 1) {
     const shape = { H, W, C, Ho, Wo, Co, kh, kw, top, left };
     const out = convFilterGradOnWasm(backend as never, shape, N, x, dy, filterShape);
     if (out) return out as TensorInfo;

@@ -278,7 +278,6 @@ function conv2DBackpropFilter(args: KernelArgs): TensorInfo {
   const N = x.shape[0]!;
   const { top, left } = info.padInfo;
   if (![N, Ho, Wo, Co].every((d, i) => dy.shape[i] === d)) {
-    // e.g. a numeric padding with an even filter size, where tfjs's wasm forward conv and its shape rules disagree
     throw new PiflowError(
       `piflow wasm Conv2DBackpropFilter: dy has shape [${dy.shape}] but the convolution of x [${x.shape}] with a ` +
         `[${filterShape}] filter gives [${[N, Ho, Wo, Co]}]; use 'same' or 'valid' padding`,

@@ -7,20 +7,13 @@
 // Expected before measuring: the conv route reduces over N·H·W inputs per output with a 28 × 28 "filter" and a
 // 3 × 3 output, which XNNPACK is not built for: ≈ 2× the forward convolution's time; a register-tiled outer
 // product per tap should run near the forward convolution's speed (≈ 30 GFLOP/s on one thread).
-import { createRequire } from 'node:module';
-import path from 'node:path';
 import { createRandom, registerGradients } from '@piflow/core';
-import { relativeError } from '@piflow/core/testing';
-import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { relativeError, useBackend } from '@piflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
 import { registerWasmTrainingKernels } from '../src/wasm-training-kernels';
 
-const require = createRequire(import.meta.url);
-let dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
-while (!dir.endsWith(`${path.sep}dist`) && dir !== path.dirname(dir)) dir = path.dirname(dir);
-setWasmPaths(`${dir}${path.sep}`);
 await registerGradients();
-await tf.setBackend('wasm');
+await useBackend('wasm');
 registerWasmTrainingKernels();
 const REPEATS = 7;
 

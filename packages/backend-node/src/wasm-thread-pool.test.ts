@@ -32,6 +32,19 @@ afterAll(() => pool.close());
 const sharedMemory = () => new WebAssembly.Memory({ initial: 1, maximum: 16, shared: true });
 const fill = (at: number, count: number, value: number) => ({ name: 'fill', args: [at, count, value] });
 
+/** The real pool, recording how many tasks each run is given. */
+function countingPool(): { runs: number[]; counting: WasmThreadPool } {
+  const runs: number[] = [];
+  const counting: WasmThreadPool = {
+    threads: pool.threads,
+    run(m, memory, tasks) {
+      runs.push(tasks.length);
+      pool.run(m, memory, tasks);
+    },
+  };
+  return { runs, counting };
+}
+
 describe('createNodeWasmThreadPool', () => {
   it('runs one task per thread in one shared memory, and again on a grown memory', () => {
     expect(pool.threads).toBe(3);
@@ -77,15 +90,7 @@ describe('createNodeWasmThreadPool', () => {
 describe('the fused GM rollout on a Node pool', () => {
   it('splits over the threads and gives exactly the one-thread result (several chunks, odd positions)', async () => {
     await useBackend('cpu');
-    const runs: number[] = [];
-    // the real pool, counting the tasks it is given
-    const counting: WasmThreadPool = {
-      threads: pool.threads,
-      run(m, memory, tasks) {
-        runs.push(tasks.length);
-        pool.run(m, memory, tasks);
-      },
-    };
+    const { runs, counting } = countingPool();
     const random = createRandom(4);
     for (const [shape, K] of [
       [[100, 28, 28, 1], 8],
@@ -126,14 +131,7 @@ describe('the conv filter gradient kernel on a Node pool', () => {
     const filter = s.kh * s.kw * s.C * s.Co;
     const scratch = dw + 4 * filter + 4;
     for (let i = 0; i < (dw - x) / 4; i++) heap[x / 4 + i] = Math.sin(0.37 * i);
-    const runs: number[] = [];
-    const counting: WasmThreadPool = {
-      threads: pool.threads,
-      run(m, mem, tasks) {
-        runs.push(tasks.length);
-        pool.run(m, mem, tasks);
-      },
-    };
+    const { runs, counting } = countingPool();
     const grad = (threaded: boolean) => {
       heap.fill(0, dw / 4, dw / 4 + filter);
       const previous = setWasmThreadPool(threaded ? counting : undefined);

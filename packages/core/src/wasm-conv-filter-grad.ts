@@ -253,10 +253,15 @@ interface Kernel {
 const compiled = new Map<string, Kernel | 'compiling' | 'unsupported'>();
 const instances = new WeakMap<WebAssembly.Memory, Map<string, WebAssembly.Exports>>();
 
+/** One module (and one instance per memory) per convolution shape and memory kind. */
+function keyOf(s: ConvShape, shared: boolean): string {
+  return `${Object.values(s).join(',')}/${shared}`;
+}
+
 function kernelFor(s: ConvShape, shared: boolean): Kernel | undefined {
   const tiling = tilingOf(s.C, s.Co);
   if (!tiling) return undefined;
-  const key = `${Object.values(s).join(',')}/${shared}`;
+  const key = keyOf(s, shared);
   const existing = compiled.get(key);
   if (existing === 'compiling' || existing === 'unsupported') return undefined;
   if (existing) return existing;
@@ -401,7 +406,7 @@ export function convFilterGradOnWasm(
 const CACHE_LINE = 64;
 
 function instanceFor(kernel: Kernel, memory: WebAssembly.Memory, s: ConvShape, shared: boolean) {
-  const key = `${Object.values(s).join(',')}/${shared}`;
+  const key = keyOf(s, shared);
   let byMemory = instances.get(memory);
   if (!byMemory) {
     byMemory = new Map();

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { isTensor } from './validation';
 
 /**
  * A new handle on the same data that no gradient flows through: it wraps the tensor's data id (the backend's
@@ -14,4 +15,17 @@ export function detachTensor<T extends tf.Tensor>(tensor: T): T {
       { dataId: tensor.dataId, shape: tensor.shape, dtype: tensor.dtype },
       backend,
     ) as T;
+}
+
+/**
+ * The params object with every tensor (one level deep) replaced by a detached view of the same data: no
+ * gradient flows through it to the original. The caller owns the views (dispose them with `disposeParams`).
+ */
+export function detachParams<T>(params: T): T {
+  if (typeof params !== 'object' || params === null) return params;
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(params)) {
+    out[key] = isTensor(value) ? detachTensor(value) : value;
+  }
+  return out as T;
 }

@@ -27,7 +27,7 @@ export {
   velocityToPrediction,
   x0FromVelocity,
 } from './conventions';
-export { detachTensor } from './detach';
+export { detachParams, detachTensor } from './detach';
 export { EMA, type EMAOptions, type EMAState } from './ema';
 export { InvalidArgumentError, PiflowError } from './errors';
 export {
@@ -74,6 +74,7 @@ export {
   type PolicyRegistry,
   UnknownPolicyFamilyError,
 } from './policy-registry';
+export { runQueriesAsync, runQueriesSync } from './query-generator';
 export { createRandom, Random, type RandomState } from './random';
 export { registerGradients } from './register-gradients';
 export {

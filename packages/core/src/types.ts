@@ -59,6 +59,12 @@ export interface TeacherMetadata {
 export interface Teacher {
   readonly metadata: TeacherMetadata;
   velocity(x: tf.Tensor, sigma: Sigma, condition?: Condition): Promise<tf.Tensor>;
+  /**
+   * The same velocity computed synchronously, offered by teachers that run in this process (tfjs models,
+   * analytic flows). The π-ID trainer then queries the teacher inside its gradient pass and evaluates the
+   * student once per iteration instead of twice. A teacher that offers it must answer through it.
+   */
+  velocitySync?(x: tf.Tensor, sigma: Sigma, condition?: Condition): tf.Tensor;
   dispose?(): void;
 }
 

@@ -150,34 +150,36 @@ export function createFlowModel(backbone: Backbone, options: FlowModelOptions = 
         conditionNames: backbone.numClasses === undefined ? [] : ['labels'],
         description: `${backbone.kind} flow model${g === 1 ? '' : `, CFG ${g}${everywhere ? '' : ` on σ ∈ [${interval[0]}, ${interval[1]}]`}`}`,
       };
+      const velocitySync = (x: tf.Tensor, sigma: Sigma, condition?: Condition): tf.Tensor => {
+        if (g === 1) return model.velocity(x, sigma, condition);
+        assertTensor('x', x, { rank: backbone.inputRank });
+        const B = x.shape[0]!;
+        assertSigma('sigma', sigma, B);
+        return tf.tidy(() => {
+          const s = typeof sigma === 'number' ? sigmaVector(sigma, B) : sigma;
+          const labels = condition?.labels ?? tf.fill([B], backbone.numClasses!, 'int32');
+          const both = model.velocity(tf.concat([x, x], 0), tf.concat([s, s], 0) as tf.Tensor1D, {
+            labels: tf.concat([labels, tf.fill([B], backbone.numClasses!, 'int32')], 0),
+          });
+          const [conditional, unconditional] = tf.split(both, 2, 0) as [tf.Tensor, tf.Tensor];
+          // per sample: g − 1 inside the interval, 0 outside (computed on the device, no readback)
+          const gain = everywhere
+            ? tf.scalar(g - 1)
+            : tf.reshape(
+                tf.where(
+                  tf.logicalAnd(tf.greaterEqual(s, interval[0]), tf.lessEqual(s, interval[1])),
+                  tf.fill([B], g - 1),
+                  tf.zeros([B]),
+                ),
+                [B, ...new Array<number>(x.rank - 1).fill(1)],
+              );
+          return tf.add(conditional, tf.mul(tf.sub(conditional, unconditional), gain));
+        });
+      };
       return {
         metadata,
-        async velocity(x, sigma, condition) {
-          if (g === 1) return model.velocity(x, sigma, condition);
-          assertTensor('x', x, { rank: backbone.inputRank });
-          const B = x.shape[0]!;
-          assertSigma('sigma', sigma, B);
-          return tf.tidy(() => {
-            const s = typeof sigma === 'number' ? sigmaVector(sigma, B) : sigma;
-            const labels = condition?.labels ?? tf.fill([B], backbone.numClasses!, 'int32');
-            const both = model.velocity(tf.concat([x, x], 0), tf.concat([s, s], 0) as tf.Tensor1D, {
-              labels: tf.concat([labels, tf.fill([B], backbone.numClasses!, 'int32')], 0),
-            });
-            const [conditional, unconditional] = tf.split(both, 2, 0) as [tf.Tensor, tf.Tensor];
-            // per sample: g − 1 inside the interval, 0 outside (computed on the device, no readback)
-            const gain = everywhere
-              ? tf.scalar(g - 1)
-              : tf.reshape(
-                  tf.where(
-                    tf.logicalAnd(tf.greaterEqual(s, interval[0]), tf.lessEqual(s, interval[1])),
-                    tf.fill([B], g - 1),
-                    tf.zeros([B]),
-                  ),
-                  [B, ...new Array<number>(x.rank - 1).fill(1)],
-                );
-            return tf.add(conditional, tf.mul(tf.sub(conditional, unconditional), gain));
-          });
-        },
+        velocitySync,
+        velocity: async (x, sigma, condition) => velocitySync(x, sigma, condition),
       };
     },
     dispose() {

@@ -100,6 +100,72 @@ describeTeacherContract('classifier-free guidance wrapper (batched, null label)'
 describe('withClassifierFreeGuidance', () => {
   beforeAll(() => useBackend('cpu'));
 
+  it('answers synchronously exactly when the wrapped teacher does, with the same velocity', async () => {
+    const asyncOnly = conditionalTeacher([]);
+    const calls: number[] = [];
+    const inner = conditionalTeacher(calls);
+    // the same teacher answering synchronously too: its async path resolved at once
+    const local: Teacher = {
+      ...inner,
+      velocitySync(x, sigma, condition) {
+        calls.push(x.shape[0]!);
+        return tf.tidy(() => {
+          const labels = condition!.labels!;
+          let u = tf.zerosLike(x);
+          flows.forEach((flow, k) => {
+            u = tf.add(u, tf.mul(tf.slice(labels, [0, k], [-1, 1]), flow.velocity(x, sigma)));
+          });
+          return u;
+        });
+      },
+    };
+    const options = {
+      guidanceScale: 3,
+      interval: [0.2, 0.8] as const,
+      unconditional: { labels: oneHot([K]) },
+    };
+    expect(withClassifierFreeGuidance(asyncOnly, options).velocitySync).toBeUndefined();
+    for (const batched of [true, false]) {
+      const guided = withClassifierFreeGuidance(local, { ...options, batched });
+      const x = createRandom(5).normalTensor([4, 2]);
+      const condition = { labels: oneHot([0, 1, 2, 1]) };
+      const sigma = tf.tensor1d([0.1, 0.3, 0.5, 0.9]);
+      const before = tf.memory().numTensors;
+      calls.length = 0;
+      const sync = guided.velocitySync!(x, sigma, condition);
+      expect(calls).toEqual(batched ? [8] : [4, 4]);
+      const async = await withClassifierFreeGuidance(asyncOnly, { ...options, batched }).velocity(
+        x,
+        sigma,
+        condition,
+      );
+      expect(tf.memory().numTensors - before).toBe(2);
+      expect(maxAbsDifference(sync.dataSync(), async.dataSync())).toBe(0);
+      const reference = cfgReference(
+        x.dataSync() as Float32Array,
+        [0.1, 0.3, 0.5, 0.9],
+        [0, 1, 2, 1],
+        3,
+        [0.2, 0.8],
+      );
+      expect(maxAbsDifference(sync.dataSync(), reference)).toBeLessThan(3e-5);
+      // an error of the wrapped teacher's synchronous answer surfaces, and nothing is left behind
+      const failing = withClassifierFreeGuidance(
+        {
+          ...local,
+          velocitySync: () => {
+            throw new Error('lost the model');
+          },
+        },
+        { ...options, batched },
+      );
+      const count = tf.memory().numTensors;
+      expect(() => failing.velocitySync!(x, sigma, condition)).toThrow('lost the model');
+      expect(tf.memory().numTensors).toBe(count);
+      tf.dispose([x, sigma, sync, async, condition.labels]);
+    }
+  });
+
   it('batches cond + uncond into one call of 2B, or makes two calls of B, with the same result', async () => {
     const batchedCalls: number[] = [];
     const separateCalls: number[] = [];

@@ -6,6 +6,8 @@ import {
   InvalidArgumentError,
   isTensor,
   type Random,
+  runQueriesAsync,
+  runQueriesSync,
   type Sigma,
   sigmaValues,
   type Teacher,
@@ -32,6 +34,13 @@ export interface ClassifierFreeGuidanceOptions {
    * or in two calls of size B.
    */
   batched?: boolean;
+}
+
+/** One call of the wrapped teacher. */
+interface TeacherCall {
+  x: tf.Tensor;
+  sigma: Sigma;
+  condition: Condition | undefined;
 }
 
 function tileToBatch(condition: Condition, batch: number): Condition {
@@ -91,61 +100,73 @@ export function withClassifierFreeGuidance(
     description: `${teacher.metadata.description ?? 'teacher'} with CFG ${scale} on σ ∈ [${interval[0]}, ${interval[1]}]`,
   };
 
+  // One body for both answers: it yields each call of the wrapped teacher and is resumed with its velocity.
+  function* guided(
+    x: tf.Tensor,
+    sigma: Sigma,
+    condition: Condition | undefined,
+  ): Generator<TeacherCall, tf.Tensor, tf.Tensor> {
+    assertTensor('x', x, { minRank: 2 });
+    const batch = x.shape[0]!;
+    if (condition === undefined) {
+      throw new InvalidArgumentError(
+        'condition',
+        'the conditional inputs (classifier-free guidance needs a condition)',
+        'undefined',
+      );
+    }
+    assertCondition(condition, names, batch);
+    const sigmas = sigmaValues(sigma as Sigma, batch);
+    const gains = Float32Array.from(sigmas, (s) => (s >= interval[0] && s <= interval[1] ? scale : 1));
+    if (gains.every((g) => g === 1)) return yield { x, sigma, condition };
+    const uncond =
+      typeof unconditional === 'function'
+        ? unconditional(condition)
+        : tf.tidy(() => tileToBatch(unconditional, batch));
+    const ownsUncond = typeof unconditional !== 'function';
+    try {
+      assertCondition(uncond, names, batch);
+      let uCond: tf.Tensor;
+      let uUncond: tf.Tensor;
+      if (batched) {
+        const x2 = tf.concat([x, x], 0);
+        const s2 = isTensor(sigma) ? tf.concat([sigma, sigma], 0) : sigma;
+        const c2: Record<string, tf.Tensor> = {};
+        for (const name of Object.keys(condition)) {
+          if (uncond[name]) c2[name] = tf.concat([condition[name]!, uncond[name]!], 0);
+        }
+        try {
+          const both = yield { x: x2, sigma: s2 as Sigma, condition: c2 };
+          [uCond, uUncond] = tf.split(both, 2, 0) as [tf.Tensor, tf.Tensor];
+          both.dispose();
+        } finally {
+          tf.dispose([x2, ...Object.values(c2)]);
+          if (s2 !== sigma) (s2 as tf.Tensor).dispose();
+        }
+      } else {
+        uCond = yield { x, sigma, condition };
+        uUncond = yield { x, sigma, condition: uncond };
+      }
+      const out = tf.tidy(() => {
+        const g = tf.tensor(gains, [batch, ...new Array<number>(x.rank - 1).fill(1)]);
+        return tf.add(uCond, tf.mul(tf.sub(g, 1), tf.sub(uCond, uUncond)));
+      });
+      tf.dispose([uCond, uUncond]);
+      return out;
+    } finally {
+      if (ownsUncond) tf.dispose(Object.values(uncond));
+    }
+  }
+  const velocitySync = teacher.velocitySync?.bind(teacher);
   return {
     metadata,
     dispose: teacher.dispose?.bind(teacher),
-    async velocity(x, sigma, condition) {
-      assertTensor('x', x, { minRank: 2 });
-      const batch = x.shape[0]!;
-      if (condition === undefined) {
-        throw new InvalidArgumentError(
-          'condition',
-          'the conditional inputs (classifier-free guidance needs a condition)',
-          'undefined',
-        );
-      }
-      assertCondition(condition, names, batch);
-      const sigmas = sigmaValues(sigma as Sigma, batch);
-      const gains = Float32Array.from(sigmas, (s) => (s >= interval[0] && s <= interval[1] ? scale : 1));
-      if (gains.every((g) => g === 1)) return teacher.velocity(x, sigma, condition);
-      const uncond =
-        typeof unconditional === 'function'
-          ? unconditional(condition)
-          : tf.tidy(() => tileToBatch(unconditional, batch));
-      const ownsUncond = typeof unconditional !== 'function';
-      try {
-        assertCondition(uncond, names, batch);
-        let uCond: tf.Tensor;
-        let uUncond: tf.Tensor;
-        if (batched) {
-          const x2 = tf.concat([x, x], 0);
-          const s2 = isTensor(sigma) ? tf.concat([sigma, sigma], 0) : sigma;
-          const c2: Record<string, tf.Tensor> = {};
-          for (const name of Object.keys(condition)) {
-            if (uncond[name]) c2[name] = tf.concat([condition[name]!, uncond[name]!], 0);
-          }
-          try {
-            const both = await teacher.velocity(x2, s2 as Sigma, c2);
-            [uCond, uUncond] = tf.split(both, 2, 0) as [tf.Tensor, tf.Tensor];
-            both.dispose();
-          } finally {
-            tf.dispose([x2, ...Object.values(c2)]);
-            if (s2 !== sigma) (s2 as tf.Tensor).dispose();
-          }
-        } else {
-          uCond = await teacher.velocity(x, sigma, condition);
-          uUncond = await teacher.velocity(x, sigma, uncond);
-        }
-        const out = tf.tidy(() => {
-          const g = tf.tensor(gains, [batch, ...new Array<number>(x.rank - 1).fill(1)]);
-          return tf.add(uCond, tf.mul(tf.sub(g, 1), tf.sub(uCond, uUncond)));
-        });
-        tf.dispose([uCond, uUncond]);
-        return out;
-      } finally {
-        if (ownsUncond) tf.dispose(Object.values(uncond));
-      }
-    },
+    velocity: (x, sigma, condition) =>
+      runQueriesAsync(guided(x, sigma, condition), (q) => teacher.velocity(q.x, q.sigma, q.condition)),
+    ...(velocitySync && {
+      velocitySync: (x: tf.Tensor, sigma: Sigma, condition?: Condition) =>
+        runQueriesSync(guided(x, sigma, condition), (q) => velocitySync(q.x, q.sigma, q.condition)),
+    }),
   };
 }
 

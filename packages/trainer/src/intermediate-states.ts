@@ -10,7 +10,20 @@ export interface State {
   target: tf.Tensor;
 }
 
-/** Rolls a (detached) policy per sample from σ to σ' ≤ σ (fused kernels allowed). */
+/**
+ * The value of `fn` as a constant of any gradient tape: its ops run inside a custom-gradient op, so the tape
+ * records neither them nor their saved activations, fused kernels (which run only off a tape) may run, and
+ * the gradient to `anchor` is zero. For what a π-ID loss regresses onto: the teacher's velocity and the
+ * detached policy's rollouts.
+ */
+export function untaped(fn: () => tf.Tensor, anchor: tf.Tensor): tf.Tensor {
+  return tf.customGrad((...inputs: (tf.Tensor | tf.GradSaveFunc)[]) => ({
+    value: fn(),
+    gradFunc: () => tf.zerosLike(inputs[0] as tf.Tensor),
+  }))(anchor);
+}
+
+/** Rolls a detached policy per sample from σ to σ' ≤ σ (off any gradient tape: fused kernels allowed). */
 export function rolloutBetween(
   policy: Policy,
   x: tf.Tensor,
@@ -23,7 +36,7 @@ export function rolloutBetween(
   const sigmaSrc = tf.tensor1d(start);
   const sigmaDst = tf.tensor1d(to.map((s, b) => Math.min(s, start[b]!)));
   try {
-    return rollout(policy, x, { sigmaSrc, sigmaDst, substeps, shift });
+    return untaped(() => rollout(policy, x, { sigmaSrc, sigmaDst, substeps, shift }), x);
   } finally {
     tf.dispose([sigmaSrc, sigmaDst]);
   }

@@ -4,7 +4,15 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createAnalyticGMFlow, createRandom, InvalidArgumentError, rollout, sample } from '@piflow/core';
+import {
+  createAnalyticGMFlow,
+  createRandom,
+  InvalidArgumentError,
+  rollout,
+  type Sigma,
+  sample,
+  type Teacher,
+} from '@piflow/core';
 import { useBackend } from '@piflow/core/testing';
 import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
@@ -211,6 +219,113 @@ describe('π-ID trainer', () => {
     const a = await run(1000, true);
     const b = await run(20, false);
     expect(b).toEqual(a.slice(0, 19));
+  });
+
+  it('answers a synchronous teacher inside the gradient pass: one student forward, the two-pass results', async () => {
+    // The same seeds through both paths must give the same losses and weights: the one-pass path only stops
+    // evaluating the student a second time. Dropout, trajectory mixing (states asked one by one), window
+    // averaging and the data-free chain are on so every random draw and state is exercised; without mixing
+    // (teacher ratio 0) the states do not depend on the teacher and are asked in one call.
+    for (const extra of [
+      { windowSubsteps: 2, numDecayIters: 10, numIntermediateStates: 3 },
+      { windowSubsteps: 2, numDecayIters: 0, numIntermediateStates: 3 },
+      { data: undefined, sampleShape: [2], numDecayIters: 10 },
+      { data: undefined, sampleShape: [2], numDecayIters: 0 },
+    ]) {
+      const run = async (sync: boolean) => {
+        const student = mlpGMStudent(2, 3, 16, createRandom(4));
+        let forwards = 0;
+        const predict = student.predict.bind(student);
+        student.predict = (...args) => {
+          forwards += 1;
+          return predict(...args);
+        };
+        const calls: number[] = [];
+        const answer = (x: tf.Tensor, s: Sigma) => {
+          calls.push(x.shape[0]!);
+          return flow.velocity(x, s);
+        };
+        const t: Teacher = sync
+          ? {
+              metadata: {},
+              velocitySync: answer,
+              velocity: async () => Promise.reject(new Error('not used')),
+            }
+          : { metadata: {}, velocity: async (x, s) => answer(x, s) };
+        const trainer = createPiIDTrainer({
+          student,
+          family: gm,
+          teacher: t,
+          data,
+          batchSize: 8,
+          numInferenceSteps: 2,
+          substeps: 8,
+          familyOptions: { dropout: 0.1 },
+          optimizer: { learningRate: 1e-3 },
+          seed: 5,
+          ...extra,
+        });
+        await trainer.trainStep();
+        const before = tf.memory().numTensors;
+        forwards = 0;
+        calls.length = 0;
+        const losses: number[] = [];
+        for (let i = 0; i < 6; i++) losses.push((await trainer.trainStep()).loss);
+        expect(tf.memory().numTensors).toBe(before);
+        const weights = student.variables.map((v) => Array.from(v.dataSync()));
+        trainer.dispose();
+        student.variables.forEach((v) => v.dispose());
+        return { losses, weights, forwards, calls };
+      };
+      const twoPass = await run(false);
+      const onePass = await run(true);
+      const segments = 'data' in extra ? 6 * 2 : 6;
+      const states = extra.numIntermediateStates ?? 2;
+      expect(twoPass.forwards).toBe(2 * segments);
+      expect(onePass.forwards).toBe(segments);
+      const expectedCalls =
+        extra.numDecayIters > 0 ? new Array(segments * states).fill(8) : new Array(segments).fill(8 * states);
+      expect(onePass.calls).toEqual(expectedCalls);
+      expect(twoPass.calls).toEqual(expectedCalls);
+      // equal up to float32 rounding (the tape's gradient sums may add in another order)
+      onePass.losses.forEach((l, i) => expect(l).toBeCloseTo(twoPass.losses[i]!, 5));
+      const worst = Math.max(
+        ...onePass.weights.flatMap((w, i) => w.map((x, j) => Math.abs(x - twoPass.weights[i]![j]!))),
+      );
+      expect(worst).toBeLessThan(1e-5);
+    }
+  });
+
+  it('a synchronous teacher that throws fails the step with its error and leaks nothing', async () => {
+    const student = mlpGMStudent(2, 3, 16, createRandom(4));
+    let calls = 0;
+    const failing = {
+      metadata: {},
+      velocitySync: (x: tf.Tensor, s: number | tf.Tensor1D) => {
+        calls += 1;
+        if (calls === 2) throw new Error('teacher went away');
+        return flow.velocity(x, s);
+      },
+      velocity: async () => {
+        throw new Error('not used');
+      },
+    };
+    const trainer = createPiIDTrainer({
+      student,
+      family: gm,
+      teacher: failing,
+      data,
+      batchSize: 8,
+      numInferenceSteps: 2,
+    });
+    await trainer.trainStep();
+    const before = tf.memory().numTensors;
+    const weights = student.variables.map((v) => Array.from(v.dataSync()));
+    await expect(trainer.trainStep()).rejects.toThrow('teacher went away');
+    expect(tf.memory().numTensors).toBe(before);
+    expect(student.variables.map((v) => Array.from(v.dataSync()))).toEqual(weights);
+    trainer.dispose();
+    student.variables.forEach((v) => v.dispose());
   });
 
   it('skips non-finite losses, reports them, and aborts after the bound', async () => {

@@ -4,6 +4,7 @@ import {
   assertNumber,
   type Condition,
   createRandom,
+  detachParams,
   disposeParams,
   EMA,
   type EMAState,
@@ -14,6 +15,8 @@ import {
   type PolicyFamily,
   Random,
   registerGradients,
+  runQueriesAsync,
+  runQueriesSync,
   sigmaVector,
   substepCount,
   type Teacher,
@@ -22,7 +25,7 @@ import {
 } from '@piflow/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { readLatestCheckpoint, type TrainingCheckpoint, writeCheckpointFile } from './checkpoint';
-import { averageVelocity, disposeStates, rolloutBetween, type State } from './intermediate-states';
+import { averageVelocity, disposeStates, rolloutBetween, type State, untaped } from './intermediate-states';
 import {
   type LossWeighting,
   lossWeight,
@@ -45,10 +48,10 @@ export class NonFiniteLossError extends PiflowError {
  * (window-averaged) velocity onto it with an L2 loss. Gradients reach the student only through the policy's
  * parameters.
  *
- * Implementation note: teachers are asynchronous (remote teachers exist) and tf.variableGrads needs a
- * synchronous function, so an iteration runs in two phases: (1) no tape — student forward, detached rollouts
- * (fused kernels allowed), teacher queries; (2) on the tape — student forward again and the loss at the
- * recorded states. The second forward costs one extra student evaluation per iteration.
+ * Implementation note: a gradient pass needs a synchronous function. A teacher that answers synchronously
+ * (`velocitySync`) is queried inside it and the student runs once per segment; an asynchronous-only teacher
+ * (remote) makes an iteration run in two phases: (1) no tape — student forward, detached rollouts, teacher
+ * queries; (2) on the tape — the student forward again and the loss at the recorded states.
  */
 export class PiIDTrainer<P = unknown> {
   readonly student: TrainableStudent<P>;
@@ -296,20 +299,20 @@ export class PiIDTrainer<P = unknown> {
     const xSrc = addNoise(batch.x0, noise, sigmaSrc);
     tf.dispose([noise, batch.x0]);
     try {
-      const { states } = await this.collectStates(
-        xSrc,
-        sigmaSrc,
-        seg.rawSrc,
-        seg.rawLength,
-        batch.condition,
+      const { loss, grads } = await this.segmentGradients(
+        {
+          xSrc,
+          sigmaSrc,
+          sigmaSrcValues: seg.sigmaSrc,
+          rawSrc: seg.rawSrc,
+          rawLength: seg.rawLength,
+          condition: batch.condition,
+        },
         teacherRatio,
         false,
+        1,
       );
-      try {
-        return await this.gradients(xSrc, sigmaSrc, batch.condition, states, 1);
-      } finally {
-        disposeStates(states);
-      }
+      return { loss, grads };
     } finally {
       tf.dispose([xSrc, sigmaSrc]);
       disposeParams(batch.condition);
@@ -329,20 +332,22 @@ export class PiIDTrainer<P = unknown> {
         const length = i === N - 1 ? f * delta : delta;
         const sigmaValue = warp(Math.min(Math.max(rawSrc, 0), 1), this.o.shift);
         const sigmaSrc = sigmaVector(sigmaValue, B);
-        const { states, xDst } = await this.collectStates(
-          x,
-          sigmaSrc,
-          new Float64Array(B).fill(rawSrc),
-          new Float64Array(B).fill(length),
-          condition,
-          teacherRatio,
-          true,
-        );
-        let result: { loss: number; grads: tf.Tensor[] };
+        let result: { loss: number; grads: tf.Tensor[]; xDst?: tf.Tensor };
         try {
-          result = await this.gradients(x, sigmaSrc, condition, states, length);
+          result = await this.segmentGradients(
+            {
+              xSrc: x,
+              sigmaSrc,
+              sigmaSrcValues: new Float32Array(B).fill(sigmaValue),
+              rawSrc: new Float64Array(B).fill(rawSrc),
+              rawLength: new Float64Array(B).fill(length),
+              condition,
+            },
+            teacherRatio,
+            true,
+            length,
+          );
         } finally {
-          disposeStates(states);
           sigmaSrc.dispose();
         }
         total += result.loss * length;
@@ -353,9 +358,12 @@ export class PiIDTrainer<P = unknown> {
           tf.dispose([...previous, ...result.grads]);
         }
         x.dispose();
-        x = xDst!;
+        x = result.xDst!;
         rawSrc -= length;
       }
+    } catch (error) {
+      if (accumulated) tf.dispose(accumulated);
+      throw error;
     } finally {
       x.dispose();
       disposeParams(condition);
@@ -363,30 +371,128 @@ export class PiIDTrainer<P = unknown> {
     return { loss: total, grads: accumulated! };
   }
 
-  /** Phase 1 (no tape): detached rollouts to the intermediate states and the teacher's velocities there. */
-  private async collectStates(
-    xSrc: tf.Tensor,
-    sigmaSrc: tf.Tensor1D,
-    rawSrc: Float64Array,
-    rawLength: Float64Array,
-    condition: Condition | undefined,
+  /**
+   * One segment's loss and gradients: the student's policy at (x_src, σ_src), detached rollouts to the
+   * intermediate states (fused kernels allowed), the teacher's velocities there, and the L2 loss of the
+   * non-detached policy's (window-averaged) velocity against them; with `wantDestination`, also the detached
+   * rollout's end x_dst.
+   *
+   * A teacher that answers synchronously (`velocitySync`: tfjs models, analytic flows) is queried inside the
+   * gradient pass, off the tape (its velocity is a constant target), so the student runs once. Any other
+   * teacher (remote ones) is awaited: the states are collected first without a tape, and the student runs
+   * again on the tape for the loss.
+   */
+  private async segmentGradients(
+    input: SegmentInput,
     teacherRatio: number,
     wantDestination: boolean,
-  ): Promise<{ states: State[]; xDst?: tf.Tensor }> {
+    weight: number,
+  ): Promise<{ loss: number; grads: tf.Tensor[]; xDst?: tf.Tensor }> {
+    const { xSrc, sigmaSrc, condition } = input;
+    const variables = this.student.variables as tf.Variable[];
+    const velocitySync = this.teacher.velocitySync?.bind(this.teacher);
+    let value: tf.Scalar;
+    let grads: (tf.Tensor | undefined)[];
+    let xDst: tf.Tensor | undefined;
+    if (velocitySync) {
+      ({ value, grads } = gradientsOf(() => {
+        const params = this.student.predict(xSrc, sigmaSrc, condition);
+        const policy = this.rolloutPolicy(detachParams(params), xSrc, sigmaSrc);
+        const collected = runQueriesSync(
+          this.intermediateStates(policy, input, teacherRatio, wantDestination),
+          (queries) => {
+            const call = joinQueries(queries, condition);
+            try {
+              return splitBatch(
+                untaped(() => velocitySync(call.x, call.sigma, call.condition), call.x),
+                queries.length,
+              );
+            } finally {
+              call.dispose();
+            }
+          },
+        );
+        if (collected.xDst) xDst = tf.keep(collected.xDst);
+        // everything else made here (states, rollouts, policies) is released when the pass ends
+        return this.loss(params, xSrc, sigmaSrc, collected.states, weight);
+      }, variables));
+    } else {
+      const params = this.student.predict(xSrc, sigmaSrc, condition);
+      let policy: Policy;
+      try {
+        policy = this.rolloutPolicy(params, xSrc, sigmaSrc);
+      } finally {
+        disposeParams(params);
+      }
+      let collected: { states: State[]; xDst?: tf.Tensor };
+      try {
+        collected = await runQueriesAsync(
+          this.intermediateStates(policy, input, teacherRatio, wantDestination),
+          async (queries) => {
+            const call = joinQueries(queries, condition);
+            try {
+              return splitBatch(
+                await this.teacher.velocity(call.x, call.sigma, call.condition),
+                queries.length,
+              );
+            } finally {
+              call.dispose();
+            }
+          },
+        );
+      } finally {
+        policy.dispose();
+      }
+      xDst = collected.xDst;
+      try {
+        ({ value, grads } = gradientsOf(
+          () =>
+            this.loss(
+              this.student.predict(xSrc, sigmaSrc, condition),
+              xSrc,
+              sigmaSrc,
+              collected.states,
+              weight,
+            ),
+          variables,
+        ));
+      } catch (error) {
+        xDst?.dispose();
+        throw error;
+      } finally {
+        disposeStates(collected.states);
+      }
+    }
+    // Read asynchronously: tfjs's WebGPU backend in Node has no synchronous readback.
+    const loss = (await value.data())[0]! / weight;
+    value.dispose();
+    return { loss, grads: variables.map((v, i) => grads[i] ?? tf.zerosLike(v)), xDst };
+  }
+
+  /** The policy the intermediate states are rolled out with (the family's training options, e.g. dropout). */
+  private rolloutPolicy(params: P, xSrc: tf.Tensor, sigmaSrc: tf.Tensor1D): Policy {
+    const trainingOptions = this.family.training?.policyOptions(this.familyOptions, { random: this.random });
+    return this.family.create(params, xSrc, sigmaSrc, { ...this.student.policyOptions, ...trainingOptions });
+  }
+
+  /**
+   * The detached rollouts to the intermediate states, as a generator that yields the teacher queries and is
+   * resumed with the teacher's velocities (so one body serves the synchronous and the asynchronous teacher).
+   * Without trajectory mixing (teacher ratio 0) no state depends on the teacher, so all of them are asked in one
+   * query; with it, state by state. The states' tensors belong to the caller; the policy stays the caller's.
+   */
+  private *intermediateStates(
+    policy: Policy,
+    input: SegmentInput,
+    teacherRatio: number,
+    wantDestination: boolean,
+  ): Generator<TeacherQuery[], { states: State[]; xDst?: tf.Tensor }, tf.Tensor[]> {
+    const { xSrc, rawSrc, rawLength } = input;
     const B = xSrc.shape[0]!;
     const { substeps, shift, numIntermediateStates: M } = this.o;
-    const policyOptions = { ...this.student.policyOptions };
-    const params = this.student.predict(xSrc, sigmaSrc, condition);
-    let policy: Policy;
-    try {
-      const trainingOptions = this.family.training?.policyOptions(this.familyOptions, {
-        random: this.random,
-      });
-      policy = this.family.create(params, xSrc, sigmaSrc, { ...policyOptions, ...trainingOptions });
-    } finally {
-      disposeParams(params);
-    }
     const states: State[] = [];
+    // rolled out, waiting for the teacher
+    const pending: { x: tf.Tensor; sigma: Float32Array; rawA: Float64Array; rawEnd: Float64Array }[] = [];
     let x = xSrc.clone();
     try {
       const window = new Float64Array(B);
@@ -405,38 +511,49 @@ export class PiIDTrainer<P = unknown> {
           teacherSteps[k]![b] = offsets.teacher[k]!;
         }
       }
+      const ask = function* (): Generator<TeacherQuery[], void, tf.Tensor[]> {
+        const sigmas = pending.map((p) => tf.tensor1d(p.sigma));
+        let targets: tf.Tensor[];
+        try {
+          targets = yield pending.map((p, i) => ({ x: p.x, sigma: sigmas[i]! }));
+        } finally {
+          tf.dispose(sigmas);
+        }
+        pending.forEach((p, i) => states.push({ ...p, target: targets[i]! }));
+        pending.length = 0;
+      };
       const raw = Float64Array.from(rawSrc);
-      let sigma = Float32Array.from(await sigmaSrc.data());
+      let sigma = Float32Array.from(input.sigmaSrcValues);
       for (let k = 0; k < M; k++) {
         const rawA = raw.map((r, b) => Math.max(r - studentSteps[k]![b]!, 0));
         const rawB = rawA.map((r, b) => Math.max(r - teacherSteps[k]![b]!, 0));
         const sigmaA = Float32Array.from(rawA, (r) => warp(Math.min(r, 1), shift));
         const xA = rolloutBetween(policy, x, sigma, sigmaA, substeps, shift);
-        const sigmaATensor = tf.tensor1d(sigmaA);
-        const target = await this.teacher.velocity(xA, sigmaATensor, condition);
-        sigmaATensor.dispose();
-        states.push({ x: xA, sigma: sigmaA, rawA, rawEnd: rawB.map((r, b) => r - window[b]!), target });
+        pending.push({ x: xA, sigma: sigmaA, rawA, rawEnd: rawB.map((r, b) => r - window[b]!) });
         const sigmaB = Float32Array.from(rawB, (r) => warp(Math.min(r, 1), shift));
-        const next =
-          teacherRatio > 0
-            ? tf.tidy(() =>
-                tf.add(
-                  xA,
-                  tf.mul(
-                    target,
-                    tf.tensor(
-                      sigmaB.map((s, b) => s - sigmaA[b]!),
-                      [B, ...new Array(xA.rank - 1).fill(1)],
-                    ),
-                  ),
+        let next: tf.Tensor;
+        if (teacherRatio > 0) {
+          yield* ask();
+          const target = states[states.length - 1]!.target;
+          next = tf.tidy(() =>
+            tf.add(
+              xA,
+              tf.mul(
+                target,
+                tf.tensor(
+                  sigmaB.map((s, b) => s - sigmaA[b]!),
+                  [B, ...new Array(xA.rank - 1).fill(1)],
                 ),
-              )
-            : xA.clone();
+              ),
+            ),
+          );
+        } else next = xA.clone();
         x.dispose();
         x = next;
         raw.set(rawB);
         sigma = sigmaB;
       }
+      if (pending.length > 0) yield* ask();
       let xDst: tf.Tensor | undefined;
       if (wantDestination) {
         const sigmaDst = Float32Array.from(rawSrc, (r, b) =>
@@ -447,42 +564,109 @@ export class PiIDTrainer<P = unknown> {
       return { states, xDst };
     } catch (error) {
       disposeStates(states);
+      tf.dispose(pending.map((p) => p.x));
       throw error;
     } finally {
       x.dispose();
-      policy.dispose();
     }
   }
 
-  /** Phase 2 (on the tape): the non-detached policy's (window-averaged) velocity vs the teacher's. */
-  private async gradients(
+  /** The π-ID loss: the non-detached policy's (window-averaged) velocity vs the teacher's, at each state. */
+  private loss(
+    params: P,
     xSrc: tf.Tensor,
     sigmaSrc: tf.Tensor1D,
-    condition: Condition | undefined,
-    states: State[],
+    states: readonly State[],
     weight: number,
-  ): Promise<{ loss: number; grads: tf.Tensor[] }> {
-    const variables = this.student.variables;
+  ): tf.Scalar {
     const { substeps, shift, lossScale } = this.o;
-    const policyOptions = { ...this.student.policyOptions };
     const weightOf = lossWeight(this.lossWeighting);
-    const { value, grads } = tf.variableGrads(() => {
-      const params = this.student.predict(xSrc, sigmaSrc, condition);
-      const policy = this.family.create(params, xSrc, sigmaSrc, policyOptions);
-      const perRow = states.map((s) => {
-        const prediction = averageVelocity(policy, s, substeps, shift);
-        const diff = tf.sub(prediction, s.target);
-        const axes = Array.from({ length: diff.rank - 1 }, (_, i) => i + 1);
-        const row = tf.mul(tf.mean(tf.square(diff), axes), 0.5);
-        return this.lossWeighting === 'velocity' ? row : tf.mul(row, tf.tensor1d(s.sigma.map(weightOf)));
-      });
-      return tf.mul(tf.mean(tf.concat(perRow)), lossScale * weight) as tf.Scalar;
-    }, variables as tf.Variable[]);
-    // Read asynchronously: tfjs's WebGPU backend in Node has no synchronous readback.
-    const loss = (await value.data())[0]! / weight;
-    value.dispose();
-    return { loss, grads: variables.map((v) => grads[v.name] ?? tf.zerosLike(v)) };
+    const policy = this.family.create(params, xSrc, sigmaSrc, { ...this.student.policyOptions });
+    const perRow = states.map((s) => {
+      const prediction = averageVelocity(policy, s, substeps, shift);
+      const diff = tf.sub(prediction, s.target);
+      const axes = Array.from({ length: diff.rank - 1 }, (_, i) => i + 1);
+      const row = tf.mul(tf.mean(tf.square(diff), axes), 0.5);
+      return this.lossWeighting === 'velocity' ? row : tf.mul(row, tf.tensor1d(s.sigma.map(weightOf)));
+    });
+    return tf.mul(tf.mean(tf.concat(perRow)), lossScale * weight) as tf.Scalar;
   }
+}
+
+/** What one segment of π-ID starts from. */
+interface SegmentInput {
+  xSrc: tf.Tensor;
+  sigmaSrc: tf.Tensor1D;
+  /** σ_src per sample (the values of `sigmaSrc`, known without a readback). */
+  sigmaSrcValues: Float32Array;
+  rawSrc: Float64Array;
+  rawLength: Float64Array;
+  condition: Condition | undefined;
+}
+
+/** A teacher query of `intermediateStates`: x and σ (tensors the generator owns). */
+interface TeacherQuery {
+  x: tf.Tensor;
+  sigma: tf.Tensor1D;
+}
+
+/** Teacher queries as one call: x, σ and the condition concatenated along the batch (one query: as is). */
+function joinQueries(
+  queries: readonly TeacherQuery[],
+  condition: Condition | undefined,
+): { x: tf.Tensor; sigma: tf.Tensor1D; condition: Condition | undefined; dispose(): void } {
+  if (queries.length === 1) return { ...queries[0]!, condition, dispose() {} };
+  const x = tf.concat(queries.map((q) => q.x));
+  const sigma = tf.concat(queries.map((q) => q.sigma)) as tf.Tensor1D;
+  const joined: Record<string, tf.Tensor> | undefined = condition && {};
+  for (const [name, value] of Object.entries(condition ?? {})) {
+    joined![name] = tf.concat(queries.map(() => value));
+  }
+  return {
+    x,
+    sigma,
+    condition: joined,
+    dispose: () => tf.dispose([x, sigma, ...Object.values(joined ?? {})]),
+  };
+}
+
+/** The answer to joined queries split back into one tensor per query (the joined answer is disposed). */
+function splitBatch(u: tf.Tensor, parts: number): tf.Tensor[] {
+  if (parts === 1) return [u];
+  const out = tf.split(u, parts, 0);
+  u.dispose();
+  return out;
+}
+
+/**
+ * The loss f() and its gradients to `variables` (undefined where it does not depend on one), as
+ * tf.variableGrads, except that an error thrown by f leaves no tensor behind: tfjs releases the tensors its
+ * tape saved only in the backward pass, so the error is caught, the pass finished on a constant, and the
+ * error rethrown.
+ */
+function gradientsOf(
+  f: () => tf.Scalar,
+  variables: tf.Variable[],
+): { value: tf.Scalar; grads: (tf.Tensor | undefined)[] } {
+  let failure: { error: unknown } | undefined;
+  const { value, grads } = tf.engine().gradients(
+    () => {
+      try {
+        return f();
+      } catch (error) {
+        failure = { error };
+        return tf.scalar(0);
+      }
+    },
+    variables,
+    undefined,
+    true,
+  );
+  if (failure) {
+    tf.dispose([value, ...grads.filter((g) => g)]);
+    throw failure.error;
+  }
+  return { value, grads };
 }
 
 /** Creates a π-ID trainer (see {@link PiIDTrainer}). */

@@ -18,3 +18,11 @@ export class InvalidArgumentError extends PiflowError {
     super(`Invalid argument \`${argument}\`: expected ${expected}, received ${received}.`);
   }
 }
+
+/**
+ * Thrown by a teacher's `velocitySync` when this call can only be answered asynchronously (e.g. a tfjs graph
+ * model with control flow, which tfjs runs only through `executeAsync`). Callers then use `velocity`.
+ */
+export class SyncUnavailableError extends PiflowError {
+  override name = 'SyncUnavailableError';
+}

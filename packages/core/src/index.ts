@@ -29,7 +29,7 @@ export {
 } from './conventions';
 export { detachParams, detachTensor } from './detach';
 export { EMA, type EMAOptions, type EMAState } from './ema';
-export { InvalidArgumentError, PiflowError } from './errors';
+export { InvalidArgumentError, PiflowError, SyncUnavailableError } from './errors';
 export {
   describeFamilyOption,
   parseFamilyOptionValue,

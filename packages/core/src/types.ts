@@ -62,7 +62,8 @@ export interface Teacher {
   /**
    * The same velocity computed synchronously, offered by teachers that run in this process (tfjs models,
    * analytic flows). The π-ID trainer then queries the teacher inside its gradient pass and evaluates the
-   * student once per iteration instead of twice. A teacher that offers it must answer through it.
+   * student once per iteration instead of twice. A call it cannot answer synchronously throws
+   * `SyncUnavailableError` (the caller then uses `velocity`).
    */
   velocitySync?(x: tf.Tensor, sigma: Sigma, condition?: Condition): tf.Tensor;
   dispose?(): void;

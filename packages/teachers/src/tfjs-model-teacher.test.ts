@@ -10,6 +10,7 @@ import {
   InvalidArgumentError,
   PiflowError,
   type PredictionType,
+  SyncUnavailableError,
 } from '@piflow/core';
 import { maxAbsDifference, useBackend } from '@piflow/core/testing';
 import * as tf from '@tensorflow/tfjs-core';
@@ -261,6 +262,7 @@ async function writeGraphModel(
   W: Float32Array,
   v: Float32Array,
   b: Float32Array,
+  { dynamic = false }: { dynamic?: boolean } = {},
 ): Promise<void> {
   const floatType = { type: 'DT_FLOAT' };
   const node = (name: string, op: string, input: string[], attr: Record<string, unknown>) => ({
@@ -298,6 +300,25 @@ async function writeGraphModel(
         node('tv', 'Mul', ['t', 'v'], { T: floatType }),
         node('sum', 'AddV2', ['xW', 'tv'], { T: floatType }),
         node('out', 'BiasAdd', ['sum', 'b'], { T: floatType, data_format: { s: btoa('NHWC') } }),
+        // dynamic: out + (the number of NaN entries of out), through Where, an op tfjs runs only in
+        // executeAsync (its output shape depends on the data)
+        ...(dynamic
+          ? [
+              node('axes', 'Const', [], {
+                dtype: { type: 'DT_INT32' },
+                value: { tensor: { dtype: 'DT_INT32', tensorShape: { dim: [{ size: '2' }] } } },
+              }),
+              node('nan', 'IsNan', ['out'], { T: floatType }),
+              node('where', 'Where', ['nan'], { T: { type: 'DT_BOOL' } }),
+              node('whereF', 'Cast', ['where'], { SrcT: { type: 'DT_INT64' }, DstT: floatType }),
+              node('count', 'Sum', ['whereF', 'axes'], {
+                T: floatType,
+                Tidx: { type: 'DT_INT32' },
+                keep_dims: { b: false },
+              }),
+              node('final', 'AddV2', ['out', 'count'], { T: floatType }),
+            ]
+          : []),
       ],
       library: {},
       versions: { producer: 1 },
@@ -309,6 +330,7 @@ async function writeGraphModel(
           { name: 'W', shape: [C, C], dtype: 'float32' },
           { name: 'v', shape: [1, C], dtype: 'float32' },
           { name: 'b', shape: [C], dtype: 'float32' },
+          ...(dynamic ? [{ name: 'axes', shape: [2], dtype: 'int32' }] : []),
         ],
       },
     ],
@@ -316,8 +338,12 @@ async function writeGraphModel(
   const { mkdir } = await import('node:fs/promises');
   await mkdir(dir, { recursive: true });
   await writeFile(path.join(dir, 'model.json'), JSON.stringify(modelJSON));
-  const bytes = new Float32Array([...W, ...v, ...b]);
-  await writeFile(path.join(dir, 'group1-shard1of1.bin'), new Uint8Array(bytes.buffer));
+  const floats = new Float32Array([...W, ...v, ...b]);
+  const axes = new Int32Array(dynamic ? [0, 1] : []);
+  const bytes = new Uint8Array(floats.byteLength + axes.byteLength);
+  bytes.set(new Uint8Array(floats.buffer));
+  bytes.set(new Uint8Array(axes.buffer), floats.byteLength);
+  await writeFile(path.join(dir, 'group1-shard1of1.bin'), bytes);
 }
 
 const graphW = Float32Array.from({ length: C * C }, (_, i) => Math.sin(i + 1));
@@ -344,19 +370,46 @@ describeTeacherContract('tfjs GraphModel (ε prediction) loaded with fileSystemI
     });
   },
   makeInputs: vectorInputs,
-  reference: ({ x, sigma }) => {
-    const xs = x.dataSync();
-    const out = new Float64Array(xs.length);
-    for (let i = 0; i < sigma.length; i++) {
-      for (let c = 0; c < C; c++) {
-        let eps = sigma[i]! * graphV[c]! + graphB[c]!;
-        for (let k = 0; k < C; k++) eps += xs[i * C + k]! * graphW[k * C + c]!;
-        out[i * C + c] = (eps - xs[i * C + c]!) / (1 - sigma[i]!); // u = (ε − x)/(1 − σ)
-      }
-    }
-    return out;
-  },
+  reference: graphReference,
   tolerance: 1e-4,
+});
+
+/** float64 velocity of the hand-written graph: u = (ε̂ − x)/(1 − σ), ε̂ = x·W + σ·v + b. */
+function graphReference({ x, sigma }: { x: tf.Tensor; sigma: number[] }): Float64Array {
+  const xs = x.dataSync();
+  const out = new Float64Array(xs.length);
+  for (let i = 0; i < sigma.length; i++) {
+    for (let c = 0; c < C; c++) {
+      let eps = sigma[i]! * graphV[c]! + graphB[c]!;
+      for (let k = 0; k < C; k++) eps += xs[i * C + k]! * graphW[k * C + c]!;
+      out[i * C + c] = (eps - xs[i * C + c]!) / (1 - sigma[i]!);
+    }
+  }
+  return out;
+}
+
+describe('tfjs GraphModel with a dynamic op', () => {
+  beforeAll(() => useBackend('cpu'));
+
+  it('answers asynchronously, and its velocitySync says it cannot (SyncUnavailableError)', async () => {
+    const dir = path.join(directory, 'graph-dynamic');
+    await writeGraphModel(dir, graphW, graphV, graphB, { dynamic: true });
+    const teacher = await loadTfjsModelTeacher({
+      source: dir,
+      predictionType: 'epsilon',
+      inputs: { x: 'x', timestep: 't' },
+    });
+    const x = tf.tensor2d([0.3, -1, 2, 1.5, 0.2, -0.7], [2, C]);
+    const sigma = [0.25, 0.6];
+    const sigmaTensor = tf.tensor1d(sigma);
+    const u = await teacher.velocity(x, sigmaTensor);
+    expect(maxAbsDifference(u.dataSync(), graphReference({ x, sigma }))).toBeLessThan(1e-4);
+    const before = tf.memory().numTensors;
+    expect(() => teacher.velocitySync(x, 0.5)).toThrow(SyncUnavailableError);
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([x, u, sigmaTensor]);
+    teacher.dispose();
+  });
 });
 
 describe('tfjs model teacher errors', () => {

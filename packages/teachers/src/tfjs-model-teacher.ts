@@ -10,6 +10,7 @@ import {
   predictionToVelocity,
   predictionTypes,
   type Sigma,
+  SyncUnavailableError,
   sigmaValues,
   type TeacherMetadata,
 } from '@piflow/core';
@@ -219,14 +220,30 @@ export function createTfjsModelTeacher(options: TfjsModelTeacherOptions): TfjsMo
     return predictionToVelocity(tf.cast(output, 'float32'), x, sigma, predictionType);
   };
 
+  // A graph model with control flow or dynamic shapes runs only through executeAsync: tfjs refuses execute()
+  // while compiling the graph, before running any op.
+  const executeSync = (inputs: tf.NamedTensorMap): tf.Tensor | tf.Tensor[] => {
+    try {
+      return (model as GraphModelLike).execute(inputs);
+    } catch (error) {
+      if (error instanceof Error && error.message.includes('executeAsync')) {
+        throw new SyncUnavailableError(
+          `This graph model has dynamic ops and only runs asynchronously: ${error.message}`,
+        );
+      }
+      throw error;
+    }
+  };
+
   const velocitySync = (x: tf.Tensor, sigma: Sigma, condition?: Condition): tf.Tensor => {
     checkCall(x, sigma, condition);
     return tf.tidy(() => {
       const inputs = feed(x, sigma, condition);
-      const output = layers
-        ? model.predict(inputNames.map((n) => inputs[n]!))
-        : (model as GraphModelLike).execute(inputs);
-      return convert(output, x, sigma);
+      return convert(
+        layers ? model.predict(inputNames.map((n) => inputs[n]!)) : executeSync(inputs),
+        x,
+        sigma,
+      );
     });
   };
 

@@ -10,6 +10,7 @@ import {
   InvalidArgumentError,
   rollout,
   type Sigma,
+  SyncUnavailableError,
   sample,
   type Teacher,
 } from '@piflow/core';
@@ -294,6 +295,47 @@ describe('π-ID trainer', () => {
       );
       expect(worst).toBeLessThan(1e-5);
     }
+  });
+
+  it('falls back to the two-phase iteration when the teacher cannot answer synchronously after all', async () => {
+    // e.g. a tfjs graph model with dynamic ops: its velocitySync throws SyncUnavailableError
+    const run = async (t: Teacher) => {
+      const start = tf.memory().numTensors;
+      const student = mlpGMStudent(2, 3, 16, createRandom(4));
+      const trainer = createPiIDTrainer({
+        student,
+        family: gm,
+        teacher: t,
+        data,
+        batchSize: 8,
+        numInferenceSteps: 2,
+        familyOptions: { dropout: 0.1 },
+        seed: 3,
+      });
+      const losses = [(await trainer.trainStep()).loss];
+      // the step that fell back leaves what the two-phase step leaves (compared below)
+      const firstStepTensors = tf.memory().numTensors - start;
+      const before = tf.memory().numTensors;
+      for (let i = 0; i < 3; i++) losses.push((await trainer.trainStep()).loss);
+      expect(tf.memory().numTensors).toBe(before);
+      const weights = student.variables.map((v) => Array.from(v.dataSync()));
+      trainer.dispose();
+      student.variables.forEach((v) => v.dispose());
+      return { losses, weights, firstStepTensors };
+    };
+    let syncCalls = 0;
+    const dynamic: Teacher = {
+      metadata: {},
+      velocitySync: () => {
+        syncCalls += 1;
+        throw new SyncUnavailableError('only asynchronously');
+      },
+      velocity: async (x, s) => flow.velocity(x, s),
+    };
+    const fallback = await run(dynamic);
+    expect(syncCalls).toBe(1);
+    // the same random draws as a teacher that never offered velocitySync
+    expect(fallback).toEqual(await run(teacher));
   });
 
   it('a synchronous teacher that throws fails the step with its error and leaks nothing', async () => {

@@ -17,6 +17,7 @@ import {
   registerGradients,
   runQueriesAsync,
   runQueriesSync,
+  SyncUnavailableError,
   sigmaVector,
   substepCount,
   type Teacher,
@@ -68,6 +69,8 @@ export class PiIDTrainer<P = unknown> {
   /** Iterations run, skipped ones included: the clock of trajectory mixing (as the reference's iteration). */
   private iterationCount = 0;
   private nonFinite = 0;
+  /** False once the teacher's `velocitySync` threw SyncUnavailableError. */
+  private teacherAnswersSync = true;
   private readonly o: ResolvedPiIDOptions;
 
   constructor(readonly options: PiIDTrainerOptions<P>) {
@@ -390,33 +393,43 @@ export class PiIDTrainer<P = unknown> {
   ): Promise<{ loss: number; grads: tf.Tensor[]; xDst?: tf.Tensor }> {
     const { xSrc, sigmaSrc, condition } = input;
     const variables = this.student.variables as tf.Variable[];
-    const velocitySync = this.teacher.velocitySync?.bind(this.teacher);
-    let value: tf.Scalar;
-    let grads: (tf.Tensor | undefined)[];
+    const velocitySync = this.teacherAnswersSync ? this.teacher.velocitySync?.bind(this.teacher) : undefined;
+    let value: tf.Scalar | undefined;
+    let grads: (tf.Tensor | undefined)[] = [];
     let xDst: tf.Tensor | undefined;
+    const randomState = this.random.state();
     if (velocitySync) {
-      ({ value, grads } = gradientsOf(() => {
-        const params = this.student.predict(xSrc, sigmaSrc, condition);
-        const policy = this.rolloutPolicy(detachParams(params), xSrc, sigmaSrc);
-        const collected = runQueriesSync(
-          this.intermediateStates(policy, input, teacherRatio, wantDestination),
-          (queries) => {
-            const call = joinQueries(queries, condition);
-            try {
-              return splitBatch(
-                untaped(() => velocitySync(call.x, call.sigma, call.condition), call.x),
-                queries.length,
-              );
-            } finally {
-              call.dispose();
-            }
-          },
-        );
-        if (collected.xDst) xDst = tf.keep(collected.xDst);
-        // everything else made here (states, rollouts, policies) is released when the pass ends
-        return this.loss(params, xSrc, sigmaSrc, collected.states, weight);
-      }, variables));
-    } else {
+      try {
+        ({ value, grads } = gradientsOf(() => {
+          const params = this.student.predict(xSrc, sigmaSrc, condition);
+          const policy = this.rolloutPolicy(detachParams(params), xSrc, sigmaSrc);
+          const collected = runQueriesSync(
+            this.intermediateStates(policy, input, teacherRatio, wantDestination),
+            (queries) => {
+              const call = joinQueries(queries, condition);
+              try {
+                return splitBatch(
+                  untaped(() => velocitySync(call.x, call.sigma, call.condition), call.x),
+                  queries.length,
+                );
+              } finally {
+                call.dispose();
+              }
+            },
+          );
+          if (collected.xDst) xDst = tf.keep(collected.xDst);
+          // everything else made here (states, rollouts, policies) is released when the pass ends
+          return this.loss(params, xSrc, sigmaSrc, collected.states, weight);
+        }, variables));
+      } catch (error) {
+        if (!(error instanceof SyncUnavailableError)) throw error;
+        // this teacher answers only asynchronously after all: from now on (and for this segment, with the
+        // same random draws) the two-phase iteration
+        this.teacherAnswersSync = false;
+        this.random = Random.fromState(randomState);
+      }
+    }
+    if (!value) {
       const params = this.student.predict(xSrc, sigmaSrc, condition);
       let policy: Policy;
       try {
@@ -464,7 +477,7 @@ export class PiIDTrainer<P = unknown> {
       }
     }
     // Read asynchronously: tfjs's WebGPU backend in Node has no synchronous readback.
-    const loss = (await value.data())[0]! / weight;
+    const loss = (await value!.data())[0]! / weight;
     value.dispose();
     return { loss, grads: variables.map((v, i) => grads[i] ?? tf.zerosLike(v)), xDst };
   }

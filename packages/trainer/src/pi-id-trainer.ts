@@ -404,7 +404,7 @@ export class PiIDTrainer<P = unknown> {
           const params = this.student.predict(xSrc, sigmaSrc, condition);
           const policy = this.rolloutPolicy(detachParams(params), xSrc, sigmaSrc);
           const collected = runQueriesSync(
-            this.intermediateStates(policy, input, teacherRatio, wantDestination),
+            this.intermediateStates(policy, input, teacherRatio, wantDestination, false),
             (queries) => {
               const call = joinQueries(queries, condition);
               try {
@@ -440,7 +440,7 @@ export class PiIDTrainer<P = unknown> {
       let collected: { states: State[]; xDst?: tf.Tensor };
       try {
         collected = await runQueriesAsync(
-          this.intermediateStates(policy, input, teacherRatio, wantDestination),
+          this.intermediateStates(policy, input, teacherRatio, wantDestination, true),
           async (queries) => {
             const call = joinQueries(queries, condition);
             try {
@@ -491,14 +491,17 @@ export class PiIDTrainer<P = unknown> {
   /**
    * The detached rollouts to the intermediate states, as a generator that yields the teacher queries and is
    * resumed with the teacher's velocities (so one body serves the synchronous and the asynchronous teacher).
-   * Without trajectory mixing (teacher ratio 0) no state depends on the teacher, so all of them are asked in one
-   * query; with it, state by state. The states' tensors belong to the caller; the policy stays the caller's.
+   * Without trajectory mixing (teacher ratio 0) no state depends on the teacher, and with `joinIndependent`
+   * all of them are asked in one query (one request to a remote teacher instead of one per state; a local
+   * teacher is asked state by state, which keeps one state's activations in memory at a time). The states'
+   * tensors belong to the caller; the policy stays the caller's.
    */
   private *intermediateStates(
     policy: Policy,
     input: SegmentInput,
     teacherRatio: number,
     wantDestination: boolean,
+    joinIndependent: boolean,
   ): Generator<TeacherQuery[], { states: State[]; xDst?: tf.Tensor }, tf.Tensor[]> {
     const { xSrc, rawSrc, rawLength } = input;
     const B = xSrc.shape[0]!;
@@ -545,8 +548,8 @@ export class PiIDTrainer<P = unknown> {
         pending.push({ x: xA, sigma: sigmaA, rawA, rawEnd: rawB.map((r, b) => r - window[b]!) });
         const sigmaB = Float32Array.from(rawB, (r) => warp(Math.min(r, 1), shift));
         let next: tf.Tensor;
+        if (teacherRatio > 0 || !joinIndependent) yield* ask();
         if (teacherRatio > 0) {
-          yield* ask();
           const target = states[states.length - 1]!.target;
           next = tf.tidy(() =>
             tf.add(

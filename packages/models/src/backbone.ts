@@ -411,19 +411,22 @@ export function createUNetBackbone(options: UNetBackboneOptions): Backbone {
   const factor = 2 ** (levels.length - 1);
 
   // A block's input may be several tensors (upsampled features and the skip): their channel concatenation
-  // is never materialised.
-  const runBlock = (parts: tf.Tensor4D[], block: ResBlock, eAct: tf.Tensor2D): tf.Tensor4D => {
-    const [B] = parts[0]!.shape;
-    let h = conv3x3Concat(
-      parts,
-      block.conv1,
-      groups ? (part, i) => silu(groupNorm(part, block.norm1[i]!)) : silu,
-    );
-    h = tf.add(h, tf.reshape(dense(eAct, block.cond), [B, 1, 1, block.cond.outputDim]));
-    h = conv3x3(silu(block.norm2 ? groupNorm(h, block.norm2) : h), block.conv2);
-    const skip = block.skip ? denseConcat(parts, block.skip) : parts[0]!;
-    return tf.add(skip, h) as tf.Tensor4D;
-  };
+  // is never materialised. Each block is its own tidy scope: its intermediate activations are released when
+  // it returns (a gradient tape keeps what its backward pass needs), so a forward holds the skips and one
+  // block's work at a time instead of every activation of the network.
+  const runBlock = (parts: tf.Tensor4D[], block: ResBlock, eAct: tf.Tensor2D): tf.Tensor4D =>
+    tf.tidy(() => {
+      const [B] = parts[0]!.shape;
+      let h = conv3x3Concat(
+        parts,
+        block.conv1,
+        groups ? (part, i) => silu(groupNorm(part, block.norm1[i]!)) : silu,
+      );
+      h = tf.add(h, tf.reshape(dense(eAct, block.cond), [B, 1, 1, block.cond.outputDim]));
+      h = conv3x3(silu(block.norm2 ? groupNorm(h, block.norm2) : h), block.conv2);
+      const skip = block.skip ? denseConcat(parts, block.skip) : parts[0]!;
+      return tf.add(skip, h) as tf.Tensor4D;
+    });
 
   const backbone: Backbone = {
     kind: 'unet',
@@ -451,16 +454,23 @@ export function createUNetBackbone(options: UNetBackboneOptions): Backbone {
         let h = conv3x3(x, inputConv) as tf.Tensor4D;
         const skips: tf.Tensor4D[] = [];
         for (let i = 0; i < down.length; i++) {
+          const previous = h;
           h = runBlock([h], down[i]!, eAct);
+          previous.dispose();
           if (i < down.length - 1) {
             skips.push(h);
             h = tf.avgPool(h, 2, 2, 'valid') as tf.Tensor4D;
           }
         }
+        const bottom = h;
         h = runBlock([h], middle, eAct);
+        bottom.dispose();
         for (const block of up) {
           const skip = skips.pop()!;
-          h = runBlock([upsampleNearest2x(h), skip], block, eAct);
+          const previous = h;
+          const upsampled = upsampleNearest2x(h);
+          h = runBlock([upsampled, skip], block, eAct);
+          tf.dispose([previous, upsampled, skip]);
         }
         return { features: silu(outputNorm ? groupNorm(h, outputNorm) : h), embedding: e };
       });

@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import {
   createAnalyticGMFlow,
   createRandom,
+  detachParams,
+  disposeParams,
   InvalidArgumentError,
   rollout,
   type Sigma,
@@ -337,6 +339,36 @@ describe('π-ID trainer', () => {
     expect(syncCalls).toBe(1);
     // the same random draws as a teacher that never offered velocitySync
     expect(fallback).toEqual(await run(teacher));
+  });
+
+  it('says so when the loss does not reach the student’s variables, and leaks nothing', async () => {
+    const student = mlpGMStudent(2, 3, 16, createRandom(4));
+    const predict = student.predict.bind(student);
+    // parameters computed from the variables but detached from them: no gradient can reach the variables
+    student.predict = (...args) => {
+      const params = predict(...args);
+      const detached = detachParams(params);
+      disposeParams(params);
+      return detached;
+    };
+    for (const t of [
+      teacher,
+      { ...teacher, velocitySync: (x: tf.Tensor, s: Sigma) => flow.velocity(x, s) },
+    ]) {
+      const trainer = createPiIDTrainer({
+        student,
+        family: gm,
+        teacher: t,
+        data,
+        batchSize: 8,
+        numInferenceSteps: 2,
+      });
+      const before = tf.memory().numTensors;
+      await expect(trainer.trainStep()).rejects.toThrow(/does not depend on any of the student's variables/);
+      expect(tf.memory().numTensors).toBe(before);
+      trainer.dispose();
+    }
+    student.variables.forEach((v) => v.dispose());
   });
 
   it('a synchronous teacher that throws fails the step with its error and leaks nothing', async () => {

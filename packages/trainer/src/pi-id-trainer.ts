@@ -682,6 +682,12 @@ function gradientsOf(
     tf.dispose([value, ...grads.filter((g) => g)]);
     throw failure.error;
   }
+  if (grads.every((g) => !g)) {
+    value.dispose();
+    throw new PiflowError(
+      "The π-ID loss does not depend on any of the student's variables: its predict() must compute the policy parameters from `variables`.",
+    );
+  }
   return { value, grads };
 }
 

@@ -371,6 +371,39 @@ describe('π-ID trainer', () => {
     student.variables.forEach((v) => v.dispose());
   });
 
+  it('a failure after the rollouts of a data-free chain leaks nothing (the kept x_dst included)', async () => {
+    const student = mlpGMStudent(2, 3, 16, createRandom(4));
+    let creates = 0;
+    // the loss policy of the second step's first segment fails (creates: rollout policy, loss policy, ×2 steps)
+    const family = {
+      ...gm,
+      create: (...args: Parameters<typeof gm.create>) => {
+        creates += 1;
+        if (creates === 6) throw new Error('bad parameters');
+        return gm.create(...args);
+      },
+    };
+    const trainer = createPiIDTrainer({
+      student,
+      family,
+      teacher: {
+        metadata: {},
+        velocitySync: (x, s) => flow.velocity(x, s),
+        velocity: async (x, s) => flow.velocity(x, s),
+      },
+      data: undefined,
+      sampleShape: [2],
+      batchSize: 8,
+      numInferenceSteps: 2,
+    });
+    await trainer.trainStep();
+    const before = tf.memory().numTensors;
+    await expect(trainer.trainStep()).rejects.toThrow('bad parameters');
+    expect(tf.memory().numTensors).toBe(before);
+    trainer.dispose();
+    student.variables.forEach((v) => v.dispose());
+  });
+
   it('a synchronous teacher that throws fails the step with its error and leaks nothing', async () => {
     const student = mlpGMStudent(2, 3, 16, createRandom(4));
     let calls = 0;

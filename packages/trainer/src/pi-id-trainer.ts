@@ -422,6 +422,8 @@ export class PiIDTrainer<P = unknown> {
           return this.loss(params, xSrc, sigmaSrc, collected.states, weight);
         }, variables));
       } catch (error) {
+        xDst?.dispose();
+        xDst = undefined;
         if (!(error instanceof SyncUnavailableError)) throw error;
         // this teacher answers only asynchronously after all: from now on (and for this segment, with the
         // same random draws) the two-phase iteration

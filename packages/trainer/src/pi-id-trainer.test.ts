@@ -20,7 +20,7 @@ import { useBackend } from '@piflow/core/testing';
 import { gm } from '@piflow/policy-gm';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { flowData, flowTeacher } from './__fixtures__/analytic-teacher';
+import { flowData, flowTeacher, flowTeacherSync } from './__fixtures__/analytic-teacher';
 import { mlpGMStudent, offsetPosteriorStudent } from './__fixtures__/students';
 import { createPiIDTrainer, NonFiniteLossError } from './pi-id-trainer';
 
@@ -35,6 +35,18 @@ const flow = createAnalyticGMFlow({
 });
 const teacher = flowTeacher(flow);
 const data = flowData(flow);
+
+/** A step that must fail with `error`: it leaves the tensor count and the student's weights as they were. */
+async function expectFailedStepLeavesNothing(
+  trainer: { trainStep(): Promise<unknown>; student: { variables: readonly tf.Variable[] } },
+  error: string | RegExp,
+): Promise<void> {
+  const before = tf.memory().numTensors;
+  const weights = trainer.student.variables.map((v) => Array.from(v.dataSync()));
+  await expect(trainer.trainStep()).rejects.toThrow(error);
+  expect(tf.memory().numTensors).toBe(before);
+  expect(trainer.student.variables.map((v) => Array.from(v.dataSync()))).toEqual(weights);
+}
 
 describe('π-ID trainer', () => {
   beforeAll(() => useBackend('cpu'));
@@ -351,10 +363,7 @@ describe('π-ID trainer', () => {
       disposeParams(params);
       return detached;
     };
-    for (const t of [
-      teacher,
-      { ...teacher, velocitySync: (x: tf.Tensor, s: Sigma) => flow.velocity(x, s) },
-    ]) {
+    for (const t of [teacher, flowTeacherSync(flow)]) {
       const trainer = createPiIDTrainer({
         student,
         family: gm,
@@ -363,9 +372,7 @@ describe('π-ID trainer', () => {
         batchSize: 8,
         numInferenceSteps: 2,
       });
-      const before = tf.memory().numTensors;
-      await expect(trainer.trainStep()).rejects.toThrow(/does not depend on any of the student's variables/);
-      expect(tf.memory().numTensors).toBe(before);
+      await expectFailedStepLeavesNothing(trainer, /does not depend on any of the student's variables/);
       trainer.dispose();
     }
     student.variables.forEach((v) => v.dispose());
@@ -386,20 +393,14 @@ describe('π-ID trainer', () => {
     const trainer = createPiIDTrainer({
       student,
       family,
-      teacher: {
-        metadata: {},
-        velocitySync: (x, s) => flow.velocity(x, s),
-        velocity: async (x, s) => flow.velocity(x, s),
-      },
+      teacher: flowTeacherSync(flow),
       data: undefined,
       sampleShape: [2],
       batchSize: 8,
       numInferenceSteps: 2,
     });
     await trainer.trainStep();
-    const before = tf.memory().numTensors;
-    await expect(trainer.trainStep()).rejects.toThrow('bad parameters');
-    expect(tf.memory().numTensors).toBe(before);
+    await expectFailedStepLeavesNothing(trainer, 'bad parameters');
     trainer.dispose();
     student.variables.forEach((v) => v.dispose());
   });
@@ -427,11 +428,7 @@ describe('π-ID trainer', () => {
       numInferenceSteps: 2,
     });
     await trainer.trainStep();
-    const before = tf.memory().numTensors;
-    const weights = student.variables.map((v) => Array.from(v.dataSync()));
-    await expect(trainer.trainStep()).rejects.toThrow('teacher went away');
-    expect(tf.memory().numTensors).toBe(before);
-    expect(student.variables.map((v) => Array.from(v.dataSync()))).toEqual(weights);
+    await expectFailedStepLeavesNothing(trainer, 'teacher went away');
     trainer.dispose();
     student.variables.forEach((v) => v.dispose());
   });

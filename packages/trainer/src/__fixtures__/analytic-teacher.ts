@@ -10,3 +10,12 @@ export function flowTeacher(flow: AnalyticGMFlow): Teacher {
 export function flowData(flow: AnalyticGMFlow): (n: number, random: Random) => { x0: tf.Tensor } {
   return (n, random) => ({ x0: flow.sample(n, random).x0 });
 }
+
+/** The same teacher answering synchronously too (`velocitySync`), as in-process teachers do. */
+export function flowTeacherSync(flow: AnalyticGMFlow): Teacher {
+  return {
+    metadata: {},
+    velocitySync: (x: tf.Tensor, s: Sigma) => flow.velocity(x, s),
+    velocity: async (x: tf.Tensor, s: Sigma) => flow.velocity(x, s),
+  };
+}

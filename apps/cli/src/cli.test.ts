@@ -517,6 +517,18 @@ describe('piflow CLI', () => {
       const manifest = await readManifest(path.join(dir, 'student', 'model'));
       expect(manifest.metadata.teacher).toBe(`remote teacher ${url}`);
       expect(manifest.sampleShape).toEqual([2]);
+      // a teacher without a network to copy gets a new MLP: 256 wide, 3 residual blocks, or the family's depth
+      const backboneOf = async (out: string) =>
+        JSON.parse(await readFile(path.join(dir, out, 'model', 'model.json'), 'utf8')).modelTopology.backbone;
+      expect(await backboneOf('student')).toMatchObject({ kind: 'mlp', config: { width: 256, depth: 3 } });
+      const dx = await piflow(
+        ['distill', '--teacher', url, '--family', 'dx', '--iterations', '1', '--batch-size', '8'].concat([
+          '--out',
+          path.join(dir, 'dx'),
+        ]),
+      );
+      expect(dx.code).toBe(0);
+      expect(await backboneOf('dx')).toMatchObject({ kind: 'mlp', config: { width: 256, depth: 6 } });
     } finally {
       server.kill('SIGTERM');
     }

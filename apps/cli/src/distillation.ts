@@ -76,6 +76,9 @@ export interface DistillOptions {
  * in docs/TRAINING.md.
  */
 export const DISTILL_DEFAULTS = {
+  /** A new MLP student (for teachers that are not flow models): 256 wide, 3 residual blocks unless the family asks for more (`training.mlpDepth`). */
+  width: 256,
+  depth: 3,
   lr: 5e-4,
   lossScale: 1,
   gradClip: 1,
@@ -118,8 +121,8 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
     ? teacherBackbone.clone()
     : createMLPBackbone({
         inputDim: resolved.sampleShape[0]!,
-        width: o.width ?? 256,
-        depth: o.depth ?? 3,
+        width: o.width ?? DISTILL_DEFAULTS.width,
+        depth: o.depth ?? o.family.training?.mlpDepth ?? DISTILL_DEFAULTS.depth,
         seed: o.seed,
       });
   const segmentSize = 1 / (o.nfe - 1 + o.finalStepSizeScale);

@@ -180,6 +180,11 @@ export interface PolicyFamily<TParams = unknown, TOptions = unknown> {
     readonly lossWeighting?: LossWeighting;
     /** The AdamW learning rate the family's students train well with (tools use it when none is given). */
     readonly learningRate?: number;
+    /**
+     * Residual blocks of a new MLP student (one a tool builds from random weights rather than copying a
+     * teacher's network), where the family's students need more depth than the tool's default.
+     */
+    readonly mlpDepth?: number;
   };
   /** Sampling options (e.g. GM's temperature, 'auto' included), turned into `create` options per step. */
   readonly sampling?: {

@@ -44,9 +44,17 @@ describe('policy registry', () => {
     expect(() =>
       createPolicyRegistry({ r: { ...family('r'), training: { ...training, learningRate: -1 } } }),
     ).toThrow(/families.r.training.learningRate/);
+    for (const mlpDepth of [0, 2.5, '6' as never]) {
+      expect(() =>
+        createPolicyRegistry({ d: { ...family('d'), training: { ...training, mlpDepth } } }),
+      ).toThrow(/families.d.training.mlpDepth.*an integer ≥ 1/);
+    }
     expect(
       createPolicyRegistry({
-        ok: { ...family('ok'), training: { ...training, lossWeighting: 'x0', learningRate: 1e-3 } },
+        ok: {
+          ...family('ok'),
+          training: { ...training, lossWeighting: 'x0', learningRate: 1e-3, mlpDepth: 6 },
+        },
       }).names(),
     ).toEqual(['ok']);
   });

@@ -42,6 +42,14 @@ function assertFamily(key: string, family: unknown): asserts family is PolicyFam
       describeValue(weighting),
     );
   }
+  const depth = f.training?.mlpDepth;
+  if (depth !== undefined && !(Number.isInteger(depth) && depth >= 1)) {
+    throw new InvalidArgumentError(
+      `families.${key}.training.mlpDepth`,
+      'an integer ≥ 1',
+      describeValue(depth),
+    );
+  }
   const rate = f.training?.learningRate;
   if (rate !== undefined && !(typeof rate === 'number' && rate > 0 && Number.isFinite(rate))) {
     throw new InvalidArgumentError(

@@ -236,6 +236,10 @@ const dxTraining: NonNullable<PolicyFamily['training']> = {
   policyOptions: () => ({}),
   lossWeighting: 'x0',
   learningRate: 1e-3,
+  // The grid's late points of a step are sharp functions of x_src (which mode the step ends in): a 3-block MLP
+  // smooths them, and its 4-step samples came out 10 % too wide (spread 1.124, −0.37 nats); 6 blocks: 1.041,
+  // −0.13 (docs/BENCHMARKS.md). GM students did not gain from the extra depth on every mixture.
+  mlpDepth: 6,
 };
 
 export type DXFamily = Omit<PolicyFamily<DXParams, DXPolicyOptions>, 'create' | 'paramShapes'> & {

@@ -3,7 +3,9 @@
  * teacher's own Euler sampler, judged against the exact data distribution with low-noise measures (coverage
  * TV, spread inside modes, mean log-density) and teacher alignment, on 20 000 samples from one noise batch.
  *
- *   pnpm --filter @piflow/trainer bench:students [-- --steps 1500 --pretrain 3000 --samples 20000]
+ *   pnpm --filter @piflow/trainer bench:students [-- --steps 1500 --pretrain 3000 --samples 20000 --depth 3]
+ *
+ * Networks (the pretrained one and every student) are 256-wide residual MLPs with --depth blocks (default 3).
  */
 
 import { setupWasm } from '@piflow/backend-node';
@@ -122,7 +124,7 @@ async function distil(
 // the mixture's samples (the π-ID targets still come from the exact analytic teacher). --pretrain 0: students
 // start from random weights instead.
 const pretrainSteps = option('pretrain', 3000);
-const architecture = { inputDim: C, width: 256, depth: 3, seed: 1 };
+const architecture = { inputDim: C, width: 256, depth: option('depth', 3), seed: 1 };
 const pretrained = pretrainSteps > 0 ? createFlowModel(createMLPBackbone(architecture)) : undefined;
 if (pretrained) {
   const pretrainStarted = performance.now();
@@ -190,7 +192,7 @@ await distil(
 
 const f = (v: number, d = 3) => (Number.isNaN(v) ? '—' : v.toFixed(d));
 console.log(
-  `\n6-D mixture of 10 Gaussians (std 0.3), ${evalCount} samples from one noise batch; students initialised ${pretrainSteps > 0 ? `from a flow network pretrained ${pretrainSteps} steps` : 'from random weights'}, then π-ID ${trainSteps} steps against the exact teacher; backend ${tf.getBackend()}\n`,
+  `\n6-D mixture of 10 Gaussians (std 0.3), ${evalCount} samples from one noise batch; ${architecture.width} × ${architecture.depth} students initialised ${pretrainSteps > 0 ? `from a flow network pretrained ${pretrainSteps} steps` : 'from random weights'}, then π-ID ${trainSteps} steps against the exact teacher; backend ${tf.getBackend()}\n`,
 );
 console.log(
   '| sampler | NFE | coverage TV | spread | log-density − data (nats) | alignment (RMS to teacher-128) | train s |',

@@ -82,8 +82,16 @@ export function distillCommand(): Command {
       integer('--components', 1),
     )
     .option('--points <n>', 'shorthand for --head numPoints=<n>', integer('--points', 1))
-    .option('--width <n>', 'student MLP width (default: the teacher architecture)', integer('--width', 1))
-    .option('--depth <n>', 'student MLP blocks (default: the teacher architecture)', integer('--depth', 1))
+    .option(
+      '--width <n>',
+      `student MLP width (default: the teacher's network; ${D.width} for a new MLP)`,
+      integer('--width', 1),
+    )
+    .option(
+      '--depth <n>',
+      `student MLP residual blocks (default: the teacher's network; for a new MLP the family's, else ${D.depth})`,
+      integer('--depth', 1),
+    )
     .option(
       '--lr <x>',
       `AdamW learning rate (default: the family's, else ${D.lr})`,

@@ -1,4 +1,11 @@
-import { createRandom, InvalidArgumentError, type PolicyRegistry, sample, sampleTeacher } from '@piflow/core';
+import {
+  createRandom,
+  InvalidArgumentError,
+  type PolicyRegistry,
+  type Random,
+  sample,
+  sampleTeacher,
+} from '@piflow/core';
 import {
   energyDistance,
   kernelInceptionDistance,
@@ -11,37 +18,93 @@ import { isFlowModel, type ModelManifest, type StoredModel } from '@piflow/model
 import * as tf from '@tensorflow/tfjs-core';
 import { builtinFamilies } from './families';
 
-/** Samples a stored model: a student with its few-step sampler, or a flow model with its Euler ODE. */
+/** Options of {@link sampleModel}. */
+export interface SampleModelOptions {
+  /** A student's steps (default: what it was trained for). */
+  nfe?: number;
+  /** A teacher's Euler steps (default 32). */
+  teacherSteps?: number;
+  /** The family's sampling options (e.g. GM { temperature: 'auto' }); over those recorded with the model. */
+  familyOptions?: Record<string, unknown>;
+  /** Where the student's family is found (default: the built-in families). */
+  families?: PolicyRegistry;
+  guidanceScale?: number;
+  /** Class labels, cycled over the samples (class-conditional models). */
+  labels?: readonly number[];
+  /** A student's sampler stochasticity h (0 = the ODE, default; 'inf' = re-noise fully each step). */
+  h?: number | 'inf';
+  /** Euler substeps per unit raw time in a student's policy rollouts (default 128). */
+  substeps?: number;
+  /** Seed of the re-noising when h > 0. */
+  seed?: number;
+  /** Samples per network call (default {@link SAMPLE_CHUNK_ROWS}). */
+  chunkRows?: number;
+}
+
+/**
+ * Rows of noise one network call takes: the network's activations grow with the batch (a 256-wide MLP holds
+ * ≈ 1 KB per sample and activation), and tfjs-wasm's heap is 2–4 GB, so larger counts run in chunks.
+ */
+export const SAMPLE_CHUNK_ROWS = 8192;
+
+/**
+ * Samples a stored model: a student with its few-step sampler, or a flow model with its Euler ODE. Any count
+ * works: the noise runs through the network in chunks of `chunkRows` samples (labels keep their cycle, and
+ * re-noising with h > 0 continues one random stream).
+ */
 export async function sampleModel(
   model: StoredModel,
   manifest: ModelManifest,
   noise: tf.Tensor,
-  options: {
-    /** A student's steps (default: what it was trained for). */
-    nfe?: number;
-    /** A teacher's Euler steps (default 32). */
-    teacherSteps?: number;
-    /** The family's sampling options (e.g. GM { temperature: 'auto' }); over those recorded with the model. */
-    familyOptions?: Record<string, unknown>;
-    /** Where the student's family is found (default: the built-in families). */
-    families?: PolicyRegistry;
-    guidanceScale?: number;
-    /** Class labels, cycled over the samples (class-conditional models). */
-    labels?: readonly number[];
-    /** A student's sampler stochasticity h (0 = the ODE, default; 'inf' = re-noise fully each step). */
-    h?: number | 'inf';
-    /** Euler substeps per unit raw time in a student's policy rollouts (default 128). */
-    substeps?: number;
-    /** Seed of the re-noising when h > 0. */
-    seed?: number;
-  },
+  options: SampleModelOptions,
 ): Promise<{ x: tf.Tensor; nfe: number; seconds: number; labels?: Int32Array }> {
   const started = performance.now();
-  const shift = manifest.sampling?.shift ?? 1;
   const count = noise.shape[0]!;
   const labels = options.labels?.length
     ? Int32Array.from({ length: count }, (_, i) => options.labels![i % options.labels!.length]!)
     : undefined;
+  const chunkRows = options.chunkRows ?? SAMPLE_CHUNK_ROWS;
+  const random = options.h !== undefined ? createRandom(options.seed ?? 0) : undefined;
+  const parts: tf.Tensor[] = [];
+  let nfe = 0;
+  try {
+    for (let start = 0; start < count; start += chunkRows) {
+      const rows = Math.min(chunkRows, count - start);
+      const chunk = rows === count ? noise : tf.slice(noise, start, rows);
+      try {
+        const result = await sampleChunk(
+          model,
+          manifest,
+          chunk,
+          options,
+          labels?.subarray(start, start + rows),
+          random,
+        );
+        parts.push(result.x);
+        nfe = result.nfe;
+      } finally {
+        if (chunk !== noise) chunk.dispose();
+      }
+    }
+  } catch (error) {
+    tf.dispose(parts);
+    throw error;
+  }
+  const x = parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
+  if (parts.length > 1) tf.dispose(parts);
+  return { x, nfe, seconds: (performance.now() - started) / 1000, ...(labels ? { labels } : {}) };
+}
+
+/** One chunk of {@link sampleModel}: its labels given per row, and the re-noising stream shared by all chunks. */
+async function sampleChunk(
+  model: StoredModel,
+  manifest: ModelManifest,
+  noise: tf.Tensor,
+  options: SampleModelOptions,
+  labels: Int32Array | undefined,
+  random: Random | undefined,
+): Promise<{ x: tf.Tensor; nfe: number }> {
+  const shift = manifest.sampling?.shift ?? 1;
   const condition = labels ? { labels: tf.tensor1d(labels, 'int32') } : undefined;
   try {
     if (isFlowModel(model)) {
@@ -49,17 +112,11 @@ export async function sampleModel(
       // Classifier-free guidance needs labels: the recorded scale applies only when they are given.
       const guidanceScale =
         options.guidanceScale ?? (labels ? manifest.sampling?.guidanceScale : undefined) ?? 1;
-      const evaluations = guidanceScale === 1 ? steps : 2 * steps;
       const x = await sampleTeacher(model.asTeacher({ shift, guidanceScale }), noise, {
         numInferenceSteps: steps,
         ...(condition ? { condition } : {}),
       });
-      return {
-        x,
-        nfe: evaluations,
-        seconds: (performance.now() - started) / 1000,
-        ...(labels ? { labels } : {}),
-      };
+      return { x, nfe: guidanceScale === 1 ? steps : 2 * steps };
     }
     if (
       options.guidanceScale !== undefined &&
@@ -88,11 +145,11 @@ export async function sampleModel(
       finalStepSizeScale: manifest.sampling?.finalStepSizeScale ?? 1,
       familyOptions: { ...manifest.sampling?.familyOptions, ...options.familyOptions },
       policyOptions: { ...model.policyOptions },
-      ...(options.h !== undefined ? { h: options.h, seed: options.seed ?? 0 } : {}),
+      ...(options.h !== undefined ? { h: options.h, random } : {}),
       ...(options.substeps !== undefined ? { substeps: options.substeps } : {}),
       ...(condition ? { condition } : {}),
     });
-    return { x, nfe, seconds: (performance.now() - started) / 1000, ...(labels ? { labels } : {}) };
+    return { x, nfe };
   } finally {
     if (condition) condition.labels.dispose();
   }

@@ -10,9 +10,10 @@
  *
  * Pattern letters, one per step: S the student, T the exact ODE, O the oracle DX policy (N = the student's
  * grid points, else 10). Each row: coverage TV, spread inside modes and mean log-density minus the data's.
- * `--grid-step i`: step i (from the ODE's state) of a DX student, per grid point n (0 = the step's end): RMS
- * error per dimension against the oracle grid and the radial coefficient β of that error along the oracle
- * point's offset from its component mean (β > 0: the student's x0 lies further out than the teacher's).
+ * `--grid-step i`: step i (from the ODE's state) of a student whose policy has an x0 grid (DX), per grid
+ * point n (0 = the step's end): RMS error per dimension against the oracle grid and the radial coefficient β
+ * of that error along the oracle point's offset from its component mean (β > 0: the student's x0 lies
+ * further out than the teacher's).
  */
 import { readFileSync } from 'node:fs';
 import {
@@ -147,7 +148,7 @@ for (const pattern of patterns) {
 }
 
 const gridStep = args.includes('--grid-step') ? Number(option('grid-step')) : undefined;
-if (gridStep !== undefined && student.family === 'dx') {
+if (gridStep !== undefined) {
   let x = noise.clone();
   for (let i = 0; i < gridStep; i++) {
     const y = odeStep(x, i);
@@ -155,12 +156,15 @@ if (gridStep !== undefined && student.family === 'dx') {
     x = y;
   }
   const [s, d] = ends(gridStep);
-  const oracle = oracleGrid(x, gridStep, numPoints).arraySync() as number[][][];
   const policy = family.create(student.predict(x, sigmaVector(s, count)), x, s, {
     ...student.policyOptions,
-  }) as unknown as { x0Grid: tf.Tensor; dispose(): void };
+  }) as unknown as { x0Grid?: tf.Tensor; dispose(): void };
+  if (!(policy.x0Grid instanceof tf.Tensor)) {
+    throw new Error(`--grid-step: the ${student.family} student's policy has no x0 grid to compare`);
+  }
   const grid = policy.x0Grid.arraySync() as number[][][];
   policy.dispose();
+  const oracle = oracleGrid(x, gridStep, numPoints).arraySync() as number[][][];
   // each sample's component: the nearest noisy component centre of the exact ODE's state at the step's end
   const end = odeStep(x, gridStep);
   const C = flow.dimension;

@@ -76,7 +76,10 @@ export interface DistillOptions {
  * in docs/TRAINING.md.
  */
 export const DISTILL_DEFAULTS = {
-  /** A new MLP student (for teachers that are not flow models): 256 wide, 3 residual blocks unless the family asks for more (`training.mlpDepth`). */
+  /**
+   * A new MLP student (for teachers that are not flow models): 256 wide, 3 residual blocks unless the family
+   * asks for more (`training.mlpDepth`).
+   */
   width: 256,
   depth: 3,
   lr: 5e-4,

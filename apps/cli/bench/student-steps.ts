@@ -112,7 +112,9 @@ function oracleGrid(x: tf.Tensor, i: number, N: number): tf.Tensor {
       const k = N - 1 - substep / perInterval;
       if (N > 1 && Number.isInteger(k)) grid[k] = tf.keep(x0At(y, sigma));
     });
-    return tf.stack(grid, 1);
+    const stacked = tf.stack(grid, 1);
+    tf.dispose(grid.slice(0, N - 1)); // kept out of odeStep's scope; the last one is this scope's
+    return stacked;
   });
 }
 

@@ -63,12 +63,13 @@ export async function sampleModel(
   const labels = options.labels?.length
     ? Int32Array.from({ length: count }, (_, i) => options.labels![i % options.labels!.length]!)
     : undefined;
-  const chunkRows = options.chunkRows ?? SAMPLE_CHUNK_ROWS;
+  const chunkRows = Math.max(1, Math.floor(options.chunkRows ?? SAMPLE_CHUNK_ROWS));
   const random = options.h !== undefined ? createRandom(options.seed ?? 0) : undefined;
   const parts: tf.Tensor[] = [];
   let nfe = 0;
   try {
-    for (let start = 0; start < count; start += chunkRows) {
+    // at least one call, so an empty batch gets the sampler's own answer
+    for (let start = 0; start < Math.max(count, 1); start += chunkRows) {
       const rows = Math.min(chunkRows, count - start);
       const chunk = rows === count ? noise : tf.slice(noise, start, rows);
       try {

@@ -168,6 +168,60 @@ describe('piflow CLI', () => {
     expect(again.code).toBe(0);
     expect(Buffer.compare(await readFile(npy), await readFile(path.join(dir, 'again.npy')))).toBe(0);
     expect((await readFile(npy)).length).toBe(128 + 50 * 2 * 4);
+
+    // measured against the exact mixture: the same noise as `sample --seed 3`, so its coverage TV is the one
+    // of the .npy's rows, each given to its most likely component (computed here from the mixture's definition)
+    const evalJson = path.join(dir, 'eval.json');
+    const measured = await piflow([
+      'eval',
+      '--model',
+      path.join(out, 'model'),
+      '--teacher',
+      `analytic-gm:${fixture}`,
+      '-n',
+      '50',
+      '--seed',
+      '3',
+      '--json',
+      evalJson,
+    ]);
+    expect(measured.stderr).toBe('');
+    expect(measured.code).toBe(0);
+    expect(measured.stdout).toContain("| model | NFE | samples | coverage TV | exact draws' TV |");
+    const row = JSON.parse(await readFile(evalJson, 'utf8'));
+    const mixture = JSON.parse(await readFile(fixture, 'utf8')) as {
+      means: number[][];
+      std: number;
+      weights: number[];
+    };
+    const bytes = await readFile(npy);
+    const values = new Float32Array(
+      bytes.buffer.slice(bytes.byteOffset + 128, bytes.byteOffset + bytes.length),
+    );
+    const counts = [0, 0];
+    for (let i = 0; i < 50; i++) {
+      const score = mixture.means.map(
+        (m, k) =>
+          Math.log(mixture.weights[k]!) -
+          ((values[2 * i]! - m[0]!) ** 2 + (values[2 * i + 1]! - m[1]!) ** 2) / (2 * mixture.std ** 2),
+      );
+      counts[score[0]! > score[1]! ? 0 : 1]! += 1;
+    }
+    const tv = 0.5 * counts.reduce((a, c, k) => a + Math.abs(c / 50 - mixture.weights[k]!), 0);
+    expect(row).toMatchObject({ nfe: 2, samples: 50 });
+    expect(row.coverageTV).toBeCloseTo(tv, 9);
+    expect(row.movedFromODE).toBeGreaterThanOrEqual(row.tvAgainstODE);
+    const wrongDimension = path.join(dir, 'three-d.json');
+    await writeFile(wrongDimension, JSON.stringify({ means: [[0, 0, 0]], std: 1 }));
+    const mismatch = await piflow([
+      'eval',
+      '--model',
+      path.join(out, 'model'),
+      '--teacher',
+      `analytic-gm:${wrongDimension}`,
+    ]);
+    expect(mismatch.code).toBe(1);
+    expect(mismatch.stderr).toContain('makes samples of shape [2], the mixture');
   }, 180_000);
 
   it('Ctrl-C during distill saves a checkpoint and exits 130', async () => {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveBackend, setupWasm } from '@piflow/backend-node';
 import {
+  type AnalyticGMFlow,
   type Condition,
   type PolicyRegistry,
   type Random,
@@ -113,6 +114,8 @@ export interface ResolvedTeacher {
   manifest?: ModelManifest;
   /** Clean data (with its conditioning, e.g. labels) for data-dependent distillation and evaluation, when known. */
   data?: (n: number, random: Random) => { x0: tf.Tensor; condition?: Condition };
+  /** The exact mixture behind an `analytic-gm:` teacher. */
+  mixture?: AnalyticGMFlow;
   /** Number of classes of a class-conditional teacher. */
   numClasses?: number;
   /** The guidance scale the teacher runs with. */
@@ -228,6 +231,7 @@ export async function resolveTeacher(
       label: `analytic GM (${file})`,
       teacher,
       data: (n, random) => ({ x0: teacher.flow.sample(n, random).x0 }),
+      mixture: teacher.flow,
       sampleShape: [teacher.flow.dimension],
       guidanceScale: 1,
       shift: 1,

@@ -180,6 +180,34 @@ describe('sample', () => {
     tf.dispose([out, reference, noise]);
   });
 
+  it('the midpoint teacher solver converges at second order, Euler at first (analytic mixture ODE)', async () => {
+    const teacher: Teacher = { metadata: {}, velocity: async (x, sigma) => flow.velocity(x, sigma) };
+    const noise = createRandom(5).normalTensor([64, 2]);
+    const solve = (solver: 'euler' | 'midpoint', numInferenceSteps: number) =>
+      sampleTeacher(teacher, noise, { numInferenceSteps, solver });
+    const reference = await solve('midpoint', 2048);
+    const error = async (solver: 'euler' | 'midpoint', n: number) => {
+      const x = await solve(solver, n);
+      const e = relativeError(x.dataSync(), reference.dataSync());
+      x.dispose();
+      return e;
+    };
+    const euler = [await error('euler', 16), await error('euler', 32)];
+    const midpoint = [await error('midpoint', 16), await error('midpoint', 32)];
+    // halving the step: error ÷ 2 (Euler), ÷ 4 (midpoint)
+    expect(euler[0]! / euler[1]!).toBeGreaterThan(1.6);
+    expect(euler[0]! / euler[1]!).toBeLessThan(2.5);
+    expect(midpoint[0]! / midpoint[1]!).toBeGreaterThan(3.2);
+    expect(midpoint[1]!).toBeLessThan(euler[1]! / 10);
+    const before = tf.memory().numTensors;
+    const out = await solve('midpoint', 4);
+    expect(tf.memory().numTensors - before).toBe(1);
+    await expect(
+      sampleTeacher(teacher, noise, { numInferenceSteps: 4, solver: 'rk4' as never }),
+    ).rejects.toThrow(/options\.solver/);
+    tf.dispose([out, reference, noise]);
+  });
+
   it('rejects mismatched students and bad options', () => {
     const noise = tf.zeros([2, 2]);
     expect(() =>

@@ -7,7 +7,7 @@ import type { PolicyFamily } from './policy-family';
 import { createRandom, type Random } from './random';
 import { rollout } from './rollout';
 import type { Condition, Student, Teacher } from './types';
-import { assertNumber, assertTensor, describeValue } from './validation';
+import { assertNumber, assertOneOf, assertTensor, describeValue } from './validation';
 
 export interface SampleStepInfo {
   /** Step index (0-based). */
@@ -124,8 +124,13 @@ export function sample<P>(
 }
 
 export interface SampleTeacherOptions {
-  /** Euler steps (teacher network evaluations), ≥ 1: the same name as in {@link SampleOptions}. */
+  /** ODE steps, ≥ 1 (the same name as in {@link SampleOptions}): as many teacher evaluations with Euler, twice as many with the midpoint rule. */
   numInferenceSteps: number;
+  /**
+   * 'euler' (default, the samplers of the reference code: first order) or 'midpoint' (explicit midpoint
+   * rule, second order: the teacher's ODE solution to 1e-4 in far fewer evaluations, as a reference).
+   */
+  solver?: 'euler' | 'midpoint';
   /** Time-warp shift of the step grid (default: the teacher's metadata shift, else 1). */
   shift?: number;
   /** Raw size of the last step relative to the others (default 1: uniform). */
@@ -155,7 +160,10 @@ export function teacherSigmas(options: SampleTeacherOptions & { shift: number })
   }).sigmas;
 }
 
-/** The teacher's own Euler ODE sampler: x ← x + u(x, σ_i)·(σ_{i+1} − σ_i) on the warped grid. */
+/**
+ * The teacher's own ODE sampler on the warped grid: Euler x ← x + u(x, σ_i)·(σ_{i+1} − σ_i), or the midpoint
+ * rule x ← x + u(x + u(x, σ_i)·(σ_m − σ_i), σ_m)·(σ_{i+1} − σ_i) with σ_m = (σ_i + σ_{i+1})/2.
+ */
 export async function sampleTeacher(
   teacher: Teacher,
   noise: tf.Tensor,
@@ -170,13 +178,26 @@ export async function sampleTeacher(
   }
   assertTensor('noise', noise, { minRank: 2 });
   rejectRenamedStepOption(options);
+  const solver = options.solver ?? 'euler';
+  assertOneOf('options.solver', solver, ['euler', 'midpoint']);
   const shift = options.shift ?? teacher.metadata.shift ?? 1;
   const sigmas = teacherSigmas({ ...options, shift });
   let x = noise.clone();
   try {
     for (let i = 0; i < sigmas.length - 1; i++) {
-      const u = await teacher.velocity(x, sigmas[i]!, options.condition);
-      const next = tf.tidy(() => tf.add(x, tf.mul(u, sigmas[i + 1]! - sigmas[i]!)));
+      const [a, b] = [sigmas[i]!, sigmas[i + 1]!];
+      let u = await teacher.velocity(x, a, options.condition);
+      if (solver === 'midpoint') {
+        const m = (a + b) / 2;
+        const half = tf.tidy(() => tf.add(x, tf.mul(u, m - a)));
+        u.dispose();
+        try {
+          u = await teacher.velocity(half, m, options.condition);
+        } finally {
+          half.dispose();
+        }
+      }
+      const next = tf.tidy(() => tf.add(x, tf.mul(u, b - a)));
       u.dispose();
       x.dispose();
       x = next;

@@ -24,7 +24,12 @@ export {
   precisionRecall,
 } from './feature-metrics';
 export { featureStatistics, frechetDistance, symmetricEigen } from './frechet-distance';
-export { type GMMeasures, gaussianMixtureMeasures } from './gm-measures';
+export {
+  type GMMeasures,
+  gaussianMixtureMeasures,
+  gaussianMixtureModeShift,
+  type ModeShift,
+} from './gm-measures';
 export {
   diversity,
   energyDistance,

@@ -6,6 +6,7 @@ import {
   energyDistance,
   frechetDistance,
   gaussianMixtureMeasures,
+  gaussianMixtureModeShift,
   mmdRBF,
   slicedWasserstein,
   symmetricEigen,
@@ -116,5 +117,38 @@ describe('sample metrics', () => {
     expect(mc.spread).toBe(0);
     expect(mc.logDensity).toBeGreaterThan(m.logDensity + 2); // collapse onto modes raises log-density
     x0.dispose();
+  });
+
+  it('mode shift against the same-noise reference: moved rows and the net change of frequencies, exactly', () => {
+    const flow = createAnalyticGMFlow({
+      means: [
+        [-3, 0],
+        [3, 0],
+        [0, 4],
+      ],
+      std: 0.3,
+      weights: [0.5, 0.3, 0.2],
+    });
+    // 10 reference rows at component means 0,0,0,0,0,1,1,1,2,2 (small offsets keep each row in its mode)
+    const components = [0, 0, 0, 0, 0, 1, 1, 1, 2, 2];
+    const rows = (ks: number[]) => ks.flatMap((k, i) => flow.means[k]!.map((m) => m + 0.01 * i));
+    const reference = rows(components);
+    expect(gaussianMixtureModeShift(flow, reference, reference)).toEqual({ tv: 0, moved: 0 });
+    // two rows swap components (0 ↔ 1): both moved, frequencies unchanged
+    const swapped = [...components];
+    [swapped[0], swapped[5]] = [1, 0];
+    expect(gaussianMixtureModeShift(flow, rows(swapped), reference)).toEqual({ tv: 0, moved: 0.2 });
+    // three rows of component 0 end in component 2: TV 3/10, as the frequency difference says
+    const drifted = [2, 2, 2, 0, 0, 1, 1, 1, 2, 2];
+    const shift = gaussianMixtureModeShift(flow, rows(drifted), reference);
+    expect(shift.moved).toBeCloseTo(0.3, 12);
+    expect(shift.tv).toBeCloseTo(0.3, 12);
+    const f = (ks: number[]) => [0, 1, 2].map((k) => ks.filter((c) => c === k).length / ks.length);
+    const tvOfFrequencies = 0.5 * f(drifted).reduce((a, v, k) => a + Math.abs(v - f(components)[k]!), 0);
+    expect(shift.tv).toBeCloseTo(tvOfFrequencies, 12);
+    expect(() => gaussianMixtureModeShift(flow, reference, reference.slice(2))).toThrow(
+      /reference.*same noise/,
+    );
+    expect(() => gaussianMixtureModeShift(flow, [1, 2, 3], [1, 2, 3])).toThrow(/rows of 2 values/);
   });
 });

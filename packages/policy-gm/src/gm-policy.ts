@@ -209,6 +209,10 @@ const gmTraining: NonNullable<PolicyFamily['training']> = {
     },
   },
   policyOptions: ({ dropout }, { random }) => ((dropout as number) > 0 ? { dropout, random } : {}),
+  // 4 residual blocks for a new MLP student: 4-step students on mixtures whose modes separate late (two means
+  // 3.9 std apart) came out too wide with 3 (spread 1.069, −0.22 nats), 1.007 / −0.04 with 4; 6 blocks
+  // were worse on another mixture (docs/BENCHMARKS.md).
+  mlpDepth: 4,
 };
 
 const gmSampling: NonNullable<PolicyFamily['sampling']> = {

@@ -571,10 +571,19 @@ describe('piflow CLI', () => {
       const manifest = await readManifest(path.join(dir, 'student', 'model'));
       expect(manifest.metadata.teacher).toBe(`remote teacher ${url}`);
       expect(manifest.sampleShape).toEqual([2]);
-      // a teacher without a network to copy gets a new MLP: 256 wide, the family's depth (GM 4, DX 6), else 3
+      // a teacher without a network to copy gets a new MLP: 256 wide, the family's depth for the step count
+      // (GM: 3 blocks at 2 steps, 4 otherwise; DX 6), else 3
       const backboneOf = async (out: string) =>
         JSON.parse(await readFile(path.join(dir, out, 'model', 'model.json'), 'utf8')).modelTopology.backbone;
-      expect(await backboneOf('student')).toMatchObject({ kind: 'mlp', config: { width: 256, depth: 4 } });
+      expect(await backboneOf('student')).toMatchObject({ kind: 'mlp', config: { width: 256, depth: 3 } });
+      const gm4 = await piflow(
+        ['distill', '--teacher', url, '--nfe', '4', '--iterations', '1', '--batch-size', '8'].concat([
+          '--out',
+          path.join(dir, 'gm4'),
+        ]),
+      );
+      expect(gm4.code).toBe(0);
+      expect(await backboneOf('gm4')).toMatchObject({ kind: 'mlp', config: { width: 256, depth: 4 } });
       const dx = await piflow(
         ['distill', '--teacher', url, '--family', 'dx', '--iterations', '1', '--batch-size', '8'].concat([
           '--out',

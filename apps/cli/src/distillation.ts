@@ -3,6 +3,7 @@ import { appendFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
   type Condition,
+  familyMlpDepth,
   type LossWeighting,
   type PolicyFamily,
   type Random,
@@ -78,7 +79,7 @@ export interface DistillOptions {
 export const DISTILL_DEFAULTS = {
   /**
    * A new MLP student (for teachers that are not flow models): 256 wide, 3 residual blocks unless the family
-   * asks for more (`training.mlpDepth`).
+   * asks for another depth for the step count (`training.mlpDepth`).
    */
   width: 256,
   depth: 3,
@@ -125,7 +126,7 @@ export async function distil(resolved: ResolvedTeacher, o: DistillOptions): Prom
     : createMLPBackbone({
         inputDim: resolved.sampleShape[0]!,
         width: o.width ?? DISTILL_DEFAULTS.width,
-        depth: o.depth ?? o.family.training?.mlpDepth ?? DISTILL_DEFAULTS.depth,
+        depth: o.depth ?? familyMlpDepth(o.family, o.nfe) ?? DISTILL_DEFAULTS.depth,
         seed: o.seed,
       });
   const segmentSize = 1 / (o.nfe - 1 + o.finalStepSizeScale);

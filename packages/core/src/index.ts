@@ -70,6 +70,7 @@ export {
 export {
   createPolicyRegistry,
   familiesFromModule,
+  familyMlpDepth,
   isPolicyFamily,
   type PolicyRegistry,
   UnknownPolicyFamilyError,

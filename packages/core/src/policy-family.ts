@@ -182,9 +182,10 @@ export interface PolicyFamily<TParams = unknown, TOptions = unknown> {
     readonly learningRate?: number;
     /**
      * Residual blocks of a new MLP student (one a tool builds from random weights rather than copying a
-     * teacher's network), where the family's students need more depth than the tool's default.
+     * teacher's network), where the family's students need another depth than the tool's default: a number,
+     * or one per step count (`numInferenceSteps => blocks`). Read it with {@link familyMlpDepth}.
      */
-    readonly mlpDepth?: number;
+    readonly mlpDepth?: number | ((numInferenceSteps: number) => number);
   };
   /** Sampling options (e.g. GM's temperature, 'auto' included), turned into `create` options per step. */
   readonly sampling?: {

@@ -3,6 +3,7 @@ import type { PolicyFamily } from './policy-family';
 import {
   createPolicyRegistry,
   familiesFromModule,
+  familyMlpDepth,
   isPolicyFamily,
   UnknownPolicyFamilyError,
 } from './policy-registry';
@@ -49,6 +50,16 @@ describe('policy registry', () => {
         createPolicyRegistry({ d: { ...family('d'), training: { ...training, mlpDepth } } }),
       ).toThrow(/families.d.training.mlpDepth.*an integer ≥ 1/);
     }
+    // a depth per step count: checked when read
+    const perSteps = {
+      ...family('p'),
+      training: { ...training, mlpDepth: (n: number) => (n <= 2 ? 3 : n / 2) },
+    };
+    createPolicyRegistry({ p: perSteps });
+    expect([1, 2, 4, 8].map((n) => familyMlpDepth(perSteps, n))).toEqual([3, 3, 2, 4]);
+    expect(() => familyMlpDepth(perSteps, 3)).toThrow(/p.training.mlpDepth\(3\).*an integer ≥ 1.*1\.5/);
+    expect(familyMlpDepth({ ...family('q'), training: { ...training, mlpDepth: 6 } }, 4)).toBe(6);
+    expect(familyMlpDepth(family('r'), 4)).toBeUndefined();
     expect(
       createPolicyRegistry({
         ok: {

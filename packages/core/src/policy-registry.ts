@@ -43,10 +43,10 @@ function assertFamily(key: string, family: unknown): asserts family is PolicyFam
     );
   }
   const depth = f.training?.mlpDepth;
-  if (depth !== undefined && !(Number.isInteger(depth) && depth >= 1)) {
+  if (depth !== undefined && typeof depth !== 'function' && !isBlockCount(depth)) {
     throw new InvalidArgumentError(
       `families.${key}.training.mlpDepth`,
-      'an integer ≥ 1',
+      'an integer ≥ 1, or a function of the step count returning one',
       describeValue(depth),
     );
   }
@@ -138,4 +138,24 @@ function checkNoOverlap(map: Map<string, PolicyFamily>, more: Record<string, Pol
     }
   }
   return more;
+}
+
+const isBlockCount = (value: unknown): value is number => Number.isInteger(value) && (value as number) >= 1;
+
+/**
+ * The residual blocks a family asks of a new MLP student with `numInferenceSteps` steps (`training.mlpDepth`, a
+ * number or a function of the step count), or undefined when it asks for none.
+ */
+export function familyMlpDepth(family: PolicyFamily, numInferenceSteps: number): number | undefined {
+  const depth = family.training?.mlpDepth;
+  if (depth === undefined) return undefined;
+  const blocks = typeof depth === 'function' ? depth(numInferenceSteps) : depth;
+  if (!isBlockCount(blocks)) {
+    throw new InvalidArgumentError(
+      `${family.name}.training.mlpDepth(${numInferenceSteps})`,
+      'an integer ≥ 1',
+      describeValue(blocks),
+    );
+  }
+  return blocks;
 }

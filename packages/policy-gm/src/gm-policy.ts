@@ -209,10 +209,11 @@ const gmTraining: NonNullable<PolicyFamily['training']> = {
     },
   },
   policyOptions: ({ dropout }, { random }) => ((dropout as number) > 0 ? { dropout, random } : {}),
-  // 4 residual blocks for a new MLP student: 4-step students on mixtures whose modes separate late (two means
-  // 3.9 std apart) came out too wide with 3 (spread 1.069, −0.22 nats), 1.007 / −0.04 with 4; 6 blocks
-  // were worse on another mixture (docs/BENCHMARKS.md).
-  mlpDepth: 4,
+  // Residual blocks of a new MLP student, measured per step count on 6-D mixtures whose modes separate late
+  // (docs/BENCHMARKS.md): 4-step students were too wide with 3 blocks (−0.22 and −0.27 nats), not with 4
+  // (−0.04, −0.07); 2-step ones sampled at 4 steps the other way round (3 blocks −0.07 / −0.06, 4 blocks
+  // −0.15 / −0.12). 1-step students met their goals with both.
+  mlpDepth: (numInferenceSteps) => (numInferenceSteps === 2 ? 3 : 4),
 };
 
 const gmSampling: NonNullable<PolicyFamily['sampling']> = {

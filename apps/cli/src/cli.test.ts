@@ -576,22 +576,19 @@ describe('piflow CLI', () => {
       const backboneOf = async (out: string) =>
         JSON.parse(await readFile(path.join(dir, out, 'model', 'model.json'), 'utf8')).modelTopology.backbone;
       expect(await backboneOf('student')).toMatchObject({ kind: 'mlp', config: { width: 256, depth: 3 } });
-      const gm4 = await piflow(
-        ['distill', '--teacher', url, '--nfe', '4', '--iterations', '1', '--batch-size', '8'].concat([
-          '--out',
-          path.join(dir, 'gm4'),
-        ]),
-      );
-      expect(gm4.code).toBe(0);
-      expect(await backboneOf('gm4')).toMatchObject({ kind: 'mlp', config: { width: 256, depth: 4 } });
-      const dx = await piflow(
-        ['distill', '--teacher', url, '--family', 'dx', '--iterations', '1', '--batch-size', '8'].concat([
-          '--out',
-          path.join(dir, 'dx'),
-        ]),
-      );
-      expect(dx.code).toBe(0);
-      expect(await backboneOf('dx')).toMatchObject({ kind: 'mlp', config: { width: 256, depth: 6 } });
+      for (const [out, args, depth] of [
+        ['gm4', ['--nfe', '4'], 4],
+        ['dx', ['--family', 'dx'], 6],
+      ] as const) {
+        const run = await piflow(
+          ['distill', '--teacher', url, ...args, '--iterations', '1', '--batch-size', '8'].concat([
+            '--out',
+            path.join(dir, out),
+          ]),
+        );
+        expect(run.code, out).toBe(0);
+        expect(await backboneOf(out)).toMatchObject({ kind: 'mlp', config: { width: 256, depth } });
+      }
     } finally {
       server.kill('SIGTERM');
     }
